@@ -1,0 +1,62 @@
+"""Argument checks shared by the public kernel wrappers."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._errors import ParameterError
+
+PAD_MODES = ("constant", "reflect", "edge", "symmetric")
+
+
+def positive_int(name: str, value) -> int:
+    """Return ``value`` as an int, or raise if it is not a positive integer."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def audio(y, name: str = "y") -> np.ndarray:
+    """Check a signal ``(..., n_samples)``: floating point, finite, at least 1-D."""
+    if not isinstance(y, np.ndarray):
+        raise ParameterError(f"{name} must be a numpy.ndarray, got {type(y).__name__}")
+    if not np.issubdtype(y.dtype, np.floating):
+        raise ParameterError(f"{name} must be floating point (float32 or float64), got dtype {y.dtype}")
+    if y.ndim == 0:
+        raise ParameterError(f"{name} must have at least one dimension (..., n_samples), got shape {y.shape}")
+    if y.dtype not in (np.float32, np.float64):
+        y = y.astype(np.float64 if y.dtype.itemsize > 4 else np.float32)
+    if not np.isfinite(y).all():
+        raise ParameterError(f"{name} contains non-finite samples (NaN or infinity)")
+    return y
+
+
+def pad_mode(value: str) -> str:
+    """Check a padding mode for ``center=True``."""
+    if value not in PAD_MODES:
+        raise ParameterError(f"pad_mode must be one of {PAD_MODES}, got {value!r}")
+    return value
+
+
+def frame_sizes(n_fft, hop_length, win_length) -> tuple[int, int, int]:
+    """Resolve librosa's defaults (win_length=n_fft, hop_length=win_length//4) and check them."""
+    n_fft = positive_int("n_fft", n_fft)
+    win_length = n_fft if win_length is None else positive_int("win_length", win_length)
+    if win_length > n_fft:
+        raise ParameterError(f"win_length={win_length} must not exceed n_fft={n_fft}")
+    if hop_length is None:
+        hop_length = max(1, win_length // 4)
+    hop_length = positive_int("hop_length", hop_length)
+    return n_fft, hop_length, win_length
+
+
+def real_number(name: str, value, *, minimum=None, strictly=False) -> float:
+    """Return ``value`` as a float, checking it is finite and above ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ParameterError(f"{name} must be a finite real number, got {value!r}")
+    if minimum is not None and (value < minimum or (strictly and value == minimum)):
+        relation = ">" if strictly else ">="
+        raise ParameterError(f"{name} must be {relation} {minimum}, got {value!r}")
+    return float(value)

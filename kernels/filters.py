@@ -1,0 +1,196 @@
+"""Mel scale conversions and the mel filterbank, equal to librosa's."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._errors import ParameterError
+from ._validate import positive_int, real_number
+
+__all__ = ["hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank"]
+
+_F_SP = 200.0 / 3  # Slaney: linear below 1 kHz at 200/3 Hz per mel
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def hz_to_mel(frequencies, *, htk: bool = False) -> np.ndarray:
+    """Convert Hz to mels (Slaney's scale, or HTK's with ``htk=True``).
+
+    Parameters
+    ----------
+    frequencies : number or np.ndarray [shape=(n,)]
+    htk : bool
+
+    Returns
+    -------
+    mels : np.ndarray [shape=(n,)]
+    """
+    frequencies = np.asanyarray(frequencies, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + frequencies / 700.0)
+    mels = frequencies / _F_SP
+    log_region = frequencies >= _MIN_LOG_HZ
+    return np.where(log_region, _MIN_LOG_MEL + np.log(np.maximum(frequencies, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP, mels)
+
+
+def mel_to_hz(mels, *, htk: bool = False) -> np.ndarray:
+    """Convert mels to Hz (the inverse of :func:`hz_to_mel`).
+
+    Parameters
+    ----------
+    mels : number or np.ndarray [shape=(n,)]
+    htk : bool
+
+    Returns
+    -------
+    frequencies : np.ndarray [shape=(n,)]
+    """
+    mels = np.asanyarray(mels, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    freqs = _F_SP * mels
+    log_region = mels >= _MIN_LOG_MEL
+    return np.where(log_region, _MIN_LOG_HZ * np.exp(_LOGSTEP * (np.maximum(mels, _MIN_LOG_MEL) - _MIN_LOG_MEL)), freqs)
+
+
+def mel_frequencies(n_mels: int = 128, *, fmin: float = 0.0, fmax: float = 11025.0, htk: bool = False) -> np.ndarray:
+    """Centre frequencies of ``n_mels`` bands evenly spaced on the mel scale.
+
+    Returns
+    -------
+    frequencies : np.ndarray [shape=(n_mels,), dtype=float64]
+    """
+    mels = np.linspace(hz_to_mel(fmin, htk=htk), hz_to_mel(fmax, htk=htk), n_mels)
+    return mel_to_hz(mels, htk=htk)
+
+
+def fft_frequencies(*, sr: float = 22050, n_fft: int = 2048) -> np.ndarray:
+    """Frequencies of the ``1 + n_fft // 2`` bins of a real FFT.
+
+    Returns
+    -------
+    frequencies : np.ndarray [shape=(1 + n_fft // 2,), dtype=float64]
+    """
+    return np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+
+
+def _check_norm(norm):
+    if norm is None or norm == "slaney":
+        return norm
+    if isinstance(norm, numbers.Real) and not isinstance(norm, bool) and (norm > 0):
+        return norm
+    raise ParameterError(f"norm must be 'slaney', None or a positive number (p-norm), got {norm!r}")
+
+
+def _check_band(sr, fmin, fmax):
+    sr = real_number("sr", sr, minimum=0, strictly=True)
+    fmin = real_number("fmin", fmin, minimum=0.0)
+    nyquist = sr / 2.0
+    fmax = nyquist if fmax is None else real_number("fmax", fmax, minimum=0, strictly=True)
+    if fmax > nyquist:
+        raise ParameterError(f"fmax={fmax} must not exceed sr / 2 = {nyquist}")
+    if fmin >= fmax:
+        raise ParameterError(f"fmin={fmin} must be below fmax={fmax}")
+    return sr, fmin, fmax
+
+
+def mel_filterbank(
+    *,
+    sr: float,
+    n_fft: int,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    norm="slaney",
+    dtype=np.float32,
+) -> np.ndarray:
+    """Triangular mel filters, equal to ``librosa.filters.mel``.
+
+    Parameters
+    ----------
+    sr : float > 0
+        Sampling rate of the signal.
+    n_fft : int > 0
+        FFT size.
+    n_mels : int > 0
+        Number of mel bands.
+    fmin, fmax : float
+        Band edges in Hz, ``0 <= fmin < fmax <= sr / 2``; ``fmax=None`` means ``sr / 2``.
+    htk : bool
+        HTK's mel formula instead of Slaney's.
+    norm : {"slaney", None} or number > 0
+        "slaney" divides each triangle by its width in Hz (constant energy per
+        band); a number p normalises each filter to unit p-norm.
+    dtype : np.dtype
+        Output dtype.
+
+    Returns
+    -------
+    weights : np.ndarray [shape=(n_mels, 1 + n_fft // 2)]
+    """
+    n_fft = positive_int("n_fft", n_fft)
+    n_mels = positive_int("n_mels", n_mels)
+    sr, fmin, fmax = _check_band(sr, fmin, fmax)
+    norm = _check_norm(norm)
+    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=dtype)
+    fftfreqs = fft_frequencies(sr=sr, n_fft=n_fft)
+    mel_f = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    if norm == "slaney":
+        # In place on the cast weights, as librosa does, so the rounding matches.
+        weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
+    elif norm is not None:
+        magnitude = np.abs(weights)
+        if np.isinf(norm):
+            length = magnitude.max(axis=-1, keepdims=True)
+        else:
+            length = np.sum(magnitude**norm, axis=-1, keepdims=True) ** (1.0 / norm)
+        length[length < np.finfo(weights.dtype).tiny] = 1.0
+        weights = weights / length
+    return weights
+
+
+def sparse_bands(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compress a filterbank to the contiguous non-zero run of each band.
+
+    A triangular mel filter is non-zero on one run of FFT bins, and each bin
+    feeds at most two bands, so the product costs about two multiply-adds per
+    bin instead of ``n_mels``.
+
+    Parameters
+    ----------
+    weights : np.ndarray [shape=(n_mels, n_bins)]
+
+    Returns
+    -------
+    starts : np.ndarray [shape=(n_mels,), dtype=int64]
+        First bin of each band's run.
+    offsets : np.ndarray [shape=(n_mels + 1,), dtype=int64]
+        Band ``m``'s weights are ``values[offsets[m]:offsets[m + 1]]``.
+    values : np.ndarray [shape=(offsets[-1],)]
+        The weights of every run, concatenated (zeros inside a run are kept).
+    """
+    n_mels = weights.shape[0]
+    starts = np.zeros(n_mels, dtype=np.int64)
+    offsets = np.zeros(n_mels + 1, dtype=np.int64)
+    runs = []
+    for m in range(n_mels):
+        nonzero = np.flatnonzero(weights[m])
+        if nonzero.size == 0:
+            runs.append(weights[m, :0])
+        else:
+            starts[m] = nonzero[0]
+            runs.append(weights[m, nonzero[0] : nonzero[-1] + 1])
+        offsets[m + 1] = offsets[m] + runs[-1].size
+    values = np.ascontiguousarray(np.concatenate(runs)) if runs else weights[:0, 0]
+    return starts, offsets, values

@@ -1,0 +1,94 @@
+"""Mel-frequency cepstral coefficients, equal to ``librosa.feature.mfcc``."""
+
+from __future__ import annotations
+
+import functools
+import numbers
+
+import numpy as np
+import scipy.fftpack
+
+from ._errors import ParameterError
+from .spectral import log_melspectrogram
+
+__all__ = ["mfcc", "dct_basis"]
+
+
+@functools.lru_cache(maxsize=32)
+def dct_basis(n_mfcc: int, n_mels: int, dct_type: int = 2, norm: str | None = "ortho") -> np.ndarray:
+    """The first ``n_mfcc`` rows of the DCT matrix, so that ``basis @ S == dct(S, axis=-2)[:n_mfcc]``.
+
+    Built by transforming the identity with ``scipy.fftpack.dct`` (what
+    librosa calls), so every DCT type and norm has librosa's definition.
+
+    Returns
+    -------
+    basis : np.ndarray [shape=(min(n_mfcc, n_mels), n_mels), dtype=float64], read-only
+    """
+    basis = scipy.fftpack.dct(np.eye(n_mels), type=dct_type, norm=norm, axis=0)[:n_mfcc]
+    basis.setflags(write=False)
+    return basis
+
+
+def mfcc(
+    y: np.ndarray | None = None,
+    *,
+    sr: float = 22050,
+    S: np.ndarray | None = None,
+    n_mfcc: int = 20,
+    dct_type: int = 2,
+    norm: str | None = "ortho",
+    lifter: float = 0,
+    **melspectrogram_kwargs,
+) -> np.ndarray:
+    """Mel-frequency cepstral coefficients.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)], optional
+        Audio. Ignored when ``S`` is given.
+    sr : float > 0
+        Sampling rate of ``y``.
+    S : np.ndarray [shape=(..., n_mels, n_frames)], optional
+        A log-power (dB) mel spectrogram, as librosa expects.
+    n_mfcc : int > 0
+        Number of coefficients.
+    dct_type : {1, 2, 3}
+        Discrete cosine transform type.
+    norm : {"ortho", None}
+        DCT normalisation.
+    lifter : float >= 0
+        Cepstral liftering ``1 + (lifter / 2) * sin(pi * k / lifter)``; 0 disables it.
+    **melspectrogram_kwargs
+        Passed to :func:`kernels.log_melspectrogram` when ``S`` is computed
+        from ``y`` (its dB arguments keep librosa's defaults: ref=1, amin=1e-10, top_db=80).
+
+    Returns
+    -------
+    M : np.ndarray [shape=(..., n_mfcc, n_frames)]
+        float32 for float32 input, float64 otherwise.
+    """
+    if isinstance(n_mfcc, bool) or not isinstance(n_mfcc, numbers.Integral) or n_mfcc <= 0:
+        raise ParameterError(f"n_mfcc must be a positive integer, got {n_mfcc!r}")
+    if dct_type not in (1, 2, 3):
+        raise ParameterError(f"dct_type must be 1, 2 or 3, got {dct_type!r}")
+    if norm not in ("ortho", None):
+        raise ParameterError(f"norm must be 'ortho' or None, got {norm!r}")
+    if isinstance(lifter, bool) or not isinstance(lifter, numbers.Real) or not lifter >= 0:
+        raise ParameterError(f"lifter must be a non-negative number, got {lifter!r}")
+    if S is None:
+        if y is None:
+            raise ParameterError("pass either y (audio) or S (a dB mel spectrogram)")
+        S = log_melspectrogram(y, sr=sr, **melspectrogram_kwargs)
+    else:
+        S = np.asarray(S)
+        if S.ndim < 2 or not np.issubdtype(S.dtype, np.floating):
+            raise ParameterError(f"S must be a real array of shape (..., n_mels, n_frames), got {S.dtype} {S.shape}")
+    if dct_type == 1 and S.shape[-2] < 2:
+        raise ParameterError("dct_type=1 needs at least 2 mel bands")
+    basis = dct_basis(int(n_mfcc), S.shape[-2], dct_type, norm).astype(S.dtype)
+    M = np.matmul(basis, S)
+    if lifter > 0:
+        k = np.arange(1, 1 + M.shape[-2], dtype=M.dtype)
+        M *= (1 + (lifter / 2) * np.sin(np.pi * k / lifter))[:, np.newaxis]
+    return M

@@ -1,0 +1,145 @@
+"""Short-time Fourier transform with librosa's framing, padding and windows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._errors import ParameterError
+from ._validate import audio, frame_sizes, pad_mode as check_pad_mode
+from .windows import get_window
+
+__all__ = ["stft", "spectrogram", "frame_count"]
+
+
+def frame_count(n_samples: int, *, n_fft: int, hop_length: int, center: bool) -> int:
+    """Number of STFT frames librosa produces for a signal of ``n_samples``.
+
+    ``1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop_length`` with centring,
+    ``1 + (n_samples - n_fft) // hop_length`` without (which needs
+    ``n_samples >= n_fft``).
+    """
+    padded = n_samples + 2 * (n_fft // 2) if center else n_samples
+    if padded < n_fft:
+        raise ParameterError(
+            f"signal of {n_samples} samples is shorter than n_fft={n_fft} with center=False; "
+            "pass center=True or a smaller n_fft"
+        )
+    return 1 + (padded - n_fft) // hop_length
+
+
+def frames_setup(y, *, n_fft, hop_length, win_length, window, center, pad_mode):
+    """Validate arguments and prepare the padded signals shared by every STFT-based kernel.
+
+    Returns
+    -------
+    padded : np.ndarray [shape=(n_signals, n_padded)]
+        The signals flattened over leading axes, centre-padded if asked, contiguous.
+    window : np.ndarray [shape=(n_fft,)]
+        The window centred in the frame, in the signal's dtype.
+    hop_length : int
+    n_frames : int
+    leading : tuple
+        The leading shape of ``y`` (its shape without the last axis).
+    """
+    y = audio(y)
+    n_fft, hop_length, win_length = frame_sizes(n_fft, hop_length, win_length)
+    check_pad_mode(pad_mode)
+    n_frames = frame_count(y.shape[-1], n_fft=n_fft, hop_length=hop_length, center=bool(center))
+    leading = y.shape[:-1]
+    flat = y.reshape(-1, y.shape[-1])
+    if center:
+        if pad_mode != "constant" and y.shape[-1] == 0:
+            raise ParameterError(f"cannot pad an empty signal with pad_mode={pad_mode!r}; use 'constant'")
+        flat = np.pad(flat, ((0, 0), (n_fft // 2, n_fft // 2)), mode=pad_mode)
+    padded = np.ascontiguousarray(flat)
+    window_values = get_window(window, win_length, n_fft=n_fft).astype(y.dtype)
+    return padded, window_values, hop_length, n_frames, leading
+
+
+def stft(
+    y: np.ndarray,
+    *,
+    n_fft: int = 2048,
+    hop_length: int | None = None,
+    win_length: int | None = None,
+    window="hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    block_frames: int = _core.BLOCK_FRAMES,
+    parallel: bool = False,
+) -> np.ndarray:
+    """Complex short-time Fourier transform, equal to ``librosa.stft``.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n), dtype=float32 or float64]
+        One signal, or several stacked along leading axes (channels, clips).
+    n_fft : int > 0
+        Frame length and FFT size.
+    hop_length : int > 0, optional
+        Samples between frames; ``win_length // 4`` when omitted.
+    win_length : int <= n_fft, optional
+        Window length (zero-padded to ``n_fft``); ``n_fft`` when omitted.
+    window : str, tuple, callable or np.ndarray [shape=(win_length,)]
+        See :func:`kernels.windows.get_window`.
+    center : bool
+        Pad ``n_fft // 2`` samples on both sides so frame ``t`` is centred at ``t * hop_length``.
+    pad_mode : {"constant", "reflect", "edge", "symmetric"}
+        How to pad when ``center`` is true.
+    block_frames : int > 0
+        Frames per batched FFT (a tuning knob; results do not depend on it).
+    parallel : bool
+        Spread stacked signals over Numba threads.
+
+    Returns
+    -------
+    D : np.ndarray [shape=(..., 1 + n_fft // 2, n_frames), dtype=complex64 or complex128]
+        complex64 for float32 input, complex128 for float64.
+    """
+    padded, window_values, hop_length, n_frames, leading = frames_setup(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
+    )
+    block_frames = int(block_frames)
+    complex_dtype = np.complex64 if padded.dtype == np.float32 else np.complex128
+    out = np.empty((padded.shape[0], 1 + window_values.shape[0] // 2, n_frames), dtype=complex_dtype)
+    driver = _core.stft_batch_parallel if parallel else _core.stft_batch
+    driver(padded, window_values, hop_length, block_frames, out)
+    return out.reshape(leading + out.shape[1:])
+
+
+def spectrogram(
+    y: np.ndarray,
+    *,
+    n_fft: int = 2048,
+    hop_length: int | None = None,
+    win_length: int | None = None,
+    window="hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    power: float = 2.0,
+    parallel: bool = False,
+) -> np.ndarray:
+    """Magnitude spectrogram ``|stft(y)| ** power``, computed without the complex array.
+
+    Parameters are those of :func:`stft`, plus ``power > 0`` (1 for magnitude,
+    2 for power).
+
+    Returns
+    -------
+    S : np.ndarray [shape=(..., 1 + n_fft // 2, n_frames), dtype of y]
+    """
+    if not np.isscalar(power) or not np.isfinite(power) or power <= 0:
+        raise ParameterError(f"power must be a positive number, got {power!r}")
+    padded, window_values, hop_length, n_frames, leading = frames_setup(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
+    )
+    n_bins = 1 + window_values.shape[0] // 2
+    # The identity filterbank in sparse form: one band per bin, weight 1.
+    starts = np.arange(n_bins, dtype=np.int64)
+    offsets = np.arange(n_bins + 1, dtype=np.int64)
+    values = np.ones(n_bins, dtype=padded.dtype)
+    out = np.empty((padded.shape[0], n_bins, n_frames), dtype=padded.dtype)
+    driver = _core.mel_batch_parallel if parallel else _core.mel_batch
+    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, float(power), starts, offsets, values, out)
+    return out.reshape(leading + out.shape[1:])

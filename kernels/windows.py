@@ -1,0 +1,54 @@
+"""Analysis windows, as ``librosa.filters.get_window`` builds them."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.signal
+
+from ._errors import ParameterError
+
+__all__ = ["get_window"]
+
+_ALIASES = {"rectangular": "boxcar", "rect": "boxcar", "hanning": "hann"}
+
+
+def get_window(window="hann", win_length: int = 2048, *, n_fft: int | None = None) -> np.ndarray:
+    """Build an analysis window and centre it in a frame of ``n_fft`` samples.
+
+    Parameters
+    ----------
+    window : str, tuple, callable or np.ndarray [shape=(win_length,)]
+        A window name understood by ``scipy.signal.get_window`` ("hann",
+        "hamming", "blackman", "rectangular"/"boxcar", ...), a (name, param)
+        tuple, a callable ``f(win_length)``, or the window samples themselves.
+        Named windows are periodic (``fftbins=True``), as in librosa.
+    win_length : int > 0
+        Length of the window.
+    n_fft : int >= win_length, optional
+        Frame length; the window is zero-padded symmetrically to it.
+
+    Returns
+    -------
+    window : np.ndarray [shape=(n_fft,), dtype=float64]
+    """
+    n_fft = win_length if n_fft is None else n_fft
+    if callable(window):
+        values = np.asarray(window(win_length), dtype=np.float64)
+    elif isinstance(window, (str, tuple)):
+        name = _ALIASES.get(window, window) if isinstance(window, str) else window
+        try:
+            values = scipy.signal.get_window(name, win_length, fftbins=True)
+        except (ValueError, TypeError) as error:
+            raise ParameterError(f"unknown window={window!r}: {error}") from None
+    elif isinstance(window, (np.ndarray, list)):
+        values = np.asarray(window, dtype=np.float64)
+        if values.ndim != 1 or values.shape[0] != win_length:
+            raise ParameterError(
+                f"window array must have shape ({win_length},) (win_length), got {values.shape}"
+            )
+    else:
+        raise ParameterError(f"window must be a name, tuple, callable or array, got {type(window).__name__}")
+    if values.shape != (win_length,) or not np.isfinite(values).all():
+        raise ParameterError(f"window={window!r} did not give {win_length} finite samples")
+    left = (n_fft - win_length) // 2
+    return np.pad(values, (left, n_fft - win_length - left))
