@@ -61,39 +61,45 @@ def _magnitude(value, power):
     return math.sqrt(squared) ** power
 
 
-def _mel_one(signal, window, hop_length, block_frames, power, starts, offsets, values, out):
-    """Mel power spectrogram of one padded signal into ``out`` (n_mels, n_frames)."""
-    n_mels, n_frames = out.shape
+def _mel_one(signal, window, hop_length, block_frames, power, bin_offsets, bin_bands, bin_weights, out):
+    """Mel (or any sparse filterbank) spectrogram of one padded signal into ``out`` (n_bands, n_frames).
+
+    The filterbank is given per FFT bin (CSR): bin ``b`` feeds bands
+    ``bin_bands[bin_offsets[b]:bin_offsets[b + 1]]`` with the matching
+    ``bin_weights`` (at most two for triangular mel filters). Bins are
+    visited in order, each bin's power computed for a block of frames and
+    added into its bands' accumulators: frames are the inner, vectorised axis
+    and no power spectrogram is ever stored.
+    """
+    n_bands, n_frames = out.shape
     n_fft = window.shape[0]
-    n_used = 1  # bins above the last band's run never feed a band: skip their power
-    for m in range(n_mels):
-        n_used = max(n_used, starts[m] + offsets[m + 1] - offsets[m])
+    n_used = bin_offsets.shape[0] - 1
     buffer = np.empty((block_frames, n_fft), dtype=signal.dtype)
-    # Bin-major power so the band sums run along frames: independent
-    # accumulators that vectorise, instead of one serial chain per band.
-    power_by_bin = np.empty((n_used, block_frames), dtype=signal.dtype)
-    band = np.empty(block_frames, dtype=signal.dtype)
+    bin_power = np.empty(block_frames, dtype=signal.dtype)
+    accumulators = np.empty((n_bands, block_frames), dtype=signal.dtype)
     for first in range(0, n_frames, block_frames):
         count = min(block_frames, n_frames - first)
         block = buffer[:count]
         _fill_frames(signal, window, hop_length, first, block)
         spectrum = np.fft.rfft(block)
-        for i in range(count):
-            row = spectrum[i]
-            for b in range(n_used):
-                power_by_bin[b, i] = _magnitude(row[b], power)
-        for m in range(n_mels):
-            start = starts[m]
-            lo = offsets[m]
-            band[:count] = 0.0
-            for j in range(offsets[m + 1] - lo):
-                weight = values[lo + j]
-                source = power_by_bin[start + j]
+        accumulators[:, :count] = 0.0
+        for b in range(n_used):
+            lo = bin_offsets[b]
+            hi = bin_offsets[b + 1]
+            if lo == hi:
+                continue
+            for i in range(count):
+                bin_power[i] = _magnitude(spectrum[i, b], power)
+            for e in range(lo, hi):
+                weight = bin_weights[e]
+                target = accumulators[bin_bands[e]]
                 for i in range(count):
-                    band[i] += weight * source[i]
+                    target[i] += weight * bin_power[i]
+        for m in range(n_bands):
+            source = accumulators[m]
             target = out[m]
             for i in range(count):
-                target[first + i] = band[i]
+                target[first + i] = source[i]
 
 
 def _stft_batch(padded, window, hop_length, block_frames, out):
@@ -106,32 +112,14 @@ def _stft_batch_parallel(padded, window, hop_length, block_frames, out):
         _stft_one(padded[s], window, hop_length, block_frames, out[s])
 
 
-def _mel_batch(padded, window, hop_length, block_frames, power, starts, offsets, values, out):
+def _mel_batch(padded, window, hop_length, block_frames, power, bin_offsets, bin_bands, bin_weights, out):
     for s in range(padded.shape[0]):
-        _mel_one(padded[s], window, hop_length, block_frames, power, starts, offsets, values, out[s])
+        _mel_one(padded[s], window, hop_length, block_frames, power, bin_offsets, bin_bands, bin_weights, out[s])
 
 
-def _mel_batch_parallel(padded, window, hop_length, block_frames, power, starts, offsets, values, out):
+def _mel_batch_parallel(padded, window, hop_length, block_frames, power, bin_offsets, bin_bands, bin_weights, out):
     for s in prange(padded.shape[0]):
-        _mel_one(padded[s], window, hop_length, block_frames, power, starts, offsets, values, out[s])
-
-
-def _db_inplace(values, amin, ref_db):
-    """``values <- 10 log10(max(amin, values)) - ref_db``; returns the maximum."""
-    flat = values.reshape(-1)
-    top = -np.inf
-    for i in range(flat.shape[0]):
-        level = 10.0 * math.log10(max(amin, flat[i])) - ref_db
-        flat[i] = level
-        top = max(top, flat[i])
-    return top
-
-
-def _floor_inplace(values, floor):
-    flat = values.reshape(-1)
-    for i in range(flat.shape[0]):
-        if flat[i] < floor:
-            flat[i] = floor
+        _mel_one(padded[s], window, hop_length, block_frames, power, bin_offsets, bin_bands, bin_weights, out[s])
 
 
 _fill_frames = jit(_fill_frames)
@@ -144,5 +132,3 @@ stft_batch = jit(_stft_batch)
 stft_batch_parallel = jit_parallel(_stft_batch_parallel)
 mel_batch = jit(_mel_batch)
 mel_batch_parallel = jit_parallel(_mel_batch_parallel)
-db_inplace = jit(_db_inplace)
-floor_inplace = jit(_floor_inplace)

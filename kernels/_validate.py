@@ -28,7 +28,8 @@ def audio(y, name: str = "y") -> np.ndarray:
         raise ParameterError(f"{name} must have at least one dimension (..., n_samples), got shape {y.shape}")
     if y.dtype not in (np.float32, np.float64):
         y = y.astype(np.float64 if y.dtype.itemsize > 4 else np.float32)
-    if not np.isfinite(y).all():
+    # min/max propagate NaN and expose infinities without a boolean temporary.
+    if y.size and not (np.isfinite(y.min()) and np.isfinite(y.max())):
         raise ParameterError(f"{name} contains non-finite samples (NaN or infinity)")
     return y
 

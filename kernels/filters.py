@@ -160,37 +160,29 @@ def mel_filterbank(
     return weights
 
 
-def sparse_bands(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Compress a filterbank to the contiguous non-zero run of each band.
+def filterbank_by_bin(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compress a filterbank to, for each FFT bin, the bands it feeds (CSR by bin).
 
-    A triangular mel filter is non-zero on one run of FFT bins, and each bin
-    feeds at most two bands, so the product costs about two multiply-adds per
-    bin instead of ``n_mels``.
+    A triangular mel filter is non-zero on one run of bins and each bin feeds
+    at most two bands, so the product costs about two multiply-adds per bin
+    instead of ``n_mels``. Bins above the last non-zero weight are dropped:
+    their power is never needed.
 
     Parameters
     ----------
-    weights : np.ndarray [shape=(n_mels, n_bins)]
+    weights : np.ndarray [shape=(n_bands, n_bins)]
 
     Returns
     -------
-    starts : np.ndarray [shape=(n_mels,), dtype=int64]
-        First bin of each band's run.
-    offsets : np.ndarray [shape=(n_mels + 1,), dtype=int64]
-        Band ``m``'s weights are ``values[offsets[m]:offsets[m + 1]]``.
-    values : np.ndarray [shape=(offsets[-1],)]
-        The weights of every run, concatenated (zeros inside a run are kept).
+    bin_offsets : np.ndarray [shape=(n_used + 1,), dtype=int64]
+        Bin ``b`` feeds entries ``bin_offsets[b]:bin_offsets[b + 1]``.
+    bin_bands : np.ndarray [shape=(n_entries,), dtype=int64]
+        Band index of each entry, increasing within a bin.
+    bin_weights : np.ndarray [shape=(n_entries,), dtype of weights]
+        Weight of each entry.
     """
-    n_mels = weights.shape[0]
-    starts = np.zeros(n_mels, dtype=np.int64)
-    offsets = np.zeros(n_mels + 1, dtype=np.int64)
-    runs = []
-    for m in range(n_mels):
-        nonzero = np.flatnonzero(weights[m])
-        if nonzero.size == 0:
-            runs.append(weights[m, :0])
-        else:
-            starts[m] = nonzero[0]
-            runs.append(weights[m, nonzero[0] : nonzero[-1] + 1])
-        offsets[m + 1] = offsets[m] + runs[-1].size
-    values = np.ascontiguousarray(np.concatenate(runs)) if runs else weights[:0, 0]
-    return starts, offsets, values
+    bands, bins = np.nonzero(weights.T)[::-1]  # sorted by bin, then band
+    n_used = int(bins.max()) + 1 if bins.size else 0
+    bin_offsets = np.zeros(n_used + 1, dtype=np.int64)
+    np.cumsum(np.bincount(bins, minlength=n_used), out=bin_offsets[1:])
+    return bin_offsets, bands.astype(np.int64), np.ascontiguousarray(weights[bands, bins])

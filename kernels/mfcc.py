@@ -86,9 +86,15 @@ def mfcc(
             raise ParameterError(f"S must be a real array of shape (..., n_mels, n_frames), got {S.dtype} {S.shape}")
     if dct_type == 1 and S.shape[-2] < 2:
         raise ParameterError("dct_type=1 needs at least 2 mel bands")
-    basis = dct_basis(int(n_mfcc), S.shape[-2], dct_type, norm).astype(S.dtype)
-    M = np.matmul(basis, S)
+    basis = dct_basis(int(n_mfcc), S.shape[-2], dct_type, norm)
     if lifter > 0:
-        k = np.arange(1, 1 + M.shape[-2], dtype=M.dtype)
-        M *= (1 + (lifter / 2) * np.sin(np.pi * k / lifter))[:, np.newaxis]
-    return M
+        k = np.arange(1, 1 + basis.shape[0], dtype=np.float64)
+        basis = basis * (1 + (lifter / 2) * np.sin(np.pi * k / lifter))[:, np.newaxis]
+    # Each product runs in float64 (a few hundred kFLOP per second of audio) so
+    # float32 output carries one rounding only; one 2-D BLAS call per signal,
+    # since a stacked mixed-precision matmul falls off BLAS.
+    stacked = S.reshape((-1,) + S.shape[-2:])
+    out = np.empty((stacked.shape[0], basis.shape[0], S.shape[-1]), dtype=S.dtype)
+    for i in range(stacked.shape[0]):
+        out[i] = basis @ stacked[i].astype(np.float64)
+    return out.reshape(S.shape[:-2] + out.shape[-2:])

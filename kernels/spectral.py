@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _core
 from ._errors import ParameterError
-from .filters import mel_filterbank, sparse_bands
+from .filters import filterbank_by_bin, mel_filterbank
 from .stft import frames_setup
 
 __all__ = ["melspectrogram", "power_to_db", "log_melspectrogram"]
@@ -18,8 +18,8 @@ __all__ = ["melspectrogram", "power_to_db", "log_melspectrogram"]
 @functools.lru_cache(maxsize=32)
 def _bands(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype_name):
     weights = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
-    starts, offsets, values = sparse_bands(weights)
-    return starts, offsets, values.astype(dtype_name)
+    bin_offsets, bin_bands, bin_weights = filterbank_by_bin(weights)
+    return weights.shape[0], bin_offsets, bin_bands, bin_weights.astype(dtype_name)
 
 
 def _check_power(power) -> float:
@@ -87,10 +87,10 @@ def melspectrogram(
     n_fft = window_values.shape[0]
     if isinstance(norm, list):
         raise ParameterError(f"norm must be 'slaney', None or a number, got {norm!r}")
-    starts, offsets, values = _bands(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm, padded.dtype.name)
-    out = np.empty((padded.shape[0], starts.shape[0], n_frames), dtype=padded.dtype)
+    n_bands, bin_offsets, bin_bands, bin_weights = _bands(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm, padded.dtype.name)
+    out = np.empty((padded.shape[0], n_bands, n_frames), dtype=padded.dtype)
     driver = _core.mel_batch_parallel if parallel else _core.mel_batch
-    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, starts, offsets, values, out)
+    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, bin_offsets, bin_bands, bin_weights, out)
     return out.reshape(leading + out.shape[1:])
 
 
@@ -100,12 +100,15 @@ def _reference_db(magnitude, ref, amin) -> float:
 
 
 def _to_db_inplace(S: np.ndarray, *, ref, amin, top_db) -> np.ndarray:
+    """librosa's dB formula, step by step and in place (numpy's SIMD log10 is the fast part)."""
     ref_db = _reference_db(S, ref, amin)
-    if S.size == 0:
-        return S
-    top = _core.db_inplace(S, float(amin), ref_db)
-    if top_db is not None:
-        _core.floor_inplace(S, top - float(top_db))
+    np.maximum(S, amin, out=S)
+    np.log10(S, out=S)
+    S *= 10.0
+    if ref_db != 0.0:
+        S -= ref_db
+    if top_db is not None and S.size:
+        np.maximum(S, S.max() - top_db, out=S)
     return S
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _core
@@ -21,9 +23,10 @@ def frame_count(n_samples: int, *, n_fft: int, hop_length: int, center: bool) ->
     """
     padded = n_samples + 2 * (n_fft // 2) if center else n_samples
     if padded < n_fft:
+        how = "even after centre padding" if center else "with center=False"
         raise ParameterError(
-            f"signal of {n_samples} samples is shorter than n_fft={n_fft} with center=False; "
-            "pass center=True or a smaller n_fft"
+            f"signal of {n_samples} samples is shorter than n_fft={n_fft} {how}; "
+            "pass a longer signal, center=True or a smaller n_fft"
         )
     return 1 + (padded - n_fft) // hop_length
 
@@ -47,14 +50,38 @@ def frames_setup(y, *, n_fft, hop_length, win_length, window, center, pad_mode):
     check_pad_mode(pad_mode)
     n_frames = frame_count(y.shape[-1], n_fft=n_fft, hop_length=hop_length, center=bool(center))
     leading = y.shape[:-1]
-    flat = y.reshape(-1, y.shape[-1])
-    if center:
-        if pad_mode != "constant" and y.shape[-1] == 0:
+    flat = y.reshape((int(np.prod(leading, dtype=np.int64)), y.shape[-1]))
+    if not center:
+        padded = np.ascontiguousarray(flat)
+    elif pad_mode == "constant":
+        # One copy into a zeroed frame is cheaper than np.pad's general path.
+        half = n_fft // 2
+        padded = np.empty((flat.shape[0], flat.shape[1] + 2 * half), dtype=flat.dtype)
+        padded[:, :half] = 0
+        padded[:, half + flat.shape[1] :] = 0
+        padded[:, half : half + flat.shape[1]] = flat
+    else:
+        if y.shape[-1] == 0:
             raise ParameterError(f"cannot pad an empty signal with pad_mode={pad_mode!r}; use 'constant'")
-        flat = np.pad(flat, ((0, 0), (n_fft // 2, n_fft // 2)), mode=pad_mode)
-    padded = np.ascontiguousarray(flat)
-    window_values = get_window(window, win_length, n_fft=n_fft).astype(y.dtype)
-    return padded, window_values, hop_length, n_frames, leading
+        padded = np.pad(flat, ((0, 0), (n_fft // 2, n_fft // 2)), mode=pad_mode)
+    return padded, _window(window, win_length, n_fft, y.dtype), hop_length, n_frames, leading
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_window(window, win_length, n_fft, dtype):
+    values = get_window(window, win_length, n_fft=n_fft).astype(dtype)
+    values.setflags(write=False)
+    return values
+
+
+def _window(window, win_length, n_fft, dtype) -> np.ndarray:
+    """The centred window in ``dtype``; named windows are built once and cached."""
+    if isinstance(window, (str, tuple)):
+        try:
+            return _cached_window(window, win_length, n_fft, np.dtype(dtype))
+        except TypeError:  # an unhashable tuple parameter
+            pass
+    return get_window(window, win_length, n_fft=n_fft).astype(dtype)
 
 
 def stft(
@@ -135,11 +162,11 @@ def spectrogram(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
     n_bins = 1 + window_values.shape[0] // 2
-    # The identity filterbank in sparse form: one band per bin, weight 1.
-    starts = np.arange(n_bins, dtype=np.int64)
-    offsets = np.arange(n_bins + 1, dtype=np.int64)
-    values = np.ones(n_bins, dtype=padded.dtype)
+    # The identity filterbank by bin: each bin feeds its own band with weight 1.
+    bin_offsets = np.arange(n_bins + 1, dtype=np.int64)
+    bin_bands = np.arange(n_bins, dtype=np.int64)
+    bin_weights = np.ones(n_bins, dtype=padded.dtype)
     out = np.empty((padded.shape[0], n_bins, n_frames), dtype=padded.dtype)
     driver = _core.mel_batch_parallel if parallel else _core.mel_batch
-    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, float(power), starts, offsets, values, out)
+    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, float(power), bin_offsets, bin_bands, bin_weights, out)
     return out.reshape(leading + out.shape[1:])

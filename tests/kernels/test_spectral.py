@@ -1,0 +1,107 @@
+"""kernels/spectral.py (melspectrogram, power_to_db, log_melspectrogram) against librosa."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernels
+from tests.conftest import make_tone_mix
+
+from .conftest import assert_db_close, assert_spectrum_close, librosa
+
+# Each row varies several arguments at once over the issue's grid.
+GRID = [
+    dict(sr=22050, n_fft=2048, hop_length=512, n_mels=128),
+    dict(sr=22050, n_fft=2048, hop_length=700, n_mels=128, htk=True, power=1.0),
+    dict(sr=22050, n_fft=256, hop_length=32, n_mels=40, norm=None, window="hamming"),
+    dict(sr=16000, n_fft=512, hop_length=160, win_length=400, n_mels=64, fmin=100.0, fmax=7000.0, center=False),
+    dict(sr=22050, n_fft=1024, hop_length=256, n_mels=96, fmin=50.0, fmax=10000.0, pad_mode="reflect", htk=True),
+    dict(sr=44100, n_fft=4096, hop_length=1024, win_length=3000, n_mels=128, norm=None, power=1.0, window="blackman"),
+    dict(sr=22050, n_fft=4096, hop_length=2000, n_mels=64, pad_mode="reflect", center=True, fmin=300.0),
+    dict(sr=8000, n_fft=400, hop_length=80, n_mels=26, fmax=3800.0, window="rectangular", center=False),
+]
+
+
+def _ids(kwargs):
+    return ",".join(f"{k}={v}" for k, v in kwargs.items())
+
+
+@pytest.mark.parametrize("kwargs", GRID, ids=_ids)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_melspectrogram_equals_librosa(kwargs, dtype):
+    y = make_tone_mix(sr=kwargs["sr"], seconds=1.5, seed=kwargs["n_fft"], dtype=dtype)
+    assert_spectrum_close(kernels.melspectrogram(y, **kwargs), librosa.feature.melspectrogram(y=y, **kwargs))
+
+
+@pytest.mark.parametrize("kwargs", GRID, ids=_ids)
+def test_log_melspectrogram_equals_librosa_power_to_db(kwargs):
+    y = make_tone_mix(sr=kwargs["sr"], seconds=1.5, seed=kwargs["hop_length"])
+    reference = librosa.power_to_db(librosa.feature.melspectrogram(y=y, **kwargs), ref=1.0, amin=1e-10, top_db=80.0)
+    assert_db_close(kernels.log_melspectrogram(y, ref=1.0, amin=1e-10, top_db=80.0, **kwargs), reference)
+
+
+@pytest.mark.parametrize(
+    "ref, amin, top_db", [(1.0, 1e-10, 80.0), (np.max, 1e-10, 80.0), (np.max, 1e-5, 60.0), (2.5, 1e-8, None), (np.median, 1e-10, 120.0)]
+)
+def test_power_to_db_equals_librosa(ref, amin, top_db, rng):
+    S = np.abs(rng.standard_normal((3, 64, 50)).astype(np.float32)) ** 2 * 1e3
+    S[0, :5] = 0.0  # exercises amin
+    reference = librosa.power_to_db(S, ref=ref, amin=amin, top_db=top_db)
+    ours = kernels.power_to_db(S, ref=ref, amin=amin, top_db=top_db)
+    assert_db_close(ours, reference)
+    assert ours is not S and S[0, 0, 0] == 0.0  # the input is not modified
+
+
+def test_top_db_is_relative_to_the_peak_of_the_whole_stack(rng):
+    loud = make_tone_mix(seconds=1.0, seed=1)
+    stacked = np.stack([loud, loud * 1e-3])
+    ours = kernels.log_melspectrogram(stacked, sr=22050, top_db=40.0)
+    reference = librosa.power_to_db(librosa.feature.melspectrogram(y=stacked, sr=22050), top_db=40.0)
+    assert_db_close(ours, reference)
+    # The quiet clip (60 dB down) sits entirely on the floor set by the loud one.
+    np.testing.assert_allclose(ours[1], ours.max() - 40.0)
+
+
+def test_stacked_batch_equals_each_clip_and_parallel_equals_serial(rng):
+    batch = np.stack([make_tone_mix(seconds=1.0, seed=s) for s in range(4)])
+    ours = kernels.melspectrogram(batch, sr=22050)
+    for i in range(4):
+        np.testing.assert_array_equal(ours[i], kernels.melspectrogram(batch[i], sr=22050))
+    np.testing.assert_array_equal(kernels.melspectrogram(batch, sr=22050, parallel=True), ours)
+    assert_spectrum_close(ours, librosa.feature.melspectrogram(y=batch, sr=22050))
+
+
+def test_spectrogram_is_magnitude_of_stft():
+    y = make_tone_mix(seconds=1.0)
+    for power in (1.0, 2.0, 1.5):
+        reference = np.abs(librosa.stft(y, n_fft=1024, hop_length=256)) ** power
+        assert_spectrum_close(kernels.spectrogram(y, n_fft=1024, hop_length=256, power=power), reference)
+
+
+def test_silence_and_empty_input_follow_librosa():
+    for y in (np.zeros(22050, np.float32), np.zeros(0, np.float32)):
+        ours = kernels.log_melspectrogram(y, sr=22050)
+        reference = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050), top_db=80.0)
+        assert np.isfinite(ours).all()
+        assert_db_close(ours, reference)
+        np.testing.assert_allclose(ours, -100.0, atol=1e-4)  # 10 log10(amin)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda y: kernels.melspectrogram(y, sr=22050, fmax=20000.0), "fmax"),
+        (lambda y: kernels.melspectrogram(y, sr=22050, fmin=8000.0, fmax=4000.0), "fmin"),
+        (lambda y: kernels.melspectrogram(y, sr=22050, n_mels=0), "n_mels"),
+        (lambda y: kernels.melspectrogram(y, sr=22050, power=0.0), "power"),
+        (lambda y: kernels.melspectrogram(y, sr=22050, window="triangle-ish"), "window"),
+        (lambda y: kernels.log_melspectrogram(y, sr=22050, amin=0.0), "amin"),
+        (lambda y: kernels.log_melspectrogram(y, sr=22050, top_db=-1.0), "top_db"),
+        (lambda y: kernels.power_to_db(np.ones((2, 2)) * 1j), "real"),
+        (lambda y: kernels.melspectrogram(y.astype(np.int32), sr=22050), "floating point"),
+    ],
+)
+def test_bad_arguments_raise_parameter_error(call, match):
+    with pytest.raises(kernels.ParameterError, match=match):
+        call(make_tone_mix(seconds=0.5))

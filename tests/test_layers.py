@@ -1,0 +1,49 @@
+"""Imports go one way, down the architecture (STYLE.md section 1)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STDLIB = set(sys.stdlib_module_names)
+
+#: Third-party and project packages each layer may import (the standard library is always allowed).
+ALLOWED = {
+    "kernels": {"numpy", "numba", "scipy", "rocket_fft", "kernels"},
+    "engine": {"numpy", "numba", "scipy", "soundfile", "soxr", "h5py", "rich", "kernels", "engine", "distributed", "dask", "psutil"},
+    "models": {"numpy", "jax", "jaxlib", "flax", "optax", "orbax", "matplotlib", "engine", "models", "rich", "soundfile"},
+}
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module.split(".")[0]
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_package_imports_only_its_layer(package):
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no modules in {package}/"
+    offences = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in files
+        for line, name in _imports(path)
+        if name not in STDLIB and name not in ALLOWED[package] and name != "__future__"
+    ]
+    assert not offences, "\n".join(offences)
+
+
+def test_this_check_catches_a_forbidden_import(tmp_path):
+    sample = tmp_path / "bad.py"
+    sample.write_text("import jax\nfrom models import train\n")
+    names = [name for _, name in _imports(sample)]
+    assert names == ["jax", "models"] and not set(names) & ALLOWED["engine"]
