@@ -10,7 +10,7 @@ import numpy as np
 from . import _core
 from ._errors import ParameterError
 from .filters import filterbank_by_bin, mel_filterbank
-from .stft import frames_setup
+from .stft import _complex_like, frames_setup
 
 __all__ = ["melspectrogram", "power_to_db", "log_melspectrogram"]
 
@@ -90,7 +90,7 @@ def melspectrogram(
     n_bands, bin_offsets, bin_bands, bin_weights = _bands(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm, padded.dtype.name)
     out = np.empty((padded.shape[0], n_bands, n_frames), dtype=padded.dtype)
     driver = _core.mel_batch_parallel if parallel else _core.mel_batch
-    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, bin_offsets, bin_bands, bin_weights, out)
+    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, _complex_like(padded.dtype), bin_offsets, bin_bands, bin_weights, out)
     return out.reshape(leading + out.shape[1:])
 
 

@@ -84,6 +84,11 @@ def _window(window, win_length, n_fft, dtype) -> np.ndarray:
     return get_window(window, win_length, n_fft=n_fft).astype(dtype)
 
 
+def _complex_like(dtype) -> np.ndarray:
+    """An empty complex array of the precision matching real ``dtype`` (a dtype carrier for the cores)."""
+    return np.empty(0, dtype=np.complex64 if dtype == np.float32 else np.complex128)
+
+
 def stft(
     y: np.ndarray,
     *,
@@ -161,12 +166,7 @@ def spectrogram(
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
-    n_bins = 1 + window_values.shape[0] // 2
-    # The identity filterbank by bin: each bin feeds its own band with weight 1.
-    bin_offsets = np.arange(n_bins + 1, dtype=np.int64)
-    bin_bands = np.arange(n_bins, dtype=np.int64)
-    bin_weights = np.ones(n_bins, dtype=padded.dtype)
-    out = np.empty((padded.shape[0], n_bins, n_frames), dtype=padded.dtype)
-    driver = _core.mel_batch_parallel if parallel else _core.mel_batch
-    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, float(power), bin_offsets, bin_bands, bin_weights, out)
+    out = np.empty((padded.shape[0], 1 + window_values.shape[0] // 2, n_frames), dtype=padded.dtype)
+    driver = _core.power_batch_parallel if parallel else _core.power_batch
+    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, float(power), _complex_like(padded.dtype), out)
     return out.reshape(leading + out.shape[1:])
