@@ -6,7 +6,6 @@ import functools
 import numbers
 
 import numpy as np
-import scipy.fftpack
 
 from ._errors import ParameterError
 from .spectral import log_melspectrogram
@@ -25,6 +24,8 @@ def dct_basis(n_mfcc: int, n_mels: int, dct_type: int = 2, norm: str | None = "o
     -------
     basis : np.ndarray [shape=(min(n_mfcc, n_mels), n_mels), dtype=float64], read-only
     """
+    import scipy.fftpack  # imported on first use: it costs a fresh worker a quarter second
+
     basis = scipy.fftpack.dct(np.eye(n_mels), type=dct_type, norm=norm, axis=0)[:n_mfcc]
     basis.setflags(write=False)
     return basis

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
 from ._errors import ParameterError
 
 __all__ = ["get_window"]
 
 _ALIASES = {"rectangular": "boxcar", "rect": "boxcar", "hanning": "hann"}
+
+#: Cosine-sum coefficients of the common windows, as scipy.signal.windows defines them.
+_COSINE_SUMS = {"hann": (0.5, 0.5), "hamming": (0.54, 1.0 - 0.54), "blackman": (0.42, 0.50, 0.08), "boxcar": (1.0,)}
+
+
+def _periodic_cosine_sum(coefficients, n: int) -> np.ndarray:
+    """scipy's ``general_cosine(n, a, sym=False)``, operation for operation (so bit-identical).
+
+    Built here because importing scipy.signal costs about half a second in
+    every fresh worker process.
+    """
+    if n <= 1:
+        return np.ones(n)
+    phase = np.linspace(-np.pi, np.pi, n + 1)
+    values = np.zeros(n + 1)
+    for k, coefficient in enumerate(coefficients):
+        values += coefficient * np.cos(k * phase)
+    return values[:-1]
 
 
 def get_window(window="hann", win_length: int = 2048, *, n_fft: int | None = None) -> np.ndarray:
@@ -34,7 +51,11 @@ def get_window(window="hann", win_length: int = 2048, *, n_fft: int | None = Non
     n_fft = win_length if n_fft is None else n_fft
     if callable(window):
         values = np.asarray(window(win_length), dtype=np.float64)
+    elif isinstance(window, str) and _ALIASES.get(window, window) in _COSINE_SUMS:
+        values = _periodic_cosine_sum(_COSINE_SUMS[_ALIASES.get(window, window)], win_length)
     elif isinstance(window, (str, tuple)):
+        import scipy.signal  # only for the rarer windows (see _periodic_cosine_sum)
+
         name = _ALIASES.get(window, window) if isinstance(window, str) else window
         try:
             values = scipy.signal.get_window(name, win_length, fftbins=True)

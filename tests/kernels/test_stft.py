@@ -129,3 +129,11 @@ def test_stft_rejects_bad_input_with_named_argument(y, kwargs, match):
 
 def test_parameter_error_is_a_value_error():
     assert issubclass(kernels.ParameterError, ValueError)
+
+
+@pytest.mark.parametrize("name", ["hann", "hamming", "blackman", "boxcar", "rectangular"])
+def test_builtin_windows_are_bit_identical_to_scipy(name):
+    scipy_signal = pytest.importorskip("scipy.signal")
+    for n in (1, 2, 5, 400, 2047, 2048):
+        reference = scipy_signal.get_window({"rectangular": "boxcar"}.get(name, name), n, fftbins=True)
+        np.testing.assert_array_equal(kernels.get_window(name, n), reference)

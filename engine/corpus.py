@@ -1,0 +1,194 @@
+"""Listing a corpus: a labelled folder tree, a CSV manifest, or a plain folder.
+
+The order of tracks is deterministic (sorted relative paths, or manifest order)
+and track ids are stable: the POSIX path relative to the corpus root, or the
+manifest's ``track_id`` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile
+
+from .errors import CorpusError
+
+__all__ = ["Track", "Corpus", "load_corpus", "AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS"]
+
+# Extensions soundfile (libsndfile) decodes, plus common aliases.
+AUDIO_EXTENSIONS = frozenset(
+    {fmt.lower() for fmt in soundfile.available_formats()}
+    | {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "au", "snd", "aiff", "aif", "aifc", "caf", "w64", "rf64"}
+)
+# Audio that soundfile cannot decode: listed anyway so that each lands in the
+# failures table as "unsupported" instead of being silently ignored.
+UNSUPPORTED_EXTENSIONS = frozenset({"m4a", "aac", "wma", "ape", "alac", "mka", "ac3", "dsf", "wv", "mp4"})
+_MANIFEST_COLUMNS = ("path", "label", "track_id", "split", "artist")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One entry of a corpus.
+
+    Attributes
+    ----------
+    track_id : str
+        Stable id: relative POSIX path, or the manifest's ``track_id``.
+    path : str
+        Absolute path of the audio file (it may not exist; extraction reports that).
+    label : str or None
+        Label name, None when unlabelled.
+    split, artist : str or None
+        From the manifest when it has those columns.
+    """
+
+    track_id: str
+    path: str
+    label: str | None = None
+    split: str | None = None
+    artist: str | None = None
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """An ordered list of tracks and the sorted names of their labels."""
+
+    root: str
+    tracks: tuple[Track, ...]
+    kind: str  # "folders", "manifest" or "plain"
+    label_names: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def __iter__(self):
+        return iter(self.tracks)
+
+    def __getitem__(self, index: int) -> Track:
+        return self.tracks[index]
+
+
+def _is_audio_name(name: str) -> bool:
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return ext in AUDIO_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS
+
+
+def _scan(root: Path) -> list[str]:
+    """Relative POSIX paths of audio-named entries under ``root``, sorted.
+
+    Directories named like audio files are listed too (they fail later with
+    kind "is_directory", so the user sees them) and are searched as well.
+    """
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        rel_dir = Path(dirpath).relative_to(root)
+        for name in filenames + dirnames:
+            if not name.startswith(".") and _is_audio_name(name):
+                found.append((rel_dir / name).as_posix())
+    return sorted(found)
+
+
+def _from_folder(root: Path, labels: str) -> Corpus:
+    rel_paths = _scan(root)
+    if not rel_paths:
+        raise CorpusError(
+            f"no audio files found under {root}; expected files such as .wav/.flac/.ogg/.mp3 "
+            "(a folder per label, or a plain folder), or pass a CSV manifest with --manifest"
+        )
+    if labels == "auto":
+        labels = "folders" if all("/" in rel for rel in rel_paths) else "none"
+    tracks = []
+    for rel in rel_paths:
+        label = rel.split("/", 1)[0] if labels == "folders" else None
+        tracks.append(Track(track_id=rel, path=str(root / rel), label=label))
+    label_names = tuple(sorted({t.label for t in tracks if t.label is not None}))
+    return Corpus(str(root), tuple(tracks), "folders" if labels == "folders" else "plain", label_names)
+
+
+def _from_manifest(manifest: Path) -> Corpus:
+    root = manifest.parent
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in ("path", "label") if c not in header]
+            if missing:
+                raise CorpusError(
+                    f"manifest {manifest} lacks the column(s) {', '.join(missing)}; its header must "
+                    f"name at least 'path,label' (optional: track_id, split, artist), found {header}"
+                )
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except OSError as exc:
+        raise CorpusError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CorpusError(f"manifest {manifest} is not a UTF-8 CSV file: {exc}") from exc
+    tracks, seen = [], {}
+    for line, row in enumerate(rows, start=2):
+        if not row.get("path"):
+            raise CorpusError(f"manifest {manifest}, line {line}: empty 'path'")
+        path = Path(row["path"])
+        absolute = path if path.is_absolute() else root / path
+        if row.get("track_id"):
+            track_id = row["track_id"]
+        elif path.is_absolute():
+            track_id = path.as_posix()
+        else:
+            track_id = path.as_posix()
+        if track_id in seen:
+            raise CorpusError(
+                f"manifest {manifest}, line {line}: track id {track_id!r} repeats line {seen[track_id]}; "
+                "every row must name a different track"
+            )
+        seen[track_id] = line
+        tracks.append(
+            Track(
+                track_id=track_id,
+                path=str(absolute),
+                label=row.get("label") or None,
+                split=row.get("split") or None,
+                artist=row.get("artist") or None,
+            )
+        )
+    if not tracks:
+        raise CorpusError(f"manifest {manifest} has a header but no rows")
+    label_names = tuple(sorted({t.label for t in tracks if t.label is not None}))
+    return Corpus(str(root), tuple(tracks), "manifest", label_names)
+
+
+def load_corpus(path, manifest=None, *, labels: str = "auto") -> Corpus:
+    """List the tracks of a corpus.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder (one sub-folder per label, or a plain folder), or a CSV manifest.
+    manifest : str or Path, optional
+        A CSV manifest with header ``path,label`` and optional ``track_id``,
+        ``split``, ``artist``; relative paths are relative to the manifest's folder.
+        When given, ``path`` is ignored unless it is the manifest itself.
+    labels : {"auto", "folders", "none"}
+        For folders: "folders" takes the first path component as the label,
+        "none" leaves tracks unlabelled, "auto" picks "folders" when every
+        audio file sits inside a sub-folder.
+
+    Returns
+    -------
+    Corpus
+    """
+    if labels not in ("auto", "folders", "none"):
+        raise CorpusError(f"labels must be 'auto', 'folders' or 'none', got {labels!r}")
+    if manifest is not None:
+        manifest = Path(manifest).resolve()
+        if not manifest.is_file():
+            raise CorpusError(f"manifest {manifest} does not exist or is not a file")
+        return _from_manifest(manifest)
+    root = Path(path).resolve()
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return _from_manifest(root)
+    if not root.is_dir():
+        raise CorpusError(f"corpus {root} is not a folder or a .csv manifest; check the path")
+    return _from_folder(root, labels)

@@ -1,0 +1,84 @@
+"""Named exceptions for everything a user can cause in the engine.
+
+Every message says what was wrong and what to do about it; the CLI prints the
+message without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EngineError",
+    "AudioError",
+    "CorpusError",
+    "SpecError",
+    "StoreError",
+    "SpecMismatchError",
+    "StoreLockedError",
+    "AUDIO_ERROR_KINDS",
+]
+
+# Reasons a single track cannot be used. They are written verbatim into the
+# failures table of a shard, so keep them short, stable and lower_snake_case.
+AUDIO_ERROR_KINDS = {
+    "missing": "the file does not exist",
+    "is_directory": "the path is a directory, not an audio file",
+    "permission": "the file exists but cannot be read by this user",
+    "empty": "the file has zero bytes",
+    "unsupported": "the file's format is not one soundfile (libsndfile) can decode",
+    "unreadable": "the file is not valid audio (wrong content or corrupt header)",
+    "truncated": "the file ends before the length its header declares",
+    "corrupt": "the audio stream is damaged and could not be decoded completely",
+    "no_samples": "the file (or the requested offset/duration window) holds no samples",
+    "non_finite": "the audio holds NaN or infinite samples",
+    "too_short": "the audio is shorter than one analysis frame (n_fft samples)",
+    "internal": "an unexpected error while processing this track (please report it)",
+}
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class AudioError(EngineError):
+    """One audio file cannot be used.
+
+    Parameters
+    ----------
+    kind : str
+        One of the keys of ``AUDIO_ERROR_KINDS``.
+    path : str
+        The file concerned.
+    detail : str, optional
+        What the decoder said, when it said something useful.
+    """
+
+    def __init__(self, kind: str, path, detail: str = "") -> None:
+        if kind not in AUDIO_ERROR_KINDS:
+            raise ValueError(f"unknown audio error kind {kind!r}")
+        self.kind = kind
+        self.path = str(path)
+        self.detail = detail
+        message = f"{self.path}: {AUDIO_ERROR_KINDS[kind]}"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(message)
+
+
+class CorpusError(EngineError, ValueError):
+    """The corpus folder or manifest cannot be listed (bad path, bad CSV)."""
+
+
+class SpecError(EngineError, ValueError):
+    """A FeatureSpec field has an invalid value."""
+
+
+class StoreError(EngineError):
+    """A feature store is missing, damaged or of an unknown schema version."""
+
+
+class SpecMismatchError(StoreError):
+    """The store exists and was made with another spec or other run options."""
+
+
+class StoreLockedError(StoreError):
+    """Another extraction is writing into the same store right now."""

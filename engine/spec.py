@@ -1,0 +1,120 @@
+"""The feature spec: every parameter that changes the numbers in a store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from .errors import SpecError
+
+__all__ = ["FeatureSpec", "FEATURES"]
+
+# Feature name -> (what it is, dtype choices). Bins: logmel has n_mels, mfcc n_mfcc.
+FEATURES = ("logmel", "mfcc")
+_LOGMEL_DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Parameters of the features written into a store.
+
+    The defaults are librosa 0.11's for ``melspectrogram``/``power_to_db``/``mfcc``
+    (``ref=1.0``, ``amin=1e-10``, Hann window, centred frames, zero padding).
+
+    Parameters
+    ----------
+    sr : int
+        Sample rate every track is resampled to (soxr, "HQ").
+    n_fft, hop_length : int
+        Frame length and hop, in samples at ``sr``.
+    n_mels, fmin, fmax, htk, norm :
+        Mel filterbank, as ``librosa.filters.mel``.
+    top_db : float or None
+        Dynamic range of the dB scale, relative to the maximum of the whole track.
+    n_mfcc : int
+        Number of MFCC coefficients (DCT-II, orthonormal, no liftering).
+    features : tuple of str
+        Which of ``"logmel"`` and ``"mfcc"`` to store.
+    logmel_dtype : str
+        On-disk dtype of the log-mel array, ``"float16"`` (default, half the size)
+        or ``"float32"``. MFCC are always stored as float32. Reads return float32.
+    """
+
+    sr: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None
+    htk: bool = False
+    norm: str | None = "slaney"
+    top_db: float | None = 80.0
+    n_mfcc: int = 20
+    features: tuple[str, ...] = FEATURES
+    logmel_dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(self.features))
+        for name in ("sr", "n_fft", "hop_length", "n_mels", "n_mfcc"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise SpecError(f"{name} must be a positive integer, got {value!r}")
+        nyquist = self.sr / 2
+        fmax = nyquist if self.fmax is None else self.fmax
+        if not 0 <= self.fmin < fmax <= nyquist:
+            raise SpecError(
+                f"need 0 <= fmin < fmax <= sr/2, got fmin={self.fmin!r}, fmax={self.fmax!r} at sr={self.sr}"
+            )
+        if self.norm not in ("slaney", None):
+            raise SpecError(f"norm must be 'slaney' or None, got {self.norm!r}")
+        if self.top_db is not None and self.top_db < 0:
+            raise SpecError(f"top_db must be non-negative or None, got {self.top_db!r}")
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise SpecError(f"features must be a non-empty list without repeats, got {list(self.features)}")
+        for feature in self.features:
+            if feature not in FEATURES:
+                raise SpecError(f"unknown feature {feature!r}; choose among {', '.join(FEATURES)}")
+        if self.logmel_dtype not in _LOGMEL_DTYPES:
+            raise SpecError(f"logmel_dtype must be one of {_LOGMEL_DTYPES}, got {self.logmel_dtype!r}")
+        if "mfcc" in self.features and self.n_mfcc > self.n_mels:
+            raise SpecError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of every field (``features`` as a list)."""
+        out = asdict(self)
+        out["features"] = list(self.features)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSpec:
+        """The inverse of ``to_dict``; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise SpecError(f"unknown FeatureSpec fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+    @property
+    def hash(self) -> str:
+        """A short stable hash (12 hex digits) of the canonical JSON of the spec."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+    @property
+    def frames_per_second(self) -> float:
+        """Feature frames per second of audio (``sr / hop_length``)."""
+        return self.sr / self.hop_length
+
+    def n_bins(self, feature: str) -> int:
+        """Width of one frame of ``feature`` (``n_mels`` or ``n_mfcc``)."""
+        if feature == "logmel":
+            return self.n_mels
+        if feature == "mfcc":
+            return self.n_mfcc
+        raise SpecError(f"unknown feature {feature!r}; choose among {', '.join(FEATURES)}")
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of a track of ``n_samples`` at ``sr`` (centred frames, as librosa)."""
+        padded = n_samples + 2 * (self.n_fft // 2)
+        return 1 + (padded - self.n_fft) // self.hop_length

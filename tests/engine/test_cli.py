@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+from .conftest import write_audio
+
+runner = CliRunner()
+
+
+def _output(result) -> str:
+    """Everything printed (stdout and stderr), with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def test_extract_then_inspect(genre_folder: Path, tmp_path: Path):
+    (genre_folder / "rock" / "bad.wav").write_text("text")
+    store = tmp_path / "my store"
+    result = runner.invoke(app, ["extract", str(genre_folder), str(store), "--workers", "1", "--n-mels", "64",
+                                 "--features", "logmel"])  # fmt: skip
+    assert result.exit_code == 0, _output(result)
+    assert "stored in the store" in _output(result)
+    shown = runner.invoke(app, ["inspect", str(store), "--json"])
+    assert shown.exit_code == 0
+    summary = json.loads(shown.stdout)
+    assert summary["tracks"] == 6 and summary["spec"]["n_mels"] == 64 and summary["spec"]["features"] == ["logmel"]
+    assert summary["labels"]["rock"]["tracks"] == 3
+    assert summary["failures"]["by_kind"] == {"unreadable": 1}
+    assert summary["bytes_on_disk"] > 0 and summary["compression_ratio"] > 1
+    text = runner.invoke(app, ["inspect", str(store)])
+    assert text.exit_code == 0 and "unreadable" in text.stdout and "compression" in text.stdout
+    strict = runner.invoke(app, ["extract", str(genre_folder), str(store), "--workers", "1", "--n-mels", "64",
+                                 "--features", "logmel", "--strict"])  # fmt: skip
+    assert strict.exit_code == 1 and "strict" in _output(strict)
+    mismatch = runner.invoke(app, ["extract", str(genre_folder), str(store), "--workers", "1"])
+    assert mismatch.exit_code == 2 and "--overwrite" in _output(mismatch)
+
+
+@pytest.mark.parametrize("args", [["--features", "logmel,chroma"], ["--fmax", "99999"]])
+def test_bad_options_exit_2(genre_folder: Path, tmp_path: Path, args):
+    result = runner.invoke(app, ["extract", str(genre_folder), str(tmp_path / "s"), *args])
+    assert result.exit_code == 2 and "error" in _output(result)
+
+
+def test_inspect_not_a_store(tmp_path: Path):
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 2 and "not a feature store" in _output(result)
+
+
+def test_real_cli_exit_codes_and_no_traceback(tmp_path: Path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x.wav").write_text("text")
+    mgc = [sys.executable, "-m", "cli"]
+    root = str(Path(__file__).resolve().parents[2])
+    none = subprocess.run([*mgc, "extract", str(tmp_path / "c"), str(tmp_path / "s"), "--workers", "1"], cwd=root,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert none.returncode == 1 and "no track could be used" in " ".join(none.stderr.split())
+    assert "Traceback" not in none.stderr
+    missing = subprocess.run([*mgc, "extract", str(tmp_path / "nope"), str(tmp_path / "s2")], cwd=root,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert missing.returncode == 2 and "not a folder" in " ".join(missing.stderr.split()) and "Traceback" not in missing.stderr
+    write_audio(tmp_path / "c" / "ok.wav", 1.0)
+    ok = subprocess.run([*mgc, "extract", str(tmp_path / "c"), str(tmp_path / "s3"), "--workers", "1"], cwd=root,
+                        capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
