@@ -1,0 +1,152 @@
+"""Frozen configurations for the genre model and its training run.
+
+Both configs round-trip through plain JSON (``to_dict``/``from_dict``) so that
+a checkpoint carries the exact settings that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["ModelConfig", "TrainConfig", "ModelError", "tiny_model_config"]
+
+
+class ModelError(ValueError):
+    """A problem a user can cause or fix: bad settings, a missing model, a spec mismatch."""
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ModelError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the short-chunk CNN.
+
+    Parameters
+    ----------
+    n_mels : int
+        Mel bands of the input log-mel (the store's ``spec.n_mels``).
+    n_classes : int
+        Number of genres.
+    widths : tuple of int
+        Output channels of each conv block; the number of blocks is the depth.
+        Each block halves time and frequency with a 2x2 max-pool.
+    dense : int
+        Width of the hidden dense layer of the head (0: no hidden layer).
+    dropout : float
+        Dropout rate before the output layer.
+    """
+
+    n_mels: int = 128
+    n_classes: int = 10
+    widths: tuple[int, ...] = (32, 64, 64, 128, 128)
+    dense: int = 128
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.n_mels < 2 ** len(self.widths):
+            raise ModelError(f"n_mels={self.n_mels} is too small for {len(self.widths)} 2x2 pooling blocks")
+        if self.n_classes < 2:
+            raise ModelError(f"need at least 2 classes, got {self.n_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModelError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, data)
+
+
+def tiny_model_config(n_mels: int = 16, n_classes: int = 3, dropout: float = 0.0) -> ModelConfig:
+    """A model small enough that tests compile and run it in a second or two."""
+    return ModelConfig(n_mels=n_mels, n_classes=n_classes, widths=(4, 8), dense=8, dropout=dropout)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training tracks (one random crop per track per epoch).
+    batch_size : int
+        Global batch size; must be a multiple of the number of devices.
+    lr : float
+        Peak learning rate of the warm-up + cosine schedule.
+    weight_decay : float
+        AdamW decoupled weight decay (applied to kernels only, not biases or norms).
+    warmup_fraction : float
+        Fraction of all steps spent warming the learning rate up from 0.
+    clip_norm : float
+        Global gradient-norm clip.
+    crop_seconds : float
+        Length of the random training crops.
+    seed : int
+        Seeds the initialisation, the splits, crops, augmentation and dropout.
+    parallel : str
+        ``"jit"`` (a jitted step over a device mesh) or ``"pmap"``.
+    time_masks, freq_masks : int
+        SpecAugment-style masks per example; each spans up to ``max_time_mask``
+        frames or ``max_freq_mask`` bands.
+    mixup_alpha : float
+        Beta(alpha, alpha) mixup of pairs within a batch; 0 turns it off.
+    val_fraction, test_fraction : float
+        Share of each label's tracks held out when the store has no split column.
+    eval_crops : int
+        Most evenly spaced crops per track when validating.
+    prefetch : int
+        Batches assembled ahead of the step by the background thread.
+    memory_limit_mb : float
+        Hold the store in memory when its log-mel fits under this; stream otherwise.
+    checkpoint_every : int
+        Also save the latest checkpoint every this many steps (0: only per epoch).
+    """
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    clip_norm: float = 1.0
+    crop_seconds: float = 3.0
+    seed: int = 0
+    parallel: str = "jit"
+    time_masks: int = 1
+    max_time_mask: int = 20
+    freq_masks: int = 1
+    max_freq_mask: int = 16
+    mixup_alpha: float = 0.2
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    eval_crops: int = 8
+    prefetch: int = 4
+    memory_limit_mb: float = 4096.0
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.parallel not in ("jit", "pmap"):
+            raise ModelError(f"--parallel must be 'jit' or 'pmap', got {self.parallel!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ModelError("epochs and batch size must be at least 1")
+        if self.lr <= 0 or self.crop_seconds <= 0:
+            raise ModelError("learning rate and crop length must be positive")
+        if not 0 <= self.val_fraction + self.test_fraction < 1:
+            raise ModelError("val_fraction + test_fraction must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data)

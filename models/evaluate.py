@@ -1,0 +1,97 @@
+"""Evaluate a trained model on a split of a feature store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.checkpoint import check_spec, load_model
+from models.config import ModelError
+from models.data import StoreTracks, split_source
+from models.metrics import classification_metrics, track_probabilities
+from models.plots import confusion_png, curves_png
+from models.splits import load_splits
+from models.steps import make_graphdef
+
+__all__ = ["evaluate"]
+
+
+def _rows_for(split: str, model_dir: Path, tracks: StoreTracks) -> np.ndarray:
+    labeled = np.flatnonzero(tracks.columns["label"] >= 0)
+    if split == "all":
+        return labeled
+    if split not in ("train", "valid", "test"):
+        raise ModelError(f"unknown split {split!r}; use train, valid, test or all")
+    ids = set(load_splits(model_dir / "splits.json")[split])
+    rows = np.asarray([i for i in labeled if tracks.columns["track_id"][i] in ids], np.int64)
+    if ids and not rows.size:
+        raise ModelError(f"none of the model's {split} tracks is in this store; evaluate another store with --split all")
+    if not rows.size:
+        raise ModelError(f"the model's {split} split is empty; try --split all or another split")
+    return rows
+
+
+def evaluate(model_dir: str | Path, store: Any, *, split: str = "test", out_dir: str | Path | None = None,
+             max_crops: int | None = None, which: str = "best") -> dict[str, Any]:
+    """Track-level evaluation: mean softmax over evenly spaced crops covering each track.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A folder written by :func:`models.train`.
+    store : str, Path or engine.FeatureStore
+        A store made with the model's FeatureSpec (checked).
+    split : str
+        ``train``, ``valid``, ``test`` (the model's saved split) or ``all`` labeled tracks.
+    out_dir : str or Path, optional
+        Where to write ``metrics.json``, ``confusion_matrix.png``,
+        ``training_curves.png`` and ``predictions.jsonl``; default ``MODEL_DIR/eval-SPLIT``.
+    max_crops : int, optional
+        Cap on crops per track (default: enough to cover the track).
+    which : str
+        ``best`` or ``latest`` checkpoint.
+
+    Returns
+    -------
+    dict
+        Accuracy, macro-F1, per-class precision/recall/F1/support, the
+        confusion matrix, ``label_names`` and the paths of the files written.
+    """
+    model_dir = Path(model_dir)
+    model = load_model(model_dir, which)
+    tracks = StoreTracks.of(store)
+    check_spec(model.spec, tracks.store.spec, where=f"the model in {model_dir}", store_path=getattr(tracks.store, "path", store))
+    rows = _rows_for(split, model_dir, tracks)
+    store_names = [str(n) for n in tracks.store.label_names]
+    unknown = sorted({store_names[label] for label in tracks.columns["label"][rows]} - set(model.label_names))
+    if unknown:
+        raise ModelError(f"the store has labels the model does not know: {unknown}; model labels: {model.label_names}")
+    # Store label index -> model label index, by name: the two may order labels differently.
+    to_model = {i: model.label_names.index(n) for i, n in enumerate(store_names) if n in model.label_names}
+    y_true = np.asarray([to_model[label] for label in tracks.columns["label"][rows]], np.int64)
+    source = split_source(tracks, rows, memory_limit_mb=model.train_config.memory_limit_mb)
+    probs = track_probabilities(model.params, model.batch_stats, make_graphdef(model.model_config), iter(source),
+                                normalizer=model.normalizer, crop_frames=model.crop_frames, max_crops=max_crops)
+    y_pred = probs.argmax(-1)
+    metrics = classification_metrics(y_true, y_pred, len(model.label_names))
+    out = Path(out_dir) if out_dir is not None else model_dir / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    metrics.update({"split": split, "label_names": model.label_names, "checkpoint": which,
+                    "step": (model.meta.get("metrics") or {}).get("step")})
+    with (out / "predictions.jsonl").open("w") as f:
+        for row, truth, pred, p in zip(rows, y_true, y_pred, probs):
+            f.write(json.dumps({"track_id": str(tracks.columns["track_id"][row]), "true": model.label_names[truth],
+                                "predicted": model.label_names[pred], "probability": float(p[pred])}) + "\n")
+    files = {"metrics": str(out / "metrics.json"), "predictions": str(out / "predictions.jsonl"),
+             "confusion_png": str(confusion_png(metrics["confusion"], model.label_names, out / "confusion_matrix.png",
+                                                title=f"{split}: accuracy {metrics['accuracy']:.3f}"))}
+    log = model_dir / "metrics.jsonl"
+    rows_log = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()] if log.exists() else []
+    if rows_log:
+        files["curves_png"] = str(curves_png(rows_log, out / "training_curves.png"))
+    metrics["files"] = files
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
