@@ -7,6 +7,8 @@ with status 2.
 
 from __future__ import annotations
 
+import contextlib
+
 import typer
 from rich.console import Console
 
@@ -57,6 +59,11 @@ def extract_command(
     compression: str = typer.Option("lzf", "--compression", help="lzf (h5py, fast), gzip (any HDF5 tool), none."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing store and start again."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any track failed."),
+    scheduler: str = typer.Option(
+        None, "--scheduler",
+        help="Run the shard tasks on Dask: tcp://HOST:8786 (a running scheduler) or local[:N] (a LocalCluster "
+        "of N processes). Needs pip install 'mgc[dask]' and a store folder every worker can reach.",
+    ),
 ) -> None:
     """Extract features of every track of CORPUS into the sharded HDF5 store STORE (resumable)."""
     from engine import EngineError, ExtractFailed, FeatureSpec, extract, load_corpus
@@ -68,10 +75,20 @@ def extract_command(
             features=tuple(f.strip() for f in features.split(",") if f.strip()), logmel_dtype=logmel_dtype,
         )  # fmt: skip
         tracks = load_corpus(corpus, manifest)
-        with RichProgress(console) as progress:
+        with contextlib.ExitStack() as stack:
+            executor = None
+            if scheduler:
+                from engine.cluster import dask_executor
+
+                session = stack.enter_context(dask_executor(scheduler))
+                executor = session.executor
+                where = "started a local cluster" if session.local else "connected to"
+                console.print(f"dask: {where} {session.address} with {session.n_workers} workers"
+                              + (f"; dashboard {session.dashboard_link}" if session.dashboard_link else ""))
+            progress = stack.enter_context(RichProgress(console))
             result = extract(
-                tracks, store, spec, workers=workers, offset=offset, duration=duration, overwrite=overwrite,
-                strict=strict, progress=progress, shard_size=shard_size, compression=compression,
+                tracks, store, spec, workers=workers, executor=executor, offset=offset, duration=duration,
+                overwrite=overwrite, strict=strict, progress=progress, shard_size=shard_size, compression=compression,
             )  # fmt: skip
     except ExtractFailed as exc:
         console.print(result_table(exc.result))
