@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/pipeline.py [--tracks 64] [--seconds 30] [--workers N] [--repeat 3]
-                                  [--formats wav,ogg,mp3,flac] [--long-minutes 60] [--workdir DIR]
+                                  [--formats wav,ogg,mp3,flac] [--long-minutes 60] [--workdir DIR] [--no-dask]
 
 Makes a corpus of ``--tracks`` music-like clips of ``--seconds`` s (22.05 kHz
 mono WAV, and the same music as 44.1 kHz stereo OGG, MP3 and FLAC), then for
@@ -10,7 +10,8 @@ each format prints, with ``--workers`` processes (default: all cores):
 
 - ours: ``mgc extract CORPUS STORE --workers N`` (a real CLI subprocess);
 - librosa: ``librosa.load(sr=22050)`` + ``melspectrogram``/``power_to_db`` +
-  ``mfcc`` + ``h5py`` writes (one file per task), in a spawn process pool of
+  ``mfcc`` + ``h5py`` writes in our store's format (float16 log-mel, chunks of 512
+  frames, shuffle + LZF; one file per task), in a spawn process pool of
   the same size, one BLAS thread per worker, tasks of the same size as ours;
 - decode: our decoding only (soundfile + mono + soxr HQ), the floor for compressed input;
 
@@ -26,7 +27,9 @@ with the median of ``--repeat`` timed runs after a warm-up run, three tables:
    ours is the worker's own ``run_shard``), the cost that remains at corpus
    scale, where start-up vanishes; and the throughput it gives on N cores.
 
-Then the wall-time speed-up of ours from 1 to N workers, and the peak memory of
+Then the wall-time speed-up of ours from 1 to N workers; the same extraction
+through a Dask LocalCluster of N worker processes (``mgc extract --scheduler
+local:N``, cluster start-up included) against the process pool; and the peak memory of
 ``mgc extract --workers 1`` on one ``--long-minutes`` track (44.1 kHz mono WAV;
 0 skips it) against a 30 s one.
 
@@ -118,8 +121,11 @@ def _librosa_task(args):
             mel = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=2048, hop_length=512, n_mels=128)
             logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)
             mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=20)
-            h5.create_dataset(f"{i}/logmel", data=logmel.T.astype(np.float16))
-            h5.create_dataset(f"{i}/mfcc", data=mfcc.T.astype(np.float32))
+            # The same on-disk format as our store (float16 log-mel, float32 MFCC,
+            # chunks of 512 frames, shuffle + LZF), so both sides pay for the same output.
+            for name, values in (("logmel", logmel.T.astype(np.float16)), ("mfcc", mfcc.T.astype(np.float32))):
+                h5.create_dataset(f"{i}/{name}", data=values, chunks=(min(512, len(values)), values.shape[1]),
+                                  compression="lzf", shuffle=True)  # fmt: skip
     return len(paths)
 
 
@@ -181,6 +187,22 @@ def child(mode: str, corpus: str, out: str, workers: int, per_task: int) -> None
         command = [sys.executable, "-m", "cli", "extract", corpus, out, "--workers", str(workers),
                    "--overwrite", "--shard-size", str(per_task)]  # fmt: skip
         subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif mode == "dask":
+        command = [sys.executable, "-m", "cli", "extract", corpus, out, "--scheduler", f"local:{workers}",
+                   "--overwrite", "--shard-size", str(per_task)]  # fmt: skip
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elif mode == "dask-warm":
+        # A cluster that is already up (as a shared one is): time the extraction alone.
+        from engine import FeatureSpec, extract
+        from engine.cluster import dask_executor
+
+        with dask_executor(f"local:{workers}") as session:
+            extract(corpus, out, FeatureSpec(), executor=session.executor, overwrite=True, shard_size=per_task)
+            start = time.perf_counter()
+            extract(corpus, out, FeatureSpec(), executor=session.executor, overwrite=True, shard_size=per_task)
+            elapsed = time.perf_counter() - start
+        print(json.dumps({"seconds": elapsed, "cpu": float("nan"), "peak_mb": float("nan")}))
+        return
     elif mode == "librosa":
         Path(out).mkdir(parents=True, exist_ok=True)
         tasks = _tasks(Path(corpus), per_task)
@@ -268,6 +290,8 @@ def main() -> None:
     parser.add_argument("--formats", default="wav,ogg,mp3,flac")
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mgc-bench-pipeline")
+    parser.add_argument("--no-dask", dest="dask", action="store_false",
+                        help="skip the Dask LocalCluster row (it needs pip install 'mgc[dask]')")
     args = parser.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -325,6 +349,19 @@ def main() -> None:
                 (workers, f"{many['seconds']:.2f}", f"{args.tracks / many['seconds']:.1f}",
                  f"{one['seconds'] / many['seconds']:.2f}x")],
                (f"workers ({fmt}, wall)", "seconds", "tracks/s", "speed-up"))  # fmt: skip
+    if args.dask:
+        fmt = next(iter(corpora))
+        pool = results[fmt]["ours"]
+        dask = timed("dask", corpora[fmt], args.workdir / f"out-dask-{fmt}", workers, per_task, args.repeat)
+        runs = [measure("dask-warm", corpora[fmt], args.workdir / f"out-daskwarm-{fmt}", workers, per_task)
+                for _ in range(args.repeat)]  # fmt: skip
+        warm = statistics.median(r["seconds"] for r in runs)
+        report([("process pool (mgc extract)", f"{pool['seconds']:.2f}", f"{args.tracks / pool['seconds']:.1f}", ""),
+                (f"dask LocalCluster x{workers} (mgc extract --scheduler)", f"{dask['seconds']:.2f}",
+                 f"{args.tracks / dask['seconds']:.1f}", f"{dask['seconds'] / pool['seconds'] - 1:+.0%}"),
+                (f"dask, cluster already running (extract only)", f"{warm:.2f}", f"{args.tracks / warm:.1f}",
+                 f"{warm / pool['seconds'] - 1:+.0%}")],
+               (f"executor ({fmt}, wall)", "seconds", "tracks/s", "vs pool"))  # fmt: skip
     if args.long_minutes > 0:
         short, long = long_track_memory(args.workdir, args.long_minutes)
         report([("30 s", f"{short:.0f}"), (f"{args.long_minutes:g} min", f"{long:.0f}")],
