@@ -22,24 +22,22 @@ from .spec import FeatureSpec
 __all__ = ["ShardTask", "ShardResult", "run_shard", "limit_threads", "init_worker"]
 
 _WRITE_SLICE_FRAMES = 8192  # frames per write: bounds the float16 temporaries of long tracks
-THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: BLAS/OpenMP pools read these when numpy loads, so they must be in the
+#: environment a worker process starts with (see extract._one_thread_environment).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def limit_threads() -> None:
-    """One Numba/BLAS thread per worker: parallelism comes from processes.
+    """One Numba/BLAS thread in this (fresh worker) process: parallelism comes from processes.
 
-    Used as the process pool's initializer (before the kernels are imported in
-    the worker) and again at the start of every task, for injected executors.
+    Only for the engine's own pool workers, before the kernels are imported.
+    It never runs in the calling process: changing NUMBA_NUM_THREADS there after
+    Numba started its threads makes Numba refuse to compile anything else.
+    The kernels the engine calls are serial, so other executors' workers
+    (Dask's nannies cap BLAS themselves) need nothing.
     """
-    for name in THREAD_VARIABLES:
+    for name in (*THREAD_VARIABLES, "NUMBA_NUM_THREADS"):
         os.environ[name] = "1"
-    import sys
-
-    if "numba" in sys.modules:
-        import numba
-
-        if numba.get_num_threads() != 1:
-            numba.set_num_threads(1)
 
 
 def _exit_with_parent() -> None:
@@ -183,7 +181,6 @@ def run_shard(task: ShardTask) -> ShardResult:
     Bad audio files are recorded in the shard's failures table; only I/O errors
     on the store itself propagate.
     """
-    limit_threads()
     spec = FeatureSpec.from_dict(task.spec)
     final = os.path.join(task.store, task.name)
     # The pid makes the name unique: a worker orphaned by a killed run can never
