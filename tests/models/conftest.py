@@ -36,67 +36,6 @@ def make_batch(rng: np.random.Generator, batch: int = 8, n_frames: int = 24, n_m
     }
 
 
-class FakeSpec:
-    """Stands in for ``engine.FeatureSpec`` in tests that need no audio."""
-
-    def __init__(self, n_mels: int = N_MELS, sr: int = 8000, hop_length: int = 256):
-        self.n_mels, self.sr, self.hop_length = n_mels, sr, hop_length
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.sr / self.hop_length
-
-    @property
-    def hash(self) -> str:
-        return f"fake{self.n_mels}-{self.sr}-{self.hop_length}"
-
-    def to_dict(self) -> dict:
-        return {"n_mels": self.n_mels, "sr": self.sr, "hop_length": self.hop_length}
-
-
-class FakeStore:
-    """An in-memory store with ``engine.FeatureStore``'s reader API.
-
-    Class ``c`` has a loud band region around ``(c + 1) * n_mels / (n_classes + 1)``,
-    so a small CNN learns it in a few steps.
-    """
-
-    def __init__(self, n_per_class: int = 8, n_classes: int = N_CLASSES, n_mels: int = N_MELS, seed: int = 0,
-                 extra: dict | None = None):
-        r = np.random.default_rng(seed)
-        self.spec = FakeSpec(n_mels)
-        self.label_names = [f"genre{c}" for c in range(n_classes)]
-        self.path = "fake-store"
-        labels = np.repeat(np.arange(n_classes), n_per_class)
-        self._x = []
-        for i, label in enumerate(labels):
-            n = int(r.integers(20, 60))
-            x = r.normal(-40, 5, size=(n, n_mels)).astype(np.float32)
-            centre = (label + 1) * n_mels // (n_classes + 1)
-            x[:, max(centre - 1, 0):centre + 2] += 25
-            self._x.append(x)
-        self.tracks = {
-            "track_id": np.array([f"g{l}/t{i:03d}" for i, l in enumerate(labels)]),
-            "path": np.array([f"/corpus/g{l}/t{i:03d}.wav" for i, l in enumerate(labels)]),
-            "label": labels,
-            "n_frames": np.array([x.shape[0] for x in self._x]),
-            **(extra or {}),
-        }
-
-    def __len__(self) -> int:
-        return len(self._x)
-
-    def read(self, key, feature: str = "logmel") -> np.ndarray:
-        if isinstance(key, str):
-            key = list(self.tracks["track_id"]).index(key)
-        return self._x[int(key)].copy()
-
-
-@pytest.fixture
-def fake_store():
-    return FakeStore()
-
-
 TONES = (220.0, 440.0, 880.0)  # one fundamental per class
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from engine import FeatureSpec
 
 from models.checkpoint import Checkpoints, check_spec, load_model
 from models.config import ModelError, TrainConfig
 from models.steps import init_state, make_optimizer
-from tests.models.conftest import FakeSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,9 +38,9 @@ def test_round_trip_keeps_every_array_and_the_meta(model_config, tmp_path):
 
 
 def test_spec_mismatch_names_the_fields():
-    check_spec(FakeSpec().to_dict(), FakeSpec(), where="the model", store_path="s")
+    check_spec(FeatureSpec(hop_length=256).to_dict(), FeatureSpec(hop_length=256), where="the model", store_path="s")
     with pytest.raises(ModelError, match="hop_length: model 256 vs store 128"):
-        check_spec(FakeSpec().to_dict(), FakeSpec(hop_length=128), where="the model", store_path="s")
+        check_spec(FeatureSpec(hop_length=256).to_dict(), FeatureSpec(hop_length=128), where="the model", store_path="s")
 
 
 CHILD = textwrap.dedent(
