@@ -111,23 +111,19 @@ def dask_executor(scheduler: str, *, timeout: float = 10.0) -> Iterator[DaskSess
     distributed = _import_distributed()
     with contextlib.ExitStack() as stack:
         if kind == "local":
-            import os
+            import logging
 
             from .extract import default_workers
 
-            with _quiet_logs():
-                cluster = distributed.LocalCluster(
-                    n_workers=n_workers or default_workers(),
-                    threads_per_worker=1,  # parallelism comes from processes, as in the local pool
-                    processes=True,
-                    host="127.0.0.1",
-                    # A free loopback port: never clash with another cluster's 8787.
-                    dashboard_address="127.0.0.1:0",
-                    silence_logs=40,
-                    # Workers stop if this process dies, so a killed run leaves no orphans.
-                    worker_class=distributed.Nanny,
-                    local_directory=os.environ.get("MGC_DASK_DIR") or None,
-                )
+            cluster = distributed.LocalCluster(
+                n_workers=n_workers or default_workers(),
+                threads_per_worker=1,  # parallelism comes from processes, as in the local pool
+                processes=True,
+                host="127.0.0.1",
+                # A free loopback port: never clash with another cluster's 8787.
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+            )
             stack.callback(cluster.close)
             client = distributed.Client(cluster, set_as_default=False)
         else:
@@ -162,16 +158,3 @@ def _dashboard(client) -> str | None:
         return client.dashboard_link if client.scheduler_info().get("services", {}).get("dashboard") else None
     except Exception:  # the link is a convenience; never fail a run over it
         return None
-
-
-@contextlib.contextmanager
-def _quiet_logs():
-    import logging
-
-    logger = logging.getLogger("distributed")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

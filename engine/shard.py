@@ -19,25 +19,12 @@ from .features import features_from_blocks
 from .prefetch import decoded_tracks
 from .spec import FeatureSpec
 
-__all__ = ["ShardTask", "ShardResult", "run_shard", "limit_threads", "init_worker"]
+__all__ = ["ShardTask", "ShardResult", "run_shard", "init_worker"]
 
 _WRITE_SLICE_FRAMES = 8192  # frames per write: bounds the float16 temporaries of long tracks
 #: BLAS/OpenMP pools read these when numpy loads, so they must be in the
 #: environment a worker process starts with (see extract._one_thread_environment).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def limit_threads() -> None:
-    """One Numba/BLAS thread in this (fresh worker) process: parallelism comes from processes.
-
-    Only for the engine's own pool workers, before the kernels are imported.
-    It never runs in the calling process: changing NUMBA_NUM_THREADS there after
-    Numba started its threads makes Numba refuse to compile anything else.
-    The kernels the engine calls are serial, so other executors' workers
-    (Dask's nannies cap BLAS themselves) need nothing.
-    """
-    for name in (*THREAD_VARIABLES, "NUMBA_NUM_THREADS"):
-        os.environ[name] = "1"
 
 
 def _exit_with_parent() -> None:
@@ -52,7 +39,9 @@ def _exit_with_parent() -> None:
 def init_worker() -> None:
     """Initializer of the engine's own pool processes.
 
-    Caps threads, makes the worker leave as soon as its parent dies (after a
+    Caps Numba's threads (before the kernels load; BLAS's cap is already in the
+    environment the worker was spawned with, see ``THREAD_VARIABLES``), makes the
+    worker leave as soon as its parent dies (after a
     SIGKILL of the run an orphan would otherwise wait forever for tasks; its
     half-written temporary shard is removed by the next run), and skips the
     interpreter's slow teardown when the pool shuts down.
@@ -60,7 +49,9 @@ def init_worker() -> None:
     import atexit
     import threading
 
-    limit_threads()
+    # Only in a fresh worker: changed after Numba started its threads (as in a
+    # caller running shards itself), it makes Numba refuse every later compile.
+    os.environ["NUMBA_NUM_THREADS"] = "1"
     threading.Thread(target=_exit_with_parent, name="mgc-parent-watch", daemon=True).start()
     # A worker's results are sent and its shard files closed before it exits; the
     # interpreter's teardown (numba, llvmlite, h5py) would then cost ~0.3 s that the

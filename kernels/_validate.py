@@ -53,6 +53,13 @@ def frame_sizes(n_fft, hop_length, win_length) -> tuple[int, int, int]:
     return n_fft, hop_length, win_length
 
 
+def power(value) -> float:
+    """Check the magnitude exponent of a spectrogram (1 for magnitude, 2 for power)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+        raise ParameterError(f"power must be a positive number, got {value!r}")
+    return float(value)
+
+
 def real_number(name: str, value, *, minimum=None, strictly=False) -> float:
     """Return ``value`` as a float, checking it is finite and above ``minimum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):

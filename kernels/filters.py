@@ -78,7 +78,8 @@ def fft_frequencies(*, sr: float = 22050, n_fft: int = 2048) -> np.ndarray:
     return np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
 
 
-def _check_norm(norm):
+def check_norm(norm):
+    """Return ``norm`` if it is 'slaney', None or a positive number (a p-norm)."""
     if norm is None or norm == "slaney":
         return norm
     if isinstance(norm, numbers.Real) and not isinstance(norm, bool) and (norm > 0):
@@ -136,7 +137,7 @@ def mel_filterbank(
     n_fft = positive_int("n_fft", n_fft)
     n_mels = positive_int("n_mels", n_mels)
     sr, fmin, fmax = _check_band(sr, fmin, fmax)
-    norm = _check_norm(norm)
+    norm = check_norm(norm)
     weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=dtype)
     fftfreqs = fft_frequencies(sr=sr, n_fft=n_fft)
     mel_f = mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=htk)

@@ -9,7 +9,8 @@ import numpy as np
 
 from . import _core
 from ._errors import ParameterError
-from .filters import filterbank_by_bin, mel_filterbank
+from ._validate import power as check_power
+from .filters import check_norm, filterbank_by_bin, mel_filterbank
 from .stft import _complex_like, frames_setup
 
 __all__ = ["melspectrogram", "power_to_db", "log_melspectrogram"]
@@ -20,12 +21,6 @@ def _bands(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype_name):
     weights = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
     bin_offsets, bin_bands, bin_weights = filterbank_by_bin(weights)
     return weights.shape[0], bin_offsets, bin_bands, bin_weights.astype(dtype_name)
-
-
-def _check_power(power) -> float:
-    if isinstance(power, bool) or not isinstance(power, numbers.Real) or not np.isfinite(power) or power <= 0:
-        raise ParameterError(f"power must be a positive number, got {power!r}")
-    return float(power)
 
 
 def _check_db_args(amin, top_db) -> None:
@@ -80,14 +75,12 @@ def melspectrogram(
     -------
     S : np.ndarray [shape=(..., n_mels, n_frames), dtype of y]
     """
-    power = _check_power(power)
+    power = check_power(power)
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
     n_fft = window_values.shape[0]
-    if isinstance(norm, list):
-        raise ParameterError(f"norm must be 'slaney', None or a number, got {norm!r}")
-    n_bands, bin_offsets, bin_bands, bin_weights = _bands(sr, n_fft, n_mels, fmin, fmax, bool(htk), norm, padded.dtype.name)
+    n_bands, bin_offsets, bin_bands, bin_weights = _bands(sr, n_fft, n_mels, fmin, fmax, bool(htk), check_norm(norm), padded.dtype.name)
     out = np.empty((padded.shape[0], n_bands, n_frames), dtype=padded.dtype)
     driver = _core.mel_batch_parallel if parallel else _core.mel_batch
     driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, _complex_like(padded.dtype), bin_offsets, bin_bands, bin_weights, out)

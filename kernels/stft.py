@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _core
 from ._errors import ParameterError
-from ._validate import audio, frame_sizes, pad_mode as check_pad_mode
+from ._validate import audio, frame_sizes, pad_mode as check_pad_mode, power as check_power
 from .windows import get_window
 
 __all__ = ["stft", "spectrogram", "frame_count"]
@@ -161,12 +161,11 @@ def spectrogram(
     -------
     S : np.ndarray [shape=(..., 1 + n_fft // 2, n_frames), dtype of y]
     """
-    if not np.isscalar(power) or not np.isfinite(power) or power <= 0:
-        raise ParameterError(f"power must be a positive number, got {power!r}")
+    power = check_power(power)
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
     out = np.empty((padded.shape[0], 1 + window_values.shape[0] // 2, n_frames), dtype=padded.dtype)
     driver = _core.power_batch_parallel if parallel else _core.power_batch
-    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, float(power), _complex_like(padded.dtype), out)
+    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, _complex_like(padded.dtype), out)
     return out.reshape(leading + out.shape[1:])

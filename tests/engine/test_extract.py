@@ -171,3 +171,17 @@ def test_compression_choices_give_the_same_numbers(genre_folder: Path, tmp_path:
     assert_same_store(tmp_path / "lzf", tmp_path / compression)
     with pytest.raises(SpecError, match="compression"):
         extract(genre_folder, tmp_path / "x", workers=1, compression="zstd")
+
+
+def test_a_run_in_this_process_leaves_its_thread_settings_alone(genre_folder: Path, tmp_path: Path):
+    """Changing NUMBA_NUM_THREADS after Numba started its threads breaks every later compile."""
+    import os
+
+    import kernels
+
+    names = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {name: os.environ.get(name) for name in names}
+    kernels.melspectrogram(np.zeros((2, 4096), np.float32), sr=22050, parallel=True)  # starts Numba's threads
+    extract(genre_folder, tmp_path / "store", FeatureSpec(), workers=1)
+    extract(genre_folder, tmp_path / "store-pool", FeatureSpec(), workers=2)
+    assert {name: os.environ.get(name) for name in names} == before
