@@ -6,7 +6,10 @@ message without a traceback.
 
 from __future__ import annotations
 
+from kernels import MgcError
+
 __all__ = [
+    "MgcError",
     "EngineError",
     "AudioError",
     "CorpusError",
@@ -35,7 +38,7 @@ AUDIO_ERROR_KINDS = {
 }
 
 
-class EngineError(Exception):
+class EngineError(MgcError):
     """Base class of every error the engine raises on purpose."""
 
 

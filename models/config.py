@@ -10,10 +10,12 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
+from engine import MgcError
+
 __all__ = ["ModelConfig", "TrainConfig", "ModelError", "tiny_model_config"]
 
 
-class ModelError(ValueError):
+class ModelError(MgcError, ValueError):
     """A problem a user can cause or fix: bad settings, a missing model, a spec mismatch."""
 
 
