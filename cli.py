@@ -1,16 +1,39 @@
 """The ``mgc`` command line: a thin typer app over the library.
 
 Each command parses its arguments, builds a config and calls one library
-function. Errors a user can cause are printed without a traceback and exit
-with status 2.
+function. Defaults and choices come from the library's config dataclasses and
+constants, so the help cannot drift from the code. Conventions, the same in
+every command:
+
+- what a command works on is positional (CORPUS, STORE, MODEL_DIR, INPUTS);
+- ``--out/-o`` names the new folder a command creates (synth, demo, train, evaluate);
+- ``--duration`` is seconds of audio per track, ``--json`` prints JSON on stdout;
+- errors a user can cause (:class:`kernels.MgcError`) are printed without a
+  traceback, with markup off, and exit with status 2 (1 when a run finished
+  but failed, e.g. ``--strict``).
+
+All rendering (progress bars, tables) lives here: the library reports progress
+through :class:`engine.ProgressEvent` and returns data.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import enum
+import functools
+import json
+import time
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from engine import FeatureSpec, MgcError, ProgressEvent
+from engine.schema import COMPRESSIONS, DEFAULT_COMPRESSION
+from engine.spec import FEATURES
+from models.config import TrainConfig
 
 app = typer.Typer(
     name="mgc",
@@ -19,13 +42,120 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, status and errors
+stdout = Console()  # results
+
+
+def _choices(name: str, values) -> type[enum.Enum]:
+    """A str Enum of ``values`` (typer shows and checks them as choices)."""
+    return enum.Enum(name, {str(v): str(v) for v in values}, type=str)
+
+
+Compression = _choices("Compression", COMPRESSIONS)
+LogmelDtype = _choices("LogmelDtype", ("float16", "float32"))
+Parallel = _choices("Parallel", ("jit", "pmap"))
+Which = _choices("Which", ("best", "latest"))
+Split = _choices("Split", ("test", "valid", "train", "all"))
+SPEC = {f.name: f.default for f in dataclasses.fields(FeatureSpec)}
+TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print a user-facing error without a traceback and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print a user-facing error (markup off) without a traceback and exit non-zero."""
+    console.print(Text("error: ", style="bold red") + Text(str(message)), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def command(name: str | None = None):
+    """Register a command whose :class:`MgcError` is printed by :func:`fail`: the one catch of the CLI."""
+
+    def register(function):
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except MgcError as error:
+                fail(str(error))
+
+        return app.command(name)(run)
+
+    return register
+
+
+def print_json(data) -> None:
+    """The one way ``--json`` prints: indented JSON on stdout."""
+    typer.echo(json.dumps(data, indent=1))
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def key_value_table(title: str, rows) -> Table:
+    table = Table(title=title, show_header=False)
+    for key, value in rows:
+        table.add_row(key, Text(str(value)))
+    return table
+
+
+def _status(event: ProgressEvent, state: dict) -> str:
+    """The text beside a task's bar, from its event's ``info``."""
+    info = event.info
+    if event.task == "extract":
+        elapsed = max(info.get("elapsed", 0.0), 1e-9)
+        return (f"{event.done / elapsed:.1f} tracks/s, {info.get('audio_seconds', 0.0) / 3600 / elapsed:.2f} audio h/s, "
+                f"{info.get('failed', 0)} failed")
+    if event.task == "train":
+        if event.kind == "start":
+            state["epochs"] = info.get("epochs", 0)
+            return "compiling"
+        if info.get("val_accuracy") is not None:
+            state["val"] = f"{info['val_accuracy']:.3f}"
+        if "loss" not in info:
+            return state.get("status", "")
+        state["status"] = (f"epoch {info['epoch'] + 1}/{state.get('epochs', '?')}  {info['examples_per_s']:.0f} ex/s  "
+                           f"loss {info['loss']:.4f}  val acc {state.get('val', '-')}")
+        return state["status"]
+    return ""
+
+
+class ProgressView:
+    """Renders any task's :class:`ProgressEvent` stream as rich bars; prints ``stage`` events as lines."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+        )
+        self.tasks: dict[str, int] = {}
+        self.state: dict[str, dict] = {}
+
+    def __enter__(self) -> ProgressView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.kind == "stage":
+            self.progress.console.print(
+                Text(f"{event.info.get('stage', event.task):>8} ", style="bold cyan") + Text(event.message)
+            )
+            return
+        state = self.state.setdefault(event.task, {})
+        status = _status(event, state)
+        if event.task not in self.tasks or event.kind == "start" and state.get("ended"):
+            self.tasks[event.task] = self.progress.add_task(event.task, total=event.total, completed=event.done,
+                                                            unit=event.unit, status=status)
+            state["ended"] = False
+        self.progress.update(self.tasks[event.task], completed=event.done, total=event.total, status=status)
+        if event.kind == "end":
+            state["ended"] = True
 
 
 @app.callback()
@@ -33,30 +163,83 @@ def main() -> None:
     """mgc: features, stores and genre models for large music collections."""
 
 
-# --- kernel commands ---------------------------------------------------------
-
-# --- engine commands (extract, inspect) ----------------------------------------
+# --- engine commands (synth, extract, inspect) ----------------------------------------------
 
 
-@app.command("extract")
+@command("synth")
+def synth_command(
+    out: str = typer.Option(..., "--out", "-o", help="Folder to write the corpus into (created if missing)."),
+    tracks_per_genre: int = typer.Option(10, "--tracks-per-genre", "-n", min=1, help="Tracks per genre."),
+    duration: float = typer.Option(30.0, "--duration", help="Seconds of audio per track."),
+    seed: int = typer.Option(0, help="Seed; the same seed gives bit-identical files."),
+    format: str = typer.Option("wav", "--format", "-f", help="wav, flac, ogg or mp3."),
+    sr: int = typer.Option(22050, help="Sample rate in Hz."),
+    channels: int = typer.Option(1, help="1 (mono) or 2 (stereo)."),
+    genres: str = typer.Option("", help="Comma-separated subset of genres (default: all)."),
+) -> None:
+    """Write a synthetic multi-genre corpus (folder per genre + manifest.csv)."""
+    from engine.synth import make_corpus
+
+    subset = [g.strip() for g in genres.split(",") if g.strip()] or None
+    with ProgressView() as view:
+        manifest = make_corpus(out, tracks_per_genre=tracks_per_genre, seconds=duration, seed=seed, format=format,
+                               sr=sr, channels=channels, genres=subset, progress=view)
+    typer.echo(f"tracks:   {manifest.parent}/<genre>/<genre>.NNNNN.{format}")
+    typer.echo(f"manifest: {manifest}")
+
+
+def _extract_table(result) -> Group:
+    elapsed = max(result.elapsed, 1e-9)
+    head = key_value_table(f"extract -> {result.store}", [
+        ("tracks in corpus", result.corpus_tracks),
+        ("processed by this run", f"{result.processed_tracks} ({result.skipped_tracks} already done, skipped)"),
+        ("failed in this run", len(result.failures)),
+        ("stored in the store", f"{result.stored_tracks} ({result.failed_tracks} failures recorded)"),
+        ("audio decoded", f"{result.audio_seconds / 3600:.3f} h"),
+        ("time", f"{result.elapsed:.1f} s"),
+        ("speed", f"{result.processed_tracks / elapsed:.1f} tracks/s, "
+                  f"{result.audio_seconds / 3600 / elapsed:.3f} audio h/s"),
+        ("shards", f"{result.shards_written} written, {result.shards_skipped} skipped"),
+        ("spec", result.spec.hash),
+    ])
+    parts = [head]
+    if result.failures:
+        parts.append(_failures_table("failures in this run", [(t, k, m) for t, _p, k, m in result.failures],
+                                     len(result.failures), 50, "see `mgc inspect`"))
+    return Group(*parts)
+
+
+def _failures_table(title: str, rows, count: int, limit: int, more: str) -> Table:
+    table = Table(title=title)
+    for column in ("track", "kind", "message"):
+        table.add_column(column)
+    for track_id, kind, message in rows[:limit]:
+        table.add_row(Text(track_id), kind, Text(message))
+    if count > limit:
+        table.add_row("...", "", f"{count - limit} more: {more}")
+    return table
+
+
+@command("extract")
 def extract_command(
     corpus: str = typer.Argument(..., help="Folder (one sub-folder per label, or plain) or a CSV manifest."),
     store: str = typer.Argument(..., help="Store folder to create or resume."),
     manifest: str = typer.Option(None, "--manifest", help="CSV with path,label[,track_id,split,artist]."),
     workers: int = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),
-    sr: int = typer.Option(22050, "--sr", help="Sample rate to resample to."),
-    n_fft: int = typer.Option(2048, "--n-fft"),
-    hop_length: int = typer.Option(512, "--hop-length"),
-    n_mels: int = typer.Option(128, "--n-mels"),
-    n_mfcc: int = typer.Option(20, "--n-mfcc"),
-    fmin: float = typer.Option(0.0, "--fmin"),
-    fmax: float = typer.Option(None, "--fmax"),
-    features: str = typer.Option("logmel,mfcc", "--features", help="Comma-separated: logmel, mfcc."),
-    logmel_dtype: str = typer.Option("float16", "--logmel-dtype", help="float16 or float32 on disk."),
+    sr: int = typer.Option(SPEC["sr"], "--sr", help="Sample rate to resample to."),
+    n_fft: int = typer.Option(SPEC["n_fft"], "--n-fft"),
+    hop_length: int = typer.Option(SPEC["hop_length"], "--hop-length"),
+    n_mels: int = typer.Option(SPEC["n_mels"], "--n-mels"),
+    n_mfcc: int = typer.Option(SPEC["n_mfcc"], "--n-mfcc"),
+    fmin: float = typer.Option(SPEC["fmin"], "--fmin"),
+    fmax: float = typer.Option(SPEC["fmax"], "--fmax", help="Highest mel frequency (default: sr / 2)."),
+    features: str = typer.Option(",".join(SPEC["features"]), "--features", help=f"Comma-separated: {', '.join(FEATURES)}."),
+    logmel_dtype: LogmelDtype = typer.Option(SPEC["logmel_dtype"], "--logmel-dtype", help="On-disk dtype of log-mel."),
     offset: float = typer.Option(None, "--offset", help="Start of the window to use, seconds."),
-    duration: float = typer.Option(None, "--duration", help="Length of the window to use, seconds."),
+    duration: float = typer.Option(None, "--duration", help="Seconds of audio to use per track (default: all)."),
     shard_size: int = typer.Option(None, "--shard-size", min=1, help="Tracks per shard for a new store."),
-    compression: str = typer.Option("lzf", "--compression", help="lzf (h5py, fast), gzip (any HDF5 tool), none."),
+    compression: Compression = typer.Option(DEFAULT_COMPRESSION, "--compression",
+                                            help="lzf (h5py, fast), gzip (any HDF5 tool), none."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing store and start again."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any track failed."),
     scheduler: str = typer.Option(
@@ -66,15 +249,16 @@ def extract_command(
     ),
 ) -> None:
     """Extract features of every track of CORPUS into the sharded HDF5 store STORE (resumable)."""
-    from engine import EngineError, ExtractFailed, FeatureSpec, extract, load_corpus
-    from engine.report import RichProgress, result_table
+    import contextlib
 
+    from engine import ExtractFailed, extract, load_corpus
+
+    spec = FeatureSpec(
+        sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc, fmin=fmin, fmax=fmax,
+        features=tuple(f.strip() for f in features.split(",") if f.strip()), logmel_dtype=logmel_dtype.value,
+    )
+    tracks = load_corpus(corpus, manifest)
     try:
-        spec = FeatureSpec(
-            sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc, fmin=fmin, fmax=fmax,
-            features=tuple(f.strip() for f in features.split(",") if f.strip()), logmel_dtype=logmel_dtype,
-        )  # fmt: skip
-        tracks = load_corpus(corpus, manifest)
         with contextlib.ExitStack() as stack:
             executor = None
             if scheduler:
@@ -83,137 +267,98 @@ def extract_command(
                 session = stack.enter_context(dask_executor(scheduler))
                 executor = session.executor
                 where = "started a local cluster" if session.local else "connected to"
-                console.print(f"dask: {where} {session.address} with {session.n_workers} workers"
-                              + (f"; dashboard {session.dashboard_link}" if session.dashboard_link else ""))
-            progress = stack.enter_context(RichProgress(console))
+                console.print(Text(f"dask: {where} {session.address} with {session.n_workers} workers"
+                                   + (f"; dashboard {session.dashboard_link}" if session.dashboard_link else "")))
+            view = stack.enter_context(ProgressView())
             result = extract(
                 tracks, store, spec, workers=workers, executor=executor, offset=offset, duration=duration,
-                overwrite=overwrite, strict=strict, progress=progress, shard_size=shard_size, compression=compression,
-            )  # fmt: skip
+                overwrite=overwrite, strict=strict, progress=view, shard_size=shard_size,
+                compression=compression.value,
+            )
     except ExtractFailed as exc:
-        console.print(result_table(exc.result))
+        console.print(_extract_table(exc.result))
         fail(str(exc), code=1)
-    except EngineError as exc:
-        fail(str(exc))
-    console.print(result_table(result))
+    console.print(_extract_table(result))
 
 
-@app.command("inspect")
+def _store_tables(summary: dict) -> Group:
+    spec = summary["spec"]
+    ratio = summary["compression_ratio"]
+    head = key_value_table(f"store {summary['store']}", [
+        ("spec", f"{summary['spec_hash']}  " + ", ".join(f"{k}={v}" for k, v in spec.items())),
+        ("run", ", ".join(f"{k}={v}" for k, v in summary["run"].items())),
+        ("tracks", f"{summary['tracks']} ({summary['frames']} frames, {summary['hours']:.3f} h)"),
+        ("shards", summary["shards"]),
+        ("size on disk", format_bytes(summary["bytes_on_disk"])),
+        ("compression", f"{ratio}x vs uncompressed on-disk dtypes, {summary['compression_ratio_vs_float32']}x vs float32"
+                        if ratio else "n/a"),
+    ])
+    labels = Table(title="per label")
+    for column in ("label", "tracks", "frames", "hours"):
+        labels.add_column(column, justify="right" if column != "label" else "left")
+    for name, row in summary["labels"].items():
+        labels.add_row(Text(name), str(row["tracks"]), str(row["frames"]), f"{row['hours']:.3f}")
+    parts = [head, labels]
+    failures = summary["failures"]
+    if failures["count"]:
+        rows = [(row["track_id"], row["kind"], row["message"]) for row in failures["list"]]
+        table = _failures_table(f"failures ({failures['count']})", rows, failures["count"], 100,
+                                "mgc inspect --json lists them all")
+        table.caption = "by reason: " + ", ".join(f"{kind}: {n}" for kind, n in sorted(failures["by_kind"].items()))
+        parts.append(table)
+    return Group(*parts)
+
+
+@command("inspect")
 def inspect_command(
     store: str = typer.Argument(..., help="A store made by `mgc extract`."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout (for scripts)."),
 ) -> None:
     """Describe a store: spec, tracks and frames per label, failures, size on disk, compression."""
-    import json
+    from engine import summarize_store
 
-    from engine import EngineError, summarize_store
-    from engine.report import store_tables
-
-    try:
-        summary = summarize_store(store)
-    except EngineError as exc:
-        fail(str(exc))
+    summary = summarize_store(store)
     if as_json:
-        typer.echo(json.dumps(summary, indent=1))
+        print_json(summary)
     else:
-        Console().print(store_tables(summary))
+        stdout.print(_store_tables(summary))
 
 
-# --- synth and demo commands ------------------------------------------------
+# --- model commands (demo, train, evaluate, predict) ----------------------------------------
 
 
-@app.command()
-def synth(
-    out_dir: str = typer.Argument(..., help="Folder to write the corpus into (created if missing)."),
-    tracks_per_genre: int = typer.Option(10, "--tracks-per-genre", "-n", help="Tracks per genre."),
-    seconds: float = typer.Option(30.0, help="Duration of every track in seconds."),
-    seed: int = typer.Option(0, help="Seed; the same seed gives bit-identical files."),
-    format: str = typer.Option("wav", "--format", "-f", help="wav, flac, ogg or mp3."),
-    sr: int = typer.Option(22050, help="Sample rate in Hz."),
-    channels: int = typer.Option(1, help="1 (mono) or 2 (stereo)."),
-    genres: str = typer.Option("", help="Comma-separated subset of genres (default: all)."),
-) -> None:
-    """Write a synthetic multi-genre corpus (folder per genre + manifest.csv)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from engine.synth import SynthError, make_corpus
-
-    subset = [g.strip() for g in genres.split(",") if g.strip()] or None
-    with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("synth", total=None)
-        try:
-            manifest = make_corpus(
-                out_dir, tracks_per_genre=tracks_per_genre, seconds=seconds, seed=seed, format=format,
-                sr=sr, channels=channels, genres=subset,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        except SynthError as exc:
-            bar.stop()
-            fail(str(exc))
-    typer.echo(f"tracks:   {manifest.parent}/<genre>/<genre>.NNNNN.{format}")
-    typer.echo(f"manifest: {manifest}")
-
-@app.command()
-def demo(
-    out: str = typer.Option("mgc-demo", "--out", help="Folder for every artefact; re-running reuses what is complete."),
-    tracks_per_genre: int = typer.Option(None, "--tracks-per-genre", min=2, help="Corpus size per genre (10 genres)."),
+@command("demo")
+def demo_command(
+    out: str = typer.Option("mgc-demo", "--out", "-o", help="Folder for every artefact; re-running reuses what is complete."),
+    tracks_per_genre: int = typer.Option(None, "--tracks-per-genre", "-n", min=2, help="Corpus size per genre (10 genres)."),
     quick: bool = typer.Option(False, "--quick", help="A small run of the same path (under 2 minutes)."),
     workers: int = typer.Option(None, "--workers", min=1, help="Extraction processes (default: all cores)."),
 ) -> None:
     """Synthesise a corpus, extract features, train, evaluate and predict: the whole system in one command."""
-    import time
-
-    from rich.table import Table
-
-    from engine import EngineError, SynthError
-    from engine.report import RichProgress
-    from models import ModelError
     from models.demo import DemoConfig, run_demo
-    from models.progress import RichReporter
 
     overrides = {k: v for k, v in {"tracks_per_genre": tracks_per_genre, "workers": workers}.items() if v is not None}
     config = DemoConfig.quick(**overrides) if quick else DemoConfig(**overrides)
     started = time.perf_counter()
-
-    def on_stage(stage: str, message: str) -> None:
-        console.print(f"[bold cyan]{stage:>8}[/] {message}", highlight=False)
-
-    try:
-        with RichProgress(console) as extract_bar:
-            report = run_demo(out, config, on_stage=on_stage, extract_progress=extract_bar,
-                              reporter=RichReporter(console))  # fmt: skip
-    except (EngineError, SynthError, ModelError) as exc:
-        fail(str(exc))
-    table = Table(title=f"mgc demo: {out}", show_header=False)
-    for stage, seconds in report.stages.items():
-        table.add_row(f"{stage} time", f"{seconds:.1f} s")
-    table.add_row("total time", f"{time.perf_counter() - started:.1f} s")
-    table.add_row("test tracks", str(report.n_test))
-    table.add_row("test accuracy", f"{report.test_accuracy:.3f} (chance {report.chance:.3f})")
-    table.add_row("test macro-F1", f"{report.test_macro_f1:.3f}")
-    table.add_row("fresh tracks right", f"{sum(r['predicted'] == r['genre'] for r in report.fresh)}/{len(report.fresh)}")
-    for name, path in report.artefacts.items():
-        table.add_row(name, str(path))
+    with ProgressView() as view:
+        report = run_demo(out, config, progress=view)
+    rows = [(f"{stage} time", f"{seconds:.1f} s") for stage, seconds in report.stages.items()]
+    rows += [
+        ("total time", f"{time.perf_counter() - started:.1f} s"),
+        ("test tracks", report.n_test),
+        ("test accuracy", f"{report.test_accuracy:.3f} (chance {report.chance:.3f})"),
+        ("test macro-F1", f"{report.test_macro_f1:.3f}"),
+        ("fresh tracks right", f"{sum(r['predicted'] == r['genre'] for r in report.fresh)}/{len(report.fresh)}"),
+    ] + [(name, path) for name, path in report.artefacts.items()]
     typer.echo("")
-    Console().print(table)
+    stdout.print(key_value_table(f"mgc demo: {out}", rows))
     fresh = Table(title="fresh tracks (another seed, never seen)")
     for column in ("file", "genre", "predicted", "p"):
         fresh.add_column(column)
     for row in report.fresh:
-        mark = "" if row["predicted"] == row["genre"] else " [red]x[/]"
-        fresh.add_row(row["path"].rsplit("/", 1)[-1], row["genre"], f"{row['predicted']}{mark}", f"{row['probability']:.2f}")
-    Console().print(fresh)
-
-
-# --- model commands (train, evaluate, predict) -------------------------------
-
-
-def _model_errors():
-    """The exceptions a user can cause in model commands (printed without a traceback)."""
-    from engine import EngineError
-    from models import ModelError
-
-    return (ModelError, EngineError)
+        predicted = Text(str(row["predicted"])) + (Text("") if row["predicted"] == row["genre"] else Text(" x", "red"))
+        fresh.add_row(Text(row["path"].rsplit("/", 1)[-1]), row["genre"], predicted, f"{row['probability']:.2f}")
+    stdout.print(fresh)
 
 
 def _parse_split_files(items: list[str] | None) -> dict[str, str] | None:
@@ -228,137 +373,126 @@ def _parse_split_files(items: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-@app.command("train")
+@command("train")
 def train_command(
     store: str = typer.Argument(..., help="Feature store made by `mgc extract`."),
     out: str = typer.Option(..., "--out", "-o", help="Model folder to write (checkpoints, metrics log, splits)."),
-    epochs: int = typer.Option(None, help="Passes over the training tracks (default: 30)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Global batch size, a multiple of the device count (default: 32)."),
-    lr: float = typer.Option(None, help="Peak learning rate (warm-up then cosine) (default: 1e-3)."),
-    crop_seconds: float = typer.Option(None, "--crop-seconds", help="Length of the random training crops (default: 3.0)."),
-    parallel: str = typer.Option(None, help="jit (jax.jit over a device mesh) or pmap (default: jit)."),
+    epochs: int = typer.Option(None, help=f"Passes over the training tracks (default: {TRAIN['epochs']})."),
+    batch_size: int = typer.Option(
+        None, "--batch-size", help=f"Global batch size, a multiple of the device count (default: {TRAIN['batch_size']})."
+    ),
+    lr: float = typer.Option(None, help=f"Peak learning rate (warm-up then cosine) (default: {TRAIN['lr']})."),
+    crop_seconds: float = typer.Option(
+        None, "--crop-seconds", help=f"Length of the random training crops (default: {TRAIN['crop_seconds']})."
+    ),
+    parallel: Parallel = typer.Option(
+        None, help=f"jit (jax.jit over a device mesh) or pmap (default: {TRAIN['parallel']})."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
-    seed: int = typer.Option(None, help="Seeds initialisation, splits, crops and augmentation (default: 0)."),
-    mixup: float = typer.Option(None, help="Mixup Beta(alpha, alpha); 0 turns it off (default: 0.2)."),
-    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps (default: per epoch)."),
-    split_file: list[str] = typer.Option(None, "--split-file", help="NAME=PATH with one track id per line (repeat for train, valid, test)."),
-    widths: str = typer.Option(None, help="Channels per conv block, e.g. 16,32,64 (depth = count) (default: 32,64,64,128,128)."),
+    seed: int = typer.Option(None, help=f"Seeds initialisation, splits, crops and augmentation (default: {TRAIN['seed']})."),
+    mixup: float = typer.Option(None, help=f"Mixup Beta(alpha, alpha); 0 turns it off (default: {TRAIN['mixup_alpha']})."),
+    checkpoint_every: int = typer.Option(
+        None, "--checkpoint-every", help="Also checkpoint every N steps (default: once per epoch)."
+    ),
+    split_file: list[str] = typer.Option(
+        None, "--split-file", help="NAME=PATH with one track id per line (repeat for train, valid, test)."
+    ),
+    widths: str = typer.Option(
+        None, help="Channels per conv block, e.g. 16,32,64 (depth = count) (default: 32,64,64,128,128)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train the genre CNN on a feature store, on every local device."""
-    import json
-
     from models import ModelConfig, train
-    from models.progress import RichReporter
 
-    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop_seconds": crop_seconds, "parallel": parallel,
-             "seed": seed, "mixup_alpha": mixup, "checkpoint_every": checkpoint_every}
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop_seconds": crop_seconds,
+             "parallel": parallel.value if parallel else None, "seed": seed, "mixup_alpha": mixup,
+             "checkpoint_every": checkpoint_every}
+    # Overrides of the defaults for a new run, checked against the saved run on --resume.
     given = {k: v for k, v in given.items() if v is not None}
-    errors = _model_errors()
-    try:
-        # A mapping: overrides of the defaults for a new run, checked against the saved run on --resume.
-        config = given
-        model_config = None
-        if widths:
-            try:
-                block_widths = tuple(int(w) for w in widths.split(","))
-            except ValueError:
-                fail(f"--widths takes comma-separated integers, got {widths!r}")
-            # n_mels and n_classes are placeholders here: train() takes them from the store.
-            model_config = ModelConfig(widths=block_widths, n_mels=2 ** len(block_widths))
-        summary = train(store, out, config, model_config=model_config, resume=resume,
-                        split_files=_parse_split_files(split_file), reporter=RichReporter(console=console))
-    except errors as error:
-        fail(str(error))
+    model_config = None
+    if widths:
+        try:
+            block_widths = tuple(int(w) for w in widths.split(","))
+        except ValueError:
+            fail(f"--widths takes comma-separated integers, got {widths!r}")
+        # n_mels and n_classes are placeholders here: train() takes them from the store.
+        model_config = ModelConfig(widths=block_widths, n_mels=2 ** len(block_widths))
+    with ProgressView() as view:
+        summary = train(store, out, given, model_config=model_config, resume=resume,
+                        split_files=_parse_split_files(split_file), progress=view)
     if json_out:
-        print(json.dumps(summary, indent=1))
+        print_json(summary)
         return
     last = summary["last"] or {}
     best = summary["best_val_accuracy"]
-    console.print(
+    console.print(Text(
         f"trained {summary['steps']} steps on {summary['devices']} device(s) ({summary['parallel']}); "
         f"last train loss {last.get('train_loss', float('nan')):.4f}; best validation accuracy "
         f"{'-' if best is None else f'{best:.3f}'}; model in {summary['model_dir']}"
-    )
+    ))
 
 
-@app.command("evaluate")
+@command("evaluate")
 def evaluate_command(
     model_dir: str = typer.Argument(..., help="Model folder written by `mgc train`."),
     store: str = typer.Argument(..., help="Feature store made with the model's FeatureSpec."),
-    split: str = typer.Option("test", help="train, valid, test (the model's saved split) or all."),
+    split: Split = typer.Option("test", help="The model's saved split, or all labelled tracks."),
     out: str = typer.Option(None, "--out", "-o", help="Where to write metrics.json and the PNGs (default: MODEL_DIR/eval-SPLIT)."),
-    max_crops: int = typer.Option(None, "--max-crops", help="Cap on crops per track (default: cover the track)."),
-    checkpoint: str = typer.Option("best", help="best (by validation accuracy) or latest."),
+    max_crops: int = typer.Option(None, "--max-crops", min=1, help="Cap on crops per track (default: cover the track)."),
+    checkpoint: Which = typer.Option("best", help="best (by validation accuracy) or latest."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Track-level accuracy, macro-F1, per-class precision/recall and a confusion matrix."""
-    import json
-
-    from rich.table import Table
-
     from models import evaluate
 
-    errors = _model_errors()
-    try:
-        if checkpoint not in ("best", "latest"):
-            fail(f"--checkpoint must be best or latest, got {checkpoint!r}")
-        metrics = evaluate(model_dir, store, split=split, out_dir=out, max_crops=max_crops, which=checkpoint)
-    except errors as error:
-        fail(str(error))
+    metrics = evaluate(model_dir, store, split=split.value, out_dir=out, max_crops=max_crops, which=checkpoint.value)
     if json_out:
-        print(json.dumps(metrics, indent=1))
+        print_json(metrics)
         return
     names = metrics["label_names"]
-    out_console = Console()
-    per_class = Table(title=f"{split}: {metrics['n_tracks']} tracks, accuracy {metrics['accuracy']:.3f}, "
+    per_class = Table(title=f"{split.value}: {metrics['n_tracks']} tracks, accuracy {metrics['accuracy']:.3f}, "
                             f"macro-F1 {metrics['macro_f1']:.3f}")
     for column in ("label", "precision", "recall", "F1", "tracks"):
         per_class.add_column(column, justify="left" if column == "label" else "right")
     for i, name in enumerate(names):
-        per_class.add_row(name, f"{metrics['precision'][i]:.3f}", f"{metrics['recall'][i]:.3f}",
+        per_class.add_row(Text(name), f"{metrics['precision'][i]:.3f}", f"{metrics['recall'][i]:.3f}",
                           f"{metrics['f1'][i]:.3f}", str(metrics["support"][i]))
-    out_console.print(per_class)
+    stdout.print(per_class)
     # Columns are numbered so that ten or more labels still fit a terminal.
     confusion = Table(title="confusion matrix (rows: true label, columns: predicted label number)")
     confusion.add_column("true label", no_wrap=True)
     for j in range(len(names)):
         confusion.add_column(str(j), justify="right")
     for i, (name, row) in enumerate(zip(names, metrics["confusion"])):
-        confusion.add_row(f"{i} {name}", *(str(v) for v in row))
-    out_console.print(confusion)
+        confusion.add_row(Text(f"{i} {name}"), *(str(v) for v in row))
+    stdout.print(confusion)
     for kind, path in metrics["files"].items():
-        out_console.print(f"{kind}: {path}", highlight=False)
+        stdout.print(Text(f"{kind}: {path}"), highlight=False)
 
 
-@app.command("predict")
+@command("predict")
 def predict_command(
     model_dir: str = typer.Argument(..., help="Model folder written by `mgc train`."),
     inputs: list[str] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
-    top_k: int = typer.Option(3, "--top-k", help="Genres to show per file."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Genres to show per file."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON list of results."),
 ) -> None:
     """Predict the genres of audio files; unreadable files are reported and skipped."""
-    import json
-
     from models import predict
 
-    errors = _model_errors()
-    try:
-        results = predict(model_dir, inputs, top_k=top_k)
-    except errors as error:
-        fail(str(error))
+    results = predict(model_dir, inputs, top_k=top_k)
     if json_out:
-        print(json.dumps(results, indent=1))
+        print_json(results)
     else:
-        out_console = Console()
         for result in results:
             if result["error"]:
-                console.print(f"[yellow]skipped[/] {result['path']}: {result['error']}", highlight=False, soft_wrap=True)
+                console.print(Text("skipped ", style="yellow") + Text(f"{result['path']}: {result['error']}"),
+                              highlight=False, soft_wrap=True)
                 continue
             top = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
             # One line per file, never wrapped, so that scripts can parse it.
-            out_console.print(f"{result['path']}: {top}", highlight=False, soft_wrap=True)
+            stdout.print(Text(f"{result['path']}: {top}"), highlight=False, soft_wrap=True)
     if not results:
         fail("no audio files found in the given paths")
     if all(r["error"] for r in results):

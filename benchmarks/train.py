@@ -41,7 +41,8 @@ import numpy as np  # noqa: E402
 
 from models.config import ModelConfig, TrainConfig  # noqa: E402
 from models.data import StoreTracks, split_source  # noqa: E402
-from models.input_pipeline import Normalizer, TrainLoader, crop_frames_for, prefetch  # noqa: E402
+from engine.background import background as prefetch  # noqa: E402
+from models.input_pipeline import Normalizer, TrainLoader, crop_frames_for  # noqa: E402
 from models.parallel import make_parallel  # noqa: E402
 from models.steps import init_state, make_optimizer  # noqa: E402
 

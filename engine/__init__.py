@@ -3,7 +3,9 @@
 The engine imports ``kernels`` for the numbers and never imports JAX.
 """
 
-from .corpus import Corpus, Track, load_corpus
+from . import atomic
+from .background import background
+from .corpus import Corpus, Track, find_audio_files, load_corpus
 from .errors import (
     AudioError,
     CorpusError,
@@ -14,44 +16,43 @@ from .errors import (
     StoreError,
     StoreLockedError,
 )
-from .extract import ExtractFailed, ExtractProgress, ExtractResult, extract
+from .extract import ExtractFailed, ExtractResult, extract
 from .features import compute_features
+from .diff import describe_differences, differences
+from .progress import ProgressCallback, ProgressEvent, Reporter as ProgressReporter
 from .spec import FeatureSpec
 from .store import FeatureStore, TrackTable
 from .summary import summarize_store
+from .workers import default_workers
 
 __all__ = [
     "AudioError",
     "Corpus",
     "CorpusError",
     "EngineError",
-    "MgcError",
     "ExtractFailed",
-    "ExtractProgress",
     "ExtractResult",
     "FeatureSpec",
     "FeatureStore",
+    "ProgressCallback",
+    "ProgressEvent",
+    "ProgressReporter",
     "SpecError",
     "SpecMismatchError",
     "StoreError",
     "StoreLockedError",
-    "SYNTH_GENRES",
-    "SynthError",
     "Track",
     "TrackTable",
+    "atomic",
+    "background",
     "compute_features",
+    "default_workers",
+    "describe_differences",
+    "differences",
     "extract",
+    "find_audio_files",
     "load_corpus",
-    "make_corpus",
+    "MgcError",
     "summarize_store",
 ]
 
-
-def __getattr__(name):
-    # The generator (and the scipy.signal it needs) loads on first use, so
-    # extraction workers do not pay for importing it.
-    if name in ("make_corpus", "SynthError", "SYNTH_GENRES"):
-        from . import synth
-
-        return {"make_corpus": synth.make_corpus, "SynthError": synth.SynthError, "SYNTH_GENRES": synth.GENRES}[name]
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")

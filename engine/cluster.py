@@ -113,7 +113,7 @@ def dask_executor(scheduler: str, *, timeout: float = 10.0) -> Iterator[DaskSess
         if kind == "local":
             import logging
 
-            from .extract import default_workers
+            from .workers import default_workers
 
             cluster = distributed.LocalCluster(
                 n_workers=n_workers or default_workers(),

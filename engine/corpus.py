@@ -16,7 +16,7 @@ import soundfile
 
 from .errors import CorpusError
 
-__all__ = ["Track", "Corpus", "load_corpus", "AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS"]
+__all__ = ["Track", "Corpus", "load_corpus", "find_audio_files", "is_audio_name", "AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS"]
 
 # Extensions soundfile (libsndfile) decodes, plus common aliases.
 AUDIO_EXTENSIONS = frozenset(
@@ -71,7 +71,8 @@ class Corpus:
         return self.tracks[index]
 
 
-def _is_audio_name(name: str) -> bool:
+def is_audio_name(name: str) -> bool:
+    """True when a file name's extension is one mgc treats as audio (decodable or not)."""
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     return ext in AUDIO_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS
 
@@ -87,9 +88,31 @@ def _scan(root: Path) -> list[str]:
         dirnames.sort()
         rel_dir = Path(dirpath).relative_to(root)
         for name in filenames + dirnames:
-            if not name.startswith(".") and _is_audio_name(name):
+            if not name.startswith(".") and is_audio_name(name):
                 found.append((rel_dir / name).as_posix())
     return sorted(found)
+
+
+def find_audio_files(inputs) -> list[Path]:
+    """Files as given; folders searched recursively for audio files (the names ``mgc extract`` lists).
+
+    Parameters
+    ----------
+    inputs : iterable of str or Path
+
+    Returns
+    -------
+    list of Path
+        Given files in the order given; each folder's audio files in sorted order.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            out += [item / rel for rel in _scan(item) if (item / rel).is_file()]
+        else:
+            out.append(item)
+    return out
 
 
 def _from_folder(root: Path, labels: str) -> Corpus:

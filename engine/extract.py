@@ -10,37 +10,29 @@ moment leaves the index naming only complete shards; the next run skips them.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
+import json
 import math
-import multiprocessing
 import os
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from . import schema
+from kernels.validate import integer, one_of, real_number
+
+from . import atomic, schema
 from .corpus import Corpus, load_corpus
+from .diff import describe_differences, differences
 from .errors import EngineError, SpecError, SpecMismatchError, StoreError
 from .lock import StoreLock
-from .shard import THREAD_VARIABLES, ShardTask, init_worker, run_shard
+from .progress import ProgressCallback, Reporter
+from .shard import ShardTask, run_shard
 from .spec import FeatureSpec
+from .workers import default_workers, make_pool, one_thread_environment
 
-__all__ = ["extract", "ExtractResult", "ExtractProgress", "ExtractFailed", "default_workers"]
+__all__ = ["extract", "ExtractResult", "ExtractFailed"]
 
 _MAX_SHARD_TRACKS = 128
-
-
-@dataclass(frozen=True)
-class ExtractProgress:
-    """A snapshot passed to the ``progress`` callback after each shard (and once at start)."""
-
-    total_tracks: int  # tracks this run has to process
-    done_tracks: int
-    failed_tracks: int
-    audio_seconds: float
-    elapsed: float
-    skipped_tracks: int  # already in complete shards before this run
 
 
 @dataclass
@@ -71,14 +63,6 @@ class ExtractFailed(EngineError):
     def __init__(self, message: str, result: ExtractResult) -> None:
         super().__init__(message)
         self.result = result
-
-
-def default_workers() -> int:
-    """Cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _versions() -> dict:
@@ -131,12 +115,11 @@ def _check_or_reset(store: str, spec: FeatureSpec, run: dict, overwrite: bool) -
         return None
     index = schema.read_index(store)
     if index["spec_hash"] != spec.hash or index["run"] != run:
-        old = FeatureSpec.from_dict(index["spec"]).to_dict()
-        changed = {k: (old[k], v) for k, v in spec.to_dict().items() if old.get(k) != v}
-        changed.update({k: (index["run"].get(k), v) for k, v in run.items() if index["run"].get(k) != v})
-        details = ", ".join(f"{k}: store {a!r} vs now {b!r}" for k, (a, b) in changed.items())
+        changed = differences(FeatureSpec.from_dict(index["spec"]).to_dict(), spec.to_dict())
+        changed.update(differences(index["run"], run))
         raise SpecMismatchError(
-            f"the store {store} was made with other settings ({details}); pass --overwrite "
+            f"the store {store} was made with other settings ({describe_differences(changed, 'store', 'now')}); "
+            "pass --overwrite "
             "(overwrite=True) to delete it and extract again, or choose another store path"
         )
     return index
@@ -146,8 +129,6 @@ def _extend_plan(store: str, corpus: Corpus, shard_size: int | None) -> dict:
     """Load ``plan.json`` and append shards for tracks it does not name yet."""
     path = os.path.join(store, schema.PLAN_NAME)
     if os.path.exists(path):
-        import json
-
         with open(path, encoding="utf-8") as handle:
             plan = json.load(handle)
     else:
@@ -160,7 +141,7 @@ def _extend_plan(store: str, corpus: Corpus, shard_size: int | None) -> dict:
         name = schema.shard_name(len(plan["shards"]))
         plan["shards"].append({"name": name, "track_ids": new[start : start + size]})
     if new or not os.path.exists(path):
-        schema.write_json_atomic(path, plan)
+        atomic.write_json(path, plan)
     return plan
 
 
@@ -171,35 +152,11 @@ def _new_index(spec: FeatureSpec, run: dict) -> dict:
     }  # fmt: skip
 
 
-def _make_pool(workers: int) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker
-    )
-
-
-@contextlib.contextmanager
-def _one_thread_environment():
-    """Thread caps in the environment while the pool spawns its workers.
-
-    numpy loads OpenBLAS while a spawned worker unpickles its initializer, before
-    the initializer runs: the cap must already be in the environment it inherits.
-    """
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update({name: "1" for name in THREAD_VARIABLES})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def extract(
     corpus, store_path, spec: FeatureSpec | None = None, *, workers: int | None = None,
     executor: cf.Executor | None = None, offset: float | None = None, duration: float | None = None,
-    overwrite: bool = False, strict: bool = False, progress=None, shard_size: int | None = None,
+    overwrite: bool = False, strict: bool = False, progress: ProgressCallback | None = None,
+    shard_size: int | None = None,
     compression: str = schema.DEFAULT_COMPRESSION,
 ) -> ExtractResult:  # fmt: skip
     """Extract the features of every track of a corpus into a store.
@@ -225,7 +182,11 @@ def extract(
     strict : bool
         Raise ExtractFailed when any track failed.
     progress : callable, optional
-        Called with an ``ExtractProgress`` at start and after each shard.
+        Receives :class:`engine.progress.ProgressEvent` values of task ``"extract"``
+        counting ``"tracks"``: ``start``, an ``update`` after each shard, ``end``.
+        ``info`` holds ``failed`` (tracks that failed so far), ``audio_seconds``
+        (decoded so far), ``elapsed`` (seconds) and ``skipped`` (tracks already in
+        complete shards before this run).
     shard_size : int, optional
         Tracks per shard for a new store (default: up to 128, at least 16 shards).
     compression : {"lzf", "gzip", "none"}
@@ -249,17 +210,15 @@ def extract(
     started = time.perf_counter()
     spec = FeatureSpec() if spec is None else spec
     corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
-    for name, value in (("offset", offset), ("duration", duration)):
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise SpecError(f"{name} must be a non-negative number of seconds, got {value!r}")
-    if duration is not None and duration == 0:
-        raise SpecError("duration must be positive (or None for the whole track)")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise SpecError(f"workers must be a positive integer, got {workers!r}")
-    if compression not in schema.COMPRESSIONS:
-        raise SpecError(f"compression must be one of {', '.join(schema.COMPRESSIONS)}, got {compression!r}")
-    if shard_size is not None and (not isinstance(shard_size, int) or shard_size < 1):
-        raise SpecError(f"shard_size must be a positive integer, got {shard_size!r}")
+    if offset is not None:
+        real_number("offset (seconds)", offset, minimum=0, error=SpecError)
+    if duration is not None:
+        real_number("duration (seconds, or None for the whole track)", duration, minimum=0, strictly=True,
+                    error=SpecError)
+    for name, value in (("workers", workers), ("shard_size", shard_size)):
+        if value is not None:
+            integer(name, value, 1, error=SpecError)
+    one_of("compression", compression, schema.COMPRESSIONS, error=SpecError)
     store = os.path.abspath(os.fspath(store_path))
     run = {"offset": offset, "duration": duration}
     _prepare_folder(store, overwrite)
@@ -267,7 +226,7 @@ def extract(
         index = _check_or_reset(store, spec, run, overwrite) or _new_index(spec, run)
         _remove_temporary_shards(store)  # under the lock, a temporary shard is a killed run's
         index["label_names"] = sorted(set(index["label_names"]) | set(corpus.label_names))
-        schema.write_json_atomic(os.path.join(store, schema.INDEX_NAME), index)
+        atomic.write_json(os.path.join(store, schema.INDEX_NAME), index)
         plan = _extend_plan(store, corpus, shard_size)
         order = {shard["name"]: i for i, shard in enumerate(plan["shards"])}
         complete = {shard["name"] for shard in index["shards"]}
@@ -288,19 +247,22 @@ def extract(
         state = {"done": 0, "failed": 0, "audio": 0.0}
         failures, shard_errors, written = [], [], 0
 
-        def report():
-            if progress is not None:
-                progress(ExtractProgress(total, state["done"], state["failed"], state["audio"],
-                                         time.perf_counter() - started, skipped))  # fmt: skip
+        reporter = Reporter(progress, "extract", "tracks")
+
+        def report(kind="update"):
+            reporter(kind, state["done"], total, failed=state["failed"], audio_seconds=state["audio"],
+                     elapsed=time.perf_counter() - started, skipped=skipped)
 
         def record(task, result):
             nonlocal written
             index["shards"].append(
                 {"name": result.name, "n_tracks": result.n_tracks, "n_failures": result.n_failures,
-                 "n_frames": result.n_frames, "audio_seconds": round(result.audio_seconds, 3)}
+                 "n_frames": result.n_frames, "audio_seconds": round(result.audio_seconds, 3),
+                 "file_bytes": result.file_bytes, "feature_bytes_stored": result.feature_bytes_stored,
+                 "feature_bytes_raw": result.feature_bytes_raw}
             )  # fmt: skip
             index["shards"].sort(key=lambda shard: order.get(shard["name"], len(order)))
-            schema.write_json_atomic(os.path.join(store, schema.INDEX_NAME), index)
+            atomic.write_json(os.path.join(store, schema.INDEX_NAME), index)
             written += 1
             failures.extend(result.failures)
             state["done"] += len(task.tracks)
@@ -308,15 +270,15 @@ def extract(
             state["audio"] += result.audio_seconds
             report()
 
-        report()
+        report("start")
         if tasks and executor is None and (workers or default_workers()) == 1:
             for task in tasks:
                 record(task, run_shard(task))
         elif tasks:
             own = executor is None
-            pool = _make_pool(min(workers or default_workers(), len(tasks))) if own else executor
+            pool = make_pool(min(workers or default_workers(), len(tasks))) if own else executor
             try:
-                with _one_thread_environment():  # workers are spawned by the first submits
+                with one_thread_environment():  # workers are spawned by the first submits
                     futures = {pool.submit(run_shard, task): task for task in tasks}
                 for future in cf.as_completed(futures):
                     task = futures[future]
@@ -339,6 +301,7 @@ def extract(
                 if own:
                     pool.shutdown(wait=True, cancel_futures=True)
         _remove_temporary_shards(store)  # of workers that died during this run
+        report("end")
     result = ExtractResult(
         store=store, spec=spec, corpus_tracks=len(corpus), processed_tracks=total, skipped_tracks=skipped,
         stored_tracks=sum(s["n_tracks"] for s in index["shards"]),

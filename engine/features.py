@@ -62,12 +62,12 @@ class LogMelAccumulator:
         self._frames: list[np.ndarray] = []  # each (k, n_mels) float32, dB without top_db
 
     def _emit(self, buffer: np.ndarray) -> np.ndarray:
-        from kernels import log_melspectrogram
+        from kernels import frame_count, log_melspectrogram
 
         spec = self.spec
         if buffer.size < spec.n_fft:
             return buffer
-        n_frames = 1 + (buffer.size - spec.n_fft) // spec.hop_length
+        n_frames = frame_count(buffer.size, n_fft=spec.n_fft, hop_length=spec.hop_length, center=False)
         used = (n_frames - 1) * spec.hop_length + spec.n_fft
         db = log_melspectrogram(
             buffer[:used], sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop_length, center=False,

@@ -2,103 +2,93 @@
 
 soundfile, soxr and the Numba kernels (``nogil=True``) release the GIL, so a
 decoder thread and the computing thread run at the same time within one
-worker process. The queue is bounded: memory stays a few blocks per worker.
+worker process. The decoder is :func:`engine.background.background` over one
+flat stream of events (a track opened, a block, a track's end or error); its
+queue is bounded, so memory stays a few blocks per worker.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 
 from .audio import AudioStream
+from .background import background
 from .errors import AudioError
 
 __all__ = ["decoded_tracks"]
 
-_END = object()
+_TRACK, _BLOCK, _END, _ERROR = "track", "block", "end", "error"
 
 
 class _Track:
-    """What the decoder thread hands over for one track: a stream or an error."""
+    """What the decoder hands over for one track: a stream or an error, then its blocks."""
 
-    def __init__(self, item, stream: AudioStream | None, error: Exception | None, blocks: queue.Queue) -> None:
+    def __init__(self, item, stream: AudioStream | None, error: Exception | None, events: Iterator) -> None:
         self.item = item
         self.stream = stream
         self.error = error
-        self._blocks = blocks
+        self._events = events
+        self._finished = error is not None
 
     def blocks(self) -> Iterator:
         """Decoded blocks of this track; raises the decoder's AudioError in order."""
-        while True:
-            block = self._blocks.get()
-            if block is _END:
-                return
-            if isinstance(block, Exception):
-                raise block
-            yield block
-
-
-def _decode_all(items, sr, offset, duration, out: queue.Queue, stop: threading.Event, depth: int) -> None:
-    for item, path in items:
-        if stop.is_set():
+        while not self._finished:
+            kind, payload = next(self._events)
+            if kind == _BLOCK:
+                yield payload
+                continue
+            self._finished = True
+            if kind == _ERROR:
+                raise payload
             return
-        blocks: queue.Queue = queue.Queue(maxsize=depth)
+
+
+def _events(items, sr, offset, duration):
+    for item, path in items:
         try:
             stream = AudioStream(path, sr, offset=offset, duration=duration)
         except AudioError as exc:
-            out.put(_Track(item, None, exc, blocks))
+            yield _TRACK, (item, None, exc)
             continue
         except Exception as exc:  # one odd file must never stop the run
-            out.put(_Track(item, None, AudioError("internal", path, f"{type(exc).__name__}: {exc}"), blocks))
+            yield _TRACK, (item, None, AudioError("internal", path, f"{type(exc).__name__}: {exc}"))
             continue
-        out.put(_Track(item, stream, None, blocks))
+        yield _TRACK, (item, stream, None)
         try:
             for block in stream.blocks():
-                while not stop.is_set():
-                    try:
-                        blocks.put(block, timeout=0.1)
-                        break
-                    except queue.Full:
-                        pass
-                if stop.is_set():
-                    stream.close()
-                    return
-            blocks.put(_END)
+                yield _BLOCK, block
+            yield _END, None
         except AudioError as exc:
-            blocks.put(exc)
+            yield _ERROR, exc
         except Exception as exc:
-            blocks.put(AudioError("internal", path, f"{type(exc).__name__}: {exc}"))
-    out.put(_END)
+            yield _ERROR, AudioError("internal", path, f"{type(exc).__name__}: {exc}")
+        finally:
+            stream.close()
 
 
 def decoded_tracks(items: Iterable, sr: int, *, offset=None, duration=None, depth: int = 4) -> Iterator[_Track]:
-    """Open and decode ``(item, path)`` pairs one track ahead of the consumer.
+    """Open and decode ``(item, path)`` pairs ahead of the consumer.
 
     Yields
     ------
     _Track
         ``.item`` as given, ``.stream`` (None on error), ``.error`` (an AudioError
         raised on open) and ``.blocks()`` (mono float32 blocks at ``sr``). The
-        consumer must exhaust ``.blocks()`` of one track before asking for the next.
+        consumer may stop reading a track's blocks at any point: what is left of
+        them is skipped when it asks for the next track. An error while skipping
+        is dropped, since the consumer already gave up on that track.
     """
-    tracks: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=_decode_all, args=(list(items), sr, offset, duration, tracks, stop, depth), daemon=True
-    )
-    thread.start()
+    events = background(_events(list(items), sr, offset, duration), depth, name="mgc-decode")
     try:
-        while True:
-            track = tracks.get()
-            if track is _END:
-                return
+        for kind, payload in events:
+            if kind != _TRACK:
+                raise RuntimeError("decoded_tracks: the previous track's blocks were not consumed")
+            track = _Track(*payload, events)
             yield track
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
             try:
-                tracks.get(timeout=0.05)
-            except queue.Empty:
+                for _ in track.blocks():
+                    pass  # the consumer gave up on this track (e.g. bad samples): skip its other blocks
+            except AudioError:
                 pass
-        thread.join()
+    finally:
+        events.close()

@@ -3,7 +3,7 @@
 A store is a folder::
 
     STORE/
-      index.json          the complete shards, label names, spec, versions (written atomically)
+      index.json          the complete shards, label names, spec, versions (written atomically, see engine.atomic)
       plan.json           which track ids go into which shard (stable across re-runs)
       shard-00000.h5      one HDF5 file per shard, written by one worker
       shard-00001.h5
@@ -31,6 +31,7 @@ import os
 import h5py
 import numpy as np
 
+from . import atomic
 from .errors import StoreError
 from .spec import FeatureSpec
 
@@ -40,7 +41,7 @@ INDEX_NAME = "index.json"
 PLAN_NAME = "plan.json"
 LOCK_NAME = ".lock"
 SHARD_PATTERN = "shard-{:05d}.h5"
-TEMP_SUFFIX = ".tmp"
+TEMP_SUFFIX = atomic.TEMP_SUFFIX
 
 # 512 frames x 128 bins x 2 bytes = 128 KiB: one 30 s track is ~3 chunks.
 CHUNK_FRAMES = 512
@@ -180,11 +181,30 @@ def validate_index(index: dict, where: str = INDEX_NAME) -> None:
             raise StoreError(f"{where}: malformed shard entry {shard!r}")
 
 
-def write_json_atomic(path: str, data: dict) -> None:
-    """Write JSON under a temporary name, fsync, rename: readers see old or new, never half."""
-    temp = path + TEMP_SUFFIX
-    with open(temp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True, ensure_ascii=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+# --- The consolidated track table (engine/tables.py writes and reads it) ------
+#
+# STORE/tracks.h5 holds every per-track row of the shards it names, so a reader
+# loads a million rows as a few flat arrays instead of opening every shard. It
+# is derived data, written atomically (temporary name, fsync, rename, fsync of
+# the folder) by engine.tables.consolidate at the end of an extraction, and
+# trusted only for the shards it names: shards of index.json it does not name
+# are read from the shard files; a table that names a shard the index lacks,
+# disagrees with the index on a shard's counts, or has another spec or version
+# is ignored as a whole. Layout:
+#
+#   /                            attrs: format (TABLE_FORMAT), table_version (TABLE_VERSION), spec_hash (str)
+#   /shards/name(_offsets)       the shard names covered (a string column, see below)
+#   /shards/n_tracks             int64, rows of each covered shard in /tracks (equal to index.json's)
+#   /shards/n_failures           int64, rows of each covered shard in /failures (equal to index.json's)
+#   /tracks/<column>             numeric columns of TRACK_COLUMNS and TABLE_SHARD_COLUMN: 1-D, one row
+#                                per track; each covered shard's rows contiguous, shards in /shards order
+#   /tracks/<column>             string columns: uint8, the UTF-8 bytes of all rows concatenated, and
+#   /tracks/<column>_offsets     int64 (n_rows + 1,): row i is bytes[offsets[i]:offsets[i + 1]]
+#   /failures/<column>(_offsets) the columns of FAILURE_COLUMNS (all strings), same encoding and order
+#
+# Datasets are contiguous (no chunks, no filter) so each loads in one read.
+TABLE_NAME = "tracks.h5"  # file name of the consolidated table inside the store folder
+TABLE_FORMAT = "mgc-track-table"  # value of the root attribute "format"
+TABLE_VERSION = 1  # bumped when this layout changes; a table of another version is ignored
+TABLE_OFFSETS_SUFFIX = "_offsets"  # name suffix of a string column's offsets dataset
+TABLE_SHARD_COLUMN = {"shard": ("int32", "position of the track's shard in the table's /shards/name")}

@@ -9,54 +9,20 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import h5py
 
-from . import schema
+from . import atomic, schema
 from .errors import AudioError
 from .features import features_from_blocks
 from .prefetch import decoded_tracks
 from .spec import FeatureSpec
 
-__all__ = ["ShardTask", "ShardResult", "run_shard", "init_worker"]
+__all__ = ["ShardTask", "ShardResult", "run_shard"]
 
 _WRITE_SLICE_FRAMES = 8192  # frames per write: bounds the float16 temporaries of long tracks
-#: BLAS/OpenMP pools read these when numpy loads, so they must be in the
-#: environment a worker process starts with (see extract._one_thread_environment).
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _exit_with_parent() -> None:
-    import multiprocessing
-
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        parent.join()  # returns when the parent process is gone, however it died
-        os._exit(1)
-
-
-def init_worker() -> None:
-    """Initializer of the engine's own pool processes.
-
-    Caps Numba's threads (before the kernels load; BLAS's cap is already in the
-    environment the worker was spawned with, see ``THREAD_VARIABLES``), makes the
-    worker leave as soon as its parent dies (after a
-    SIGKILL of the run an orphan would otherwise wait forever for tasks; its
-    half-written temporary shard is removed by the next run), and skips the
-    interpreter's slow teardown when the pool shuts down.
-    """
-    import atexit
-    import threading
-
-    # Only in a fresh worker: changed after Numba started its threads (as in a
-    # caller running shards itself), it makes Numba refuse every later compile.
-    os.environ["NUMBA_NUM_THREADS"] = "1"
-    threading.Thread(target=_exit_with_parent, name="mgc-parent-watch", daemon=True).start()
-    # A worker's results are sent and its shard files closed before it exits; the
-    # interpreter's teardown (numba, llvmlite, h5py) would then cost ~0.3 s that the
-    # whole run waits for. Registered last, this handler runs first at exit.
-    atexit.register(os._exit, 0)
 
 
 @dataclass
@@ -86,19 +52,13 @@ class ShardResult:
     audio_seconds: float
     elapsed: float
     failures: list = field(default_factory=list)  # (track_id, path, kind, message)
+    file_bytes: int = 0  # size of the shard file
+    feature_bytes_stored: int = 0  # /features/* on disk (compressed)
+    feature_bytes_raw: int = 0  # /features/* uncompressed, in their on-disk dtypes
 
     @property
     def n_failures(self) -> int:
         return len(self.failures)
-
-
-def _drain(decoded) -> None:
-    """Consume what is left of a track's blocks so the decoder thread moves on."""
-    try:
-        for _ in decoded.blocks():
-            pass
-    except Exception:
-        pass
 
 
 def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec) -> ShardResult:
@@ -118,8 +78,7 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec) -> ShardResult:
             for name, value in zip(schema.FAILURE_COLUMNS, (track_id, path, exc.kind, str(exc))):
                 failures[name].append(value)
             continue
-        except Exception as exc:  # never let one track stop the shard
-            _drain(decoded)
+        except Exception as exc:  # never let one track stop the shard (decoded_tracks skips its other blocks)
             message = f"{path}: {type(exc).__name__}: {exc}"
             for name, value in zip(schema.FAILURE_COLUMNS, (track_id, path, "internal", message)):
                 failures[name].append(value)
@@ -145,9 +104,12 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec) -> ShardResult:
     schema.write_table(h5, "tracks", schema.TRACK_COLUMNS, rows)
     schema.write_table(h5, "failures", schema.FAILURE_COLUMNS, failures)
     schema.write_shard_attrs(h5, spec, task.name)
+    h5.flush()
     return ShardResult(
         name=task.name, n_tracks=len(rows["track_id"]), n_frames=total_frames, audio_seconds=audio_seconds,
         elapsed=time.perf_counter() - started, failures=list(zip(*failures.values())),
+        feature_bytes_stored=sum(d.id.get_storage_size() for d in datasets.values()),
+        feature_bytes_raw=sum(d.size * d.dtype.itemsize for d in datasets.values()),
     )  # fmt: skip
 
 
@@ -174,18 +136,17 @@ def run_shard(task: ShardTask) -> ShardResult:
     """
     spec = FeatureSpec.from_dict(task.spec)
     final = os.path.join(task.store, task.name)
-    # The pid makes the name unique: a worker orphaned by a killed run can never
-    # write into the file of the worker that redoes its shard.
-    temp = f"{final}.{os.getpid()}{schema.TEMP_SUFFIX}"
-    try:
+    results = []
+
+    def write(temp: str) -> None:
         with h5py.File(temp, "w") as h5:
-            result = _write(h5, task, spec)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-        _remove_leftovers(final)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+            results.append(_write(h5, task, spec))
+
+    # The tag makes the temporary name unique per attempt: a worker orphaned by a
+    # killed run, or a second attempt of the same task elsewhere (Dask), never
+    # writes into the file of the one that redoes the shard.
+    atomic.write_atomic(final, write, tag=f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    _remove_leftovers(final)
+    result = results[0]
+    result.file_bytes = os.path.getsize(final)
     return result

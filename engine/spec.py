@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 
+from kernels.validate import one_of, positive_int, real_number
+
 from .errors import SpecError
 
 __all__ = ["FeatureSpec", "FEATURES"]
@@ -57,26 +59,21 @@ class FeatureSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
         for name in ("sr", "n_fft", "hop_length", "n_mels", "n_mfcc"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise SpecError(f"{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, positive_int(name, getattr(self, name), error=SpecError))
         nyquist = self.sr / 2
         fmax = nyquist if self.fmax is None else self.fmax
         if not 0 <= self.fmin < fmax <= nyquist:
             raise SpecError(
                 f"need 0 <= fmin < fmax <= sr/2, got fmin={self.fmin!r}, fmax={self.fmax!r} at sr={self.sr}"
             )
-        if self.norm not in ("slaney", None):
-            raise SpecError(f"norm must be 'slaney' or None, got {self.norm!r}")
-        if self.top_db is not None and self.top_db < 0:
-            raise SpecError(f"top_db must be non-negative or None, got {self.top_db!r}")
+        one_of("norm", self.norm, ("slaney", None), error=SpecError)
+        if self.top_db is not None:
+            real_number("top_db", self.top_db, minimum=0, error=SpecError)
         if not self.features or len(set(self.features)) != len(self.features):
             raise SpecError(f"features must be a non-empty list without repeats, got {list(self.features)}")
         for feature in self.features:
-            if feature not in FEATURES:
-                raise SpecError(f"unknown feature {feature!r}; choose among {', '.join(FEATURES)}")
-        if self.logmel_dtype not in _LOGMEL_DTYPES:
-            raise SpecError(f"logmel_dtype must be one of {_LOGMEL_DTYPES}, got {self.logmel_dtype!r}")
+            one_of("feature", feature, FEATURES, error=SpecError)
+        one_of("logmel_dtype", self.logmel_dtype, _LOGMEL_DTYPES, error=SpecError)
         if "mfcc" in self.features and self.n_mfcc > self.n_mels:
             raise SpecError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
 
@@ -116,5 +113,6 @@ class FeatureSpec:
 
     def n_frames(self, n_samples: int) -> int:
         """Frames of a track of ``n_samples`` at ``sr`` (centred frames, as librosa)."""
-        padded = n_samples + 2 * (self.n_fft // 2)
-        return 1 + (padded - self.n_fft) // self.hop_length
+        from kernels import frame_count
+
+        return frame_count(n_samples, n_fft=self.n_fft, hop_length=self.hop_length, center=True)

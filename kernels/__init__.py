@@ -2,14 +2,16 @@
 
 Public functions validate their arguments and allocate outputs; the private
 ``_core`` module holds the Numba loops. Numba options live in ``_jit``.
+
+The numeric modules (and Numba with them) load on first use of a kernel: a
+process that only needs :class:`MgcError` or :mod:`kernels.validate` (every
+engine worker while it starts, the CLI) does not pay for Numba, and a fresh
+worker can set its thread cap before Numba reads it.
 """
 
+from importlib import import_module
+
 from ._errors import MgcError, ParameterError
-from .filters import fft_frequencies, hz_to_mel, mel_filterbank, mel_frequencies, mel_to_hz
-from .mfcc import mfcc
-from .spectral import log_melspectrogram, melspectrogram, power_to_db
-from .stft import frame_count, spectrogram, stft
-from .windows import get_window
 
 __all__ = [
     "MgcError",
@@ -28,3 +30,33 @@ __all__ = [
     "spectrogram",
     "stft",
 ]
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    "fft_frequencies": "filters",
+    "hz_to_mel": "filters",
+    "mel_filterbank": "filters",
+    "mel_frequencies": "filters",
+    "mel_to_hz": "filters",
+    "mfcc": "mfcc",
+    "log_melspectrogram": "spectral",
+    "melspectrogram": "spectral",
+    "power_to_db": "spectral",
+    "frame_count": "stft",
+    "spectrogram": "stft",
+    "stft": "stft",
+    "get_window": "windows",
+}
+
+
+def __getattr__(name):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+    value = getattr(import_module(f".{home}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

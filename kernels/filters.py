@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from ._errors import ParameterError
-from ._validate import positive_int, real_number
+from .validate import positive_int, real_number
 
 __all__ = ["hz_to_mel", "mel_to_hz", "mel_frequencies", "fft_frequencies", "mel_filterbank"]
 

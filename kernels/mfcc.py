@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import numbers
 
 import numpy as np
 
 from ._errors import ParameterError
 from .spectral import log_melspectrogram
+from .validate import one_of, positive_int, real_number
 
 __all__ = ["mfcc", "dct_basis"]
 
@@ -69,14 +69,10 @@ def mfcc(
     M : np.ndarray [shape=(..., n_mfcc, n_frames)]
         float32 for float32 input, float64 otherwise.
     """
-    if isinstance(n_mfcc, bool) or not isinstance(n_mfcc, numbers.Integral) or n_mfcc <= 0:
-        raise ParameterError(f"n_mfcc must be a positive integer, got {n_mfcc!r}")
-    if dct_type not in (1, 2, 3):
-        raise ParameterError(f"dct_type must be 1, 2 or 3, got {dct_type!r}")
-    if norm not in ("ortho", None):
-        raise ParameterError(f"norm must be 'ortho' or None, got {norm!r}")
-    if isinstance(lifter, bool) or not isinstance(lifter, numbers.Real) or not lifter >= 0:
-        raise ParameterError(f"lifter must be a non-negative number, got {lifter!r}")
+    positive_int("n_mfcc", n_mfcc)
+    one_of("dct_type", dct_type, (1, 2, 3))
+    one_of("norm", norm, ("ortho", None))
+    real_number("lifter", lifter, minimum=0)
     if S is None:
         if y is None:
             raise ParameterError("pass either y (audio) or S (a dB mel spectrogram)")

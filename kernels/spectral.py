@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-import numbers
 
 import numpy as np
 
 from . import _core
 from ._errors import ParameterError
-from ._validate import power as check_power
+from .validate import power as check_power
+from .validate import real_number
 from .filters import check_norm, filterbank_by_bin, mel_filterbank
 from .stft import _complex_like, frames_setup
 
@@ -24,12 +24,9 @@ def _bands(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype_name):
 
 
 def _check_db_args(amin, top_db) -> None:
-    if isinstance(amin, bool) or not isinstance(amin, numbers.Real) or not amin > 0:
-        raise ParameterError(f"amin must be strictly positive, got {amin!r}")
-    if top_db is not None and (
-        isinstance(top_db, bool) or not isinstance(top_db, numbers.Real) or not top_db >= 0
-    ):
-        raise ParameterError(f"top_db must be non-negative or None, got {top_db!r}")
+    real_number("amin", amin, minimum=0, strictly=True)
+    if top_db is not None:
+        real_number("top_db", top_db, minimum=0)
 
 
 def melspectrogram(

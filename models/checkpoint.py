@@ -1,14 +1,6 @@
 """Orbax checkpoints of a training run, and loading a trained model back.
 
-A model folder holds::
-
-    MODEL_DIR/model.json            configs, label names, FeatureSpec, normalisation (written at start)
-    MODEL_DIR/splits.json           track ids of train / valid / test
-    MODEL_DIR/metrics.jsonl         one JSON row per epoch
-    MODEL_DIR/checkpoints/latest/   the last step (orbax, one kept)
-    MODEL_DIR/checkpoints/best/     the best validation accuracy so far (orbax, one kept)
-
-Each checkpoint has two items: ``state`` (params, BatchNorm statistics,
+The model folder's files are described in :mod:`models.layout`. Each checkpoint has two items: ``state`` (params, BatchNorm statistics,
 optimizer state, step and RNG key, as a pytree of arrays) and ``meta`` (JSON:
 the input position, normalisation, label names, the store's FeatureSpec, the
 model and train configs, the best validation score). Nothing is pickled.
@@ -18,7 +10,6 @@ name and renames it when complete, so a killed run leaves the previous one intac
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,8 +18,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+
+from engine import describe_differences, differences
+
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.input_pipeline import Normalizer
+from models.layout import CHECKPOINT_KINDS, ModelFolder
 
 __all__ = ["Checkpoints", "TrainedModel", "load_model", "check_spec"]
 
@@ -40,9 +35,11 @@ class Checkpoints:
     """The ``latest`` and ``best`` checkpoint managers of one model folder."""
 
     def __init__(self, model_dir: str | Path):
-        root = Path(model_dir).resolve() / "checkpoints"
+        folder = ModelFolder(Path(model_dir).resolve())
         options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
-        self.managers = {name: ocp.CheckpointManager(root / name, options=options) for name in ("latest", "best")}
+        self.managers = {
+            name: ocp.CheckpointManager(folder.checkpoint_dir(name), options=options) for name in CHECKPOINT_KINDS
+        }
 
     def step(self, which: str = "latest") -> int | None:
         return self.managers[which].latest_step()
@@ -77,13 +74,11 @@ class Checkpoints:
 
 def check_spec(saved: dict[str, Any], store_spec: Any, *, where: str, store_path: str | Path) -> None:
     """Raise :class:`ModelError` unless the store's FeatureSpec equals the one a model was trained on."""
-    current = store_spec.to_dict()
-    # JSON turns tuples into lists; compare in that form.
-    if json.loads(json.dumps(current)) != json.loads(json.dumps(saved)):
-        diff = {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)}
+    changed = differences(saved, store_spec.to_dict())
+    if changed:
         raise ModelError(
             f"{where} was made with a different FeatureSpec than the store {store_path}: "
-            + ", ".join(f"{k}: model {a!r} vs store {b!r}" for k, (a, b) in diff.items())
+            + describe_differences(changed, "model", "store")
             + ". Extract the store again with the model's spec, or train a new model (without --resume) on this store."
         )
 
@@ -107,8 +102,8 @@ def load_model(model_dir: str | Path, which: str = "best") -> TrainedModel:
     from models.steps import init_state, make_optimizer
 
     model_dir = Path(model_dir)
-    saved = [p for p in (model_dir / "checkpoints").glob("*/*") if p.name.isdigit()]
-    if not saved:
+    folder = ModelFolder(model_dir)
+    if not any(folder.has_checkpoint(kind) for kind in CHECKPOINT_KINDS):
         raise ModelError(f"{model_dir} holds no trained model (no checkpoints); run `mgc train STORE --out {model_dir}` first")
     checkpoints = Checkpoints(model_dir)
     if checkpoints.step(which) is None:

@@ -13,20 +13,27 @@ import csv
 import dataclasses
 import json
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import FeatureSpec, extract, make_corpus
+from engine import (
+    FeatureSpec,
+    ProgressCallback,
+    ProgressReporter,
+    atomic,
+    default_workers,
+    describe_differences,
+    differences,
+    extract,
+)
+from engine.synth import make_corpus
 
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.evaluate import evaluate
 from models.predict import predict
-from models.progress import Reporter
 from models.train import has_checkpoint, train
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
@@ -121,10 +128,7 @@ def run_demo(
     out: str | Path = "mgc-demo",
     config: DemoConfig | None = None,
     *,
-    on_stage: Callable[[str, str], None] | None = None,
-    extract_progress: Callable[[Any], None] | None = None,
-    corpus_progress: Callable[[int, int], None] | None = None,
-    reporter: Reporter | None = None,
+    progress: ProgressCallback | None = None,
 ) -> DemoReport:
     """Run the whole system on a synthetic corpus.
 
@@ -134,11 +138,10 @@ def run_demo(
         The demo folder; re-running into it reuses every completed stage.
     config : DemoConfig, optional
         Sizes (default ``DemoConfig()``; ``DemoConfig.quick()`` for a fast run).
-    on_stage : callable(stage, message), optional
-        Told when each stage starts.
-    extract_progress, corpus_progress, reporter : optional
-        Progress callbacks passed on to ``engine.extract``, ``engine.make_corpus``
-        and ``models.train``.
+    progress : callable, optional
+        Receives :class:`engine.ProgressEvent` values: a ``stage`` event of task
+        ``"demo"`` as each stage starts (``message`` says what it does), and the
+        events of the stages' own tasks (``synth``, ``extract``, ``train``).
 
     Returns
     -------
@@ -148,28 +151,31 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = DemoReport(out=out)
-    tell = on_stage or (lambda stage, message: None)
+    tell = ProgressReporter(progress, "demo")
     paths = {"corpus": out / "corpus", "store": out / "store", "model": out / "model", "fresh": out / "fresh"}
     settings_path = out / "demo.json"
-    if settings_path.exists() and json.loads(settings_path.read_text())["config"] != config.to_dict():
-        raise ModelError(
-            f"{out} holds a demo run with other settings ({settings_path}); use another --out or delete the folder"
-        )
-    settings_path.write_text(json.dumps({"config": config.to_dict()}, indent=1))
+    if settings_path.exists():
+        changed = differences(json.loads(settings_path.read_text())["config"], config.to_dict())
+        if changed:
+            raise ModelError(
+                f"{out} holds a demo run with other settings ({describe_differences(changed, 'saved', 'now')}); "
+                "use another --out or delete the folder"
+            )
+    atomic.write_json(settings_path, {"config": config.to_dict()})
 
     def stage(name: str, message: str):
-        tell(name, message)
+        tell("stage", message=message, stage=name)
         return time.perf_counter()
 
     started = stage("corpus", f"synthesising {config.tracks_per_genre} tracks x 10 genres of {config.seconds:g} s")
     # Rendering is parallel over tracks; the files equal a serial run's (the generator's contract).
-    with ProcessPoolExecutor(config.workers or os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(config.workers or default_workers(), mp_context=multiprocessing.get_context("spawn")) as pool:
         manifest = make_corpus(paths["corpus"], tracks_per_genre=config.tracks_per_genre, seconds=config.seconds,
-                               seed=config.seed, progress=corpus_progress, executor=pool)  # fmt: skip
+                               seed=config.seed, progress=progress, executor=pool)  # fmt: skip
     report.stages["corpus"] = time.perf_counter() - started
 
     started = stage("extract", f"extracting log-mel + MFCC into {paths['store']}")
-    extract(manifest, paths["store"], FeatureSpec(), workers=config.workers, progress=extract_progress)
+    extract(manifest, paths["store"], FeatureSpec(), workers=config.workers, progress=progress)
     report.stages["extract"] = time.perf_counter() - started
 
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, crop_seconds=config.crop_seconds,
@@ -177,7 +183,7 @@ def run_demo(
     resume = has_checkpoint(paths["model"])
     started = stage("train", ("resuming" if resume else "training") + f" the CNN for {config.epochs} epochs")
     train(paths["store"], paths["model"], None if resume else train_config, resume=resume,
-          model_config=None if resume else ModelConfig(widths=config.widths), reporter=reporter)  # fmt: skip
+          model_config=None if resume else ModelConfig(widths=config.widths), progress=progress)  # fmt: skip
     report.stages["train"] = time.perf_counter() - started
 
     started = stage("evaluate", "scoring the held-out test tracks")
@@ -207,9 +213,9 @@ def run_demo(
     }  # fmt: skip
     if "curves_png" in files:
         report.artefacts["training curves"] = Path(files["curves_png"])
-    (out / "report.json").write_text(json.dumps({
+    atomic.write_json(out / "report.json", {
         "stages_seconds": report.stages, "test_accuracy": report.test_accuracy, "test_macro_f1": report.test_macro_f1,
         "chance": report.chance, "fresh_accuracy": report.fresh_accuracy, "fresh": report.fresh,
         "artefacts": {k: str(v) for k, v in report.artefacts.items()},
-    }, indent=1))  # fmt: skip
+    }, sort_keys=False)  # fmt: skip
     return report

@@ -8,12 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from engine import atomic
+
 from models.checkpoint import check_spec, load_model
 from models.config import ModelError
 from models.data import StoreTracks, split_source
 from models.metrics import classification_metrics, track_probabilities
 from models.plots import confusion_png, curves_png
-from models.splits import load_splits
+from models.layout import EVAL_FILES, ModelFolder
 from models.steps import make_graphdef
 
 __all__ = ["evaluate"]
@@ -25,7 +27,7 @@ def _rows_for(split: str, model_dir: Path, tracks: StoreTracks) -> np.ndarray:
         return labeled
     if split not in ("train", "valid", "test"):
         raise ModelError(f"unknown split {split!r}; use train, valid, test or all")
-    ids = set(load_splits(model_dir / "splits.json")[split])
+    ids = set(ModelFolder(model_dir).read_splits()[split])
     rows = np.asarray([i for i in labeled if tracks.columns["track_id"][i] in ids], np.int64)
     if ids and not rows.size:
         raise ModelError(f"none of the model's {split} tracks is in this store; evaluate another store with --split all")
@@ -77,21 +79,24 @@ def evaluate(model_dir: str | Path, store: Any, *, split: str = "test", out_dir:
                                 normalizer=model.normalizer, crop_frames=model.crop_frames, max_crops=max_crops)
     y_pred = probs.argmax(-1)
     metrics = classification_metrics(y_true, y_pred, len(model.label_names))
-    out = Path(out_dir) if out_dir is not None else model_dir / f"eval-{split}"
+    folder = ModelFolder(model_dir)
+    out = Path(out_dir) if out_dir is not None else folder.eval_dir(split)
     out.mkdir(parents=True, exist_ok=True)
+    paths = {key: out / name for key, name in EVAL_FILES.items()}
     metrics.update({"split": split, "label_names": model.label_names, "checkpoint": which,
                     "step": (model.meta.get("metrics") or {}).get("step")})
-    with (out / "predictions.jsonl").open("w") as f:
-        for row, truth, pred, p in zip(rows, y_true, y_pred, probs):
-            f.write(json.dumps({"track_id": str(tracks.columns["track_id"][row]), "true": model.label_names[truth],
-                                "predicted": model.label_names[pred], "probability": float(p[pred])}) + "\n")
-    files = {"metrics": str(out / "metrics.json"), "predictions": str(out / "predictions.jsonl"),
-             "confusion_png": str(confusion_png(metrics["confusion"], model.label_names, out / "confusion_matrix.png",
-                                                title=f"{split}: accuracy {metrics['accuracy']:.3f}"))}
-    log = model_dir / "metrics.jsonl"
-    rows_log = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()] if log.exists() else []
+    track_ids = tracks.columns["track_id"]
+    atomic.write_text(paths["predictions"], "".join(
+        json.dumps({"track_id": str(track_ids[row]), "true": model.label_names[truth],
+                    "predicted": model.label_names[pred], "probability": float(p[pred])}) + "\n"
+        for row, truth, pred, p in zip(rows, y_true, y_pred, probs)
+    ))
+    confusion_png(metrics["confusion"], model.label_names, paths["confusion_png"],
+                  title=f"{split}: accuracy {metrics['accuracy']:.3f}")
+    files = {key: str(paths[key]) for key in ("metrics", "predictions", "confusion_png")}
+    rows_log = folder.read_metrics()
     if rows_log:
-        files["curves_png"] = str(curves_png(rows_log, out / "training_curves.png"))
+        files["curves_png"] = str(curves_png(rows_log, paths["curves_png"]))
     metrics["files"] = files
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic.write_json(paths["metrics"], metrics, sort_keys=False)
     return metrics

@@ -4,8 +4,8 @@ Every batch is a pure function of ``(seed, epoch, batch index)``: the epoch's
 track order comes from ``default_rng([seed, epoch])`` and each batch's crops,
 masks and mixup from ``default_rng([seed, epoch, index])``. A run resumed at
 ``(epoch, index)`` therefore sees exactly the batches an uninterrupted run
-would have seen. A background thread assembles batches ahead of the step
-(numpy releases the GIL for the copies).
+would have seen. The training loop assembles batches ahead of the step in
+:func:`engine.background.background` (numpy releases the GIL for the copies).
 
 Tracks come from a :class:`TrackSource`: the whole store's training tracks held
 in memory when they fit under a budget, otherwise read block by block (a shard
@@ -24,7 +24,7 @@ import numpy as np
 
 from models.config import ModelError, TrainConfig
 
-__all__ = ["Normalizer", "TrackSource", "TrainLoader", "crop_frames_for", "eval_crops", "prefetch"]
+__all__ = ["Normalizer", "TrackSource", "TrainLoader", "crop_frames_for", "eval_crops"]
 
 
 def crop_frames_for(seconds: float, frames_per_second: float) -> int:
@@ -232,48 +232,3 @@ class TrainLoader:
             order = self.epoch_order(epoch)
             for index in range(start_index if epoch == start_epoch else 0, self.steps_per_epoch):
                 yield epoch, index, self.batch(epoch, index, order)
-
-
-_DONE = object()
-
-
-def prefetch(iterator: Iterator[Any], size: int = 4) -> Iterator[Any]:
-    """Run ``iterator`` in a background thread, ``size`` items ahead of the consumer.
-
-    Exceptions in the producer are re-raised in the consumer; closing the
-    returned generator stops the producer.
-    """
-    if size <= 0:
-        yield from iterator
-        return
-    items: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put((_DONE, None))
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            items.put((_DONE, error))
-
-    thread = threading.Thread(target=produce, name="mgc-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = items.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)

@@ -9,6 +9,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from engine import atomic
+
 __all__ = ["confusion_png", "curves_png"]
 
 
@@ -33,8 +35,7 @@ def confusion_png(confusion: Sequence[Sequence[int]], label_names: Sequence[str]
         for j in range(counts.shape[1]):
             ax.text(j, i, str(counts[i, j]), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return atomic.write_atomic(path, lambda temp: fig.savefig(temp, dpi=110, format="png"))
 
 
 def curves_png(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
@@ -56,5 +57,4 @@ def curves_png(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     acc_ax.set_ylim(0, 1)
     acc_ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return atomic.write_atomic(path, lambda temp: fig.savefig(temp, dpi=110, format="png"))

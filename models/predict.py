@@ -12,22 +12,7 @@ from models.checkpoint import TrainedModel, load_model
 from models.metrics import track_probabilities
 from models.steps import make_graphdef
 
-__all__ = ["predict", "AUDIO_SUFFIXES"]
-
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aiff", ".aif"})
-
-
-def _expand(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders searched recursively for audio files, in sorted order."""
-    out: list[Path] = []
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            out += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-        else:
-            out.append(item)
-    return out
-
+__all__ = ["predict"]
 
 def predict(model_dir: str | Path | TrainedModel, inputs: Sequence[str | Path] | str | Path, *, top_k: int = 3,
             max_crops: int | None = None, which: str = "best") -> list[dict[str, Any]]:
@@ -51,7 +36,7 @@ def predict(model_dir: str | Path | TrainedModel, inputs: Sequence[str | Path] |
         ``{"label", "probability"}``, best first) and ``error`` (``None``, or
         why the file could not be used; its ``top`` is then empty).
     """
-    from engine import AudioError, EngineError, FeatureSpec, compute_features
+    from engine import AudioError, EngineError, FeatureSpec, compute_features, find_audio_files
 
     model = model_dir if isinstance(model_dir, TrainedModel) else load_model(model_dir, which)
     spec = FeatureSpec.from_dict(model.spec)
@@ -60,7 +45,7 @@ def predict(model_dir: str | Path | TrainedModel, inputs: Sequence[str | Path] |
     graphdef = make_graphdef(model.model_config)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     results: list[dict[str, Any]] = []
-    for path in _expand(inputs):
+    for path in find_audio_files(inputs):
         result: dict[str, Any] = {"path": str(path), "top": [], "error": None}
         try:
             logmel = compute_features(str(path), compute_spec)["logmel"]

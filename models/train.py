@@ -8,7 +8,6 @@ data-parallel by :mod:`models.parallel`; batches come from
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,14 +15,16 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
+from engine import ProgressCallback, ProgressReporter, background, describe_differences, differences
+
 from models.checkpoint import Checkpoints, check_spec
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.data import StoreTracks, split_source
-from models.input_pipeline import Normalizer, TrainLoader, crop_frames_for, prefetch
+from models.input_pipeline import Normalizer, TrainLoader, crop_frames_for
+from models.layout import ModelFolder
 from models.metrics import classification_metrics, track_probabilities
 from models.parallel import make_parallel
-from models.progress import Reporter
-from models.splits import load_splits, make_splits, save_splits
+from models.splits import make_splits
 from models.steps import init_state, make_graphdef, make_optimizer, make_schedule
 
 __all__ = ["has_checkpoint", "train"]
@@ -31,15 +32,7 @@ __all__ = ["has_checkpoint", "train"]
 
 def has_checkpoint(out_dir: str | Path) -> bool:
     """True when ``out_dir`` holds a saved training checkpoint (so ``resume=True`` continues it)."""
-    latest = Path(out_dir) / "checkpoints" / "latest"
-    return latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir())
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop metric rows written after checkpoint ``step`` (a run killed between the two)."""
-    if path.exists():
-        rows = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        path.write_text("".join(r + "\n" for r in rows))
+    return ModelFolder(out_dir).has_checkpoint("latest")
 
 
 def train(
@@ -50,7 +43,7 @@ def train(
     model_config: ModelConfig | None = None,
     resume: bool = False,
     split_files: Mapping[str, str | Path] | None = None,
-    reporter: Reporter | None = None,
+    progress: ProgressCallback | None = None,
     devices: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Train the short-chunk CNN on a feature store.
@@ -72,8 +65,12 @@ def train(
         Continue from the latest checkpoint in ``out_dir``.
     split_files : mapping of split name to path, optional
         Track-id lists that define the splits (see :func:`models.splits.make_splits`).
-    reporter : Reporter, optional
-        Receives progress events (the CLI passes a rich progress bar).
+    progress : callable, optional
+        Receives :class:`engine.ProgressEvent` values of task ``"train"`` counting
+        ``"steps"``: ``start`` (``info``: ``epochs``, ``devices``; ``done`` > 0 when
+        resuming), an ``update`` after every step (``info``: ``epoch``, ``loss``,
+        ``examples_per_s``, ``val_accuracy``), a ``note`` after every epoch whose
+        ``info`` is the row written to ``metrics.jsonl``, and ``end``.
     devices : sequence of jax.Device, optional
         Devices to train on; default all local devices.
 
@@ -83,10 +80,10 @@ def train(
         ``model_dir``, ``steps``, ``best_val_accuracy`` and the ``last`` metrics row.
     """
     out_dir = Path(out_dir)
-    reporter = reporter or Reporter()
+    folder = ModelFolder(out_dir)
+    report = ProgressReporter(progress, "train", "steps")
     tracks = StoreTracks.of(store)
     spec, label_names = tracks.store.spec, [str(n) for n in tracks.store.label_names]
-    log_path = out_dir / "metrics.jsonl"
     resuming = resume and has_checkpoint(out_dir)
     if has_checkpoint(out_dir) and not resume:
         raise ModelError(f"{out_dir} already holds a trained model; pass --resume to continue it or pick another --out")
@@ -95,10 +92,10 @@ def train(
         check_spec(meta["spec"], spec, where=f"the checkpoint in {out_dir}", store_path=getattr(tracks.store, "path", store))
         saved = TrainConfig.from_dict(meta["train_config"])
         given = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
-        changed = {k: (saved.to_dict().get(k), v) for k, v in given.items() if saved.to_dict().get(k) != v}
+        changed = differences(saved.to_dict(), given, keys=given)
         if changed:
             raise ModelError("--resume continues the saved run with its own settings; these differ from it: "
-                             + ", ".join(f"{k} (saved {a!r}, given {b!r})" for k, (a, b) in changed.items())
+                             + describe_differences(changed, "saved", "given")
                              + ". Drop them, or train a new model into another --out.")
         if meta["label_names"] != label_names:
             raise ModelError(f"the store's labels {label_names} differ from the checkpoint's {meta['label_names']}")
@@ -108,7 +105,7 @@ def train(
             raise ModelError(f"--resume continues the saved network {saved_model.to_dict()}; drop --widths "
                              "or train a new model into another --out")
         config, model_config = saved, saved_model
-        splits = load_splits(out_dir / "splits.json")
+        splits = folder.read_splits()
         normalizer = Normalizer.from_dict(meta["normalizer"])
     else:
         if not isinstance(config, TrainConfig):
@@ -154,12 +151,11 @@ def train(
         epoch, index = meta["position"]
         sums, best = meta["epoch_sums"], meta["best_val_accuracy"]
         last_row = meta.get("metrics") or {}
-        _truncate_log(log_path, int(state["step"]))
+        folder.truncate_metrics(int(state["step"]))
     else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_splits(splits, out_dir / "splits.json")
-        (out_dir / "model.json").write_text(json.dumps({**static_meta, "store": str(getattr(tracks.store, "path", ""))}, indent=1))
-        log_path.write_text("")
+        folder.write_splits(splits)
+        folder.write_model({**static_meta, "store": str(getattr(tracks.store, "path", ""))})
+        folder.write_metrics([])
         epoch, index, sums, best = 0, 0, {"loss": 0.0, "accuracy": 0.0, "steps": 0}, -1.0
         last_row = {}
 
@@ -176,12 +172,12 @@ def train(
     n_processes, process = jax.process_count(), jax.process_index()
     local_batch = config.batch_size // n_processes
     step = int(state["step"])
-    reporter.start(total_steps, step, {"epochs": config.epochs, "devices": n_devices})
+    report("start", step, total_steps, epochs=config.epochs, devices=n_devices)
     device_state = runner.put_state(state)
     val_accuracy = last_row.get("val_accuracy")
     timer_start, timed_examples = None, 0
     epoch_start = time.perf_counter()
-    batches = prefetch(loader.batches(epoch, index, config.epochs), config.prefetch)
+    batches = background(loader.batches(epoch, index, config.epochs), config.prefetch, name="mgc-batches")
     try:
         for epoch, index, batch in batches:
             if n_processes > 1:
@@ -198,7 +194,7 @@ def train(
                 timed_examples += config.batch_size
             rate = timed_examples / max(time.perf_counter() - timer_start, 1e-9)
             sums = {"loss": sums["loss"] + loss, "accuracy": sums["accuracy"] + accuracy, "steps": sums["steps"] + 1}
-            reporter.step(step, {"epoch": epoch, "loss": loss, "examples_per_s": rate, "val_accuracy": val_accuracy})
+            report("update", step, total_steps, epoch=epoch, loss=loss, examples_per_s=rate, val_accuracy=val_accuracy)
             end_of_epoch = index + 1 == loader.steps_per_epoch
             if not end_of_epoch and not (config.checkpoint_every and step % config.checkpoint_every == 0):
                 continue
@@ -214,9 +210,8 @@ def train(
                     "val_macro_f1": None if val is None else val["macro_f1"], "lr": float(schedule(step - 1)),
                     "examples_per_s": rate, "epoch_seconds": time.perf_counter() - epoch_start,
                 }
-                with log_path.open("a") as log:
-                    log.write(json.dumps(last_row) + "\n")
-                reporter.epoch(last_row)
+                folder.append_metrics(last_row)
+                report("note", step, total_steps, **last_row)
                 sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
                 score = -1.0 if val_accuracy is None else val_accuracy
                 # Ties go to the later, longer-trained model; without a validation split
@@ -231,11 +226,11 @@ def train(
                 checkpoints.save("best", host, meta)
             checkpoints.save("latest", host, meta)
     except BaseException:
-        reporter.end({"error": True})  # leave the terminal clean before the error is shown
+        report("end", step, total_steps, error=True)  # the CLI clears its bar before the error is shown
         raise
     finally:
         batches.close()
     summary = {"model_dir": str(out_dir), "steps": step, "best_val_accuracy": best if best >= 0 else None,
                "last": last_row, "devices": n_devices, "parallel": config.parallel}
-    reporter.end(summary)
+    report("end", step, total_steps, **summary)
     return summary

@@ -14,8 +14,8 @@ STDLIB = set(sys.stdlib_module_names)
 #: Third-party and project packages each layer may import (the standard library is always allowed).
 ALLOWED = {
     "kernels": {"numpy", "numba", "scipy", "rocket_fft", "kernels"},
-    "engine": {"numpy", "numba", "scipy", "soundfile", "soxr", "h5py", "rich", "kernels", "engine", "distributed", "dask", "psutil"},
-    "models": {"numpy", "jax", "jaxlib", "flax", "optax", "orbax", "matplotlib", "engine", "models", "rich", "soundfile"},
+    "engine": {"numpy", "numba", "scipy", "soundfile", "soxr", "h5py", "kernels", "engine", "distributed", "dask", "psutil"},
+    "models": {"numpy", "jax", "jaxlib", "flax", "optax", "orbax", "matplotlib", "engine", "models", "soundfile"},
 }
 
 
@@ -40,6 +40,19 @@ def test_package_imports_only_its_layer(package):
         if name not in STDLIB and name not in ALLOWED[package] and name != "__future__"
     ]
     assert not offences, "\n".join(offences)
+
+
+def test_presentation_lives_only_in_the_cli():
+    """rich (bars, tables, markup) is the CLI's: the library reports progress as events and returns data."""
+    assert not any("rich" in allowed for allowed in ALLOWED.values())
+    offences = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in ALLOWED
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line, name in _imports(path)
+        if name == "rich"
+    ]
+    assert not offences, offences
 
 
 def test_this_check_catches_a_forbidden_import(tmp_path):

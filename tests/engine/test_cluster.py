@@ -81,7 +81,7 @@ def test_killing_a_worker_mid_run_still_gives_the_complete_store(corpus, referen
 
         def kill_one_worker(progress):
             # After the first shards land, SIGKILL a worker that still has tasks.
-            if not killed and progress.done_tracks >= 2:
+            if not killed and progress.done >= 2:
                 os.kill(worker_pids[0], signal.SIGKILL)
                 killed.append(worker_pids[0])
 

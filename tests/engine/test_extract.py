@@ -44,8 +44,10 @@ def test_every_bad_file_lands_in_the_failures_table(tmp_path: Path):
     kinds = dict(zip(store.failures.track_id, store.failures.kind))
     assert kinds == {f"audio/{path.name}": EXPECTED_KIND[name] for name, path in bad.items()}
     assert all(message for message in store.failures.message)
-    assert seen[0].done_tracks == 0 and seen[-1].done_tracks == len(bad) + 1
-    assert seen[-1].failed_tracks == len(bad)
+    assert [e.kind for e in seen] == ["start"] + ["update"] * (len(seen) - 2) + ["end"]
+    assert all(e.task == "extract" and e.unit == "tracks" and e.total == len(bad) + 1 for e in seen)
+    assert seen[0].done == 0 and seen[-1].done == len(bad) + 1
+    assert seen[-1].info["failed"] == len(bad) and seen[-1].info["audio_seconds"] > 0
     with pytest.raises(ExtractFailed, match="strict") as info:
         extract(tmp_path / "m.csv", tmp_path / "store", workers=1, strict=True)
     assert info.value.result.processed_tracks == 0  # nothing redone; strict looks at the whole store
@@ -137,31 +139,6 @@ def test_offset_duration_and_manifest_fields(tmp_path: Path):
     assert list(store.tracks.split) == ["train", "test"] and list(store.tracks.artist) == ["Zoë", ""]
     np.testing.assert_allclose(store.tracks.duration, [2.0, 0.5], atol=1e-3)
     assert store.index["run"] == {"offset": 0.5, "duration": 2.0}
-
-
-def _thread_caps():
-    import os
-
-    import numba
-    import numpy  # noqa: F401  (loads OpenBLAS the way a worker does)
-
-    return os.environ.get("OPENBLAS_NUM_THREADS"), numba.get_num_threads()
-
-
-def test_pool_workers_run_one_thread_each():
-    import os
-
-    from engine.extract import _make_pool, _one_thread_environment
-
-    before = os.environ.get("OPENBLAS_NUM_THREADS")
-    pool = _make_pool(2)
-    try:
-        with _one_thread_environment():
-            futures = [pool.submit(_thread_caps) for _ in range(2)]
-        assert [f.result() for f in futures] == [("1", 1), ("1", 1)]
-    finally:
-        pool.shutdown()
-    assert os.environ.get("OPENBLAS_NUM_THREADS") == before
 
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import kernels
 
-from .conftest import assert_db_close, assert_spectrum_close, librosa
+from .conftest import assert_db_close, assert_spectrum_close
 
 sizes = st.sampled_from([(256, 64), (512, 100), (1024, 256), (2048, 512), (400, 160)])
 
@@ -21,7 +21,7 @@ sizes = st.sampled_from([(256, 64), (512, 100), (1024, 256), (2048, 512), (400, 
     center=st.booleans(),
     scale=st.sampled_from([1e-4, 1.0, 30.0]),
 )
-def test_random_signals_log_mel(seed, length, size, center, scale):
+def test_random_signals_log_mel(librosa, seed, length, size, center, scale):
     n_fft, hop_length = size
     if not center:
         length = max(length, n_fft)
@@ -34,6 +34,6 @@ def test_random_signals_log_mel(seed, length, size, center, scale):
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 6000), channels=st.integers(1, 3))
-def test_random_stacked_stft(seed, length, channels):
+def test_random_stacked_stft(librosa, seed, length, channels):
     y = np.random.default_rng(seed).uniform(-1, 1, (channels, length))
     assert_spectrum_close(kernels.stft(y, n_fft=512, hop_length=128), librosa.stft(y, n_fft=512, hop_length=128))

@@ -8,7 +8,7 @@ import soundfile
 
 import kernels
 
-from .conftest import MFCC_ATOL, assert_db_close, assert_spectrum_close, librosa
+from .conftest import MFCC_ATOL, assert_db_close, assert_spectrum_close
 
 
 def _clips(folder):
@@ -17,7 +17,7 @@ def _clips(folder):
     return names
 
 
-def test_real_recordings_match_librosa(shared_audio):
+def test_real_recordings_match_librosa(shared_audio, librosa):
     for path in _clips(shared_audio):
         y, sr = soundfile.read(path, dtype="float32", frames=22050 * 20)
         assert sr == 22050 and y.ndim == 1
@@ -30,7 +30,7 @@ def test_real_recordings_match_librosa(shared_audio):
         )
 
 
-def test_real_stereo_recording_stacked_channels(shared_audio):
+def test_real_stereo_recording_stacked_channels(shared_audio, librosa):
     path = next(shared_audio.glob("*.hq.ogg"))
     y, sr = soundfile.read(path, dtype="float32", frames=44100 * 5, always_2d=True)
     channels = np.ascontiguousarray(y.T)

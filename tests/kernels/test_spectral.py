@@ -1,4 +1,4 @@
-"""kernels/spectral.py (melspectrogram, power_to_db, log_melspectrogram) against librosa."""
+"""kernels/spectral.py (melspectrogram, power_to_db, log_melspectrogram) against librosa and tests/naive.py."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import kernels
+from tests import naive
 from tests.conftest import make_tone_mix
 
-from .conftest import assert_db_close, assert_spectrum_close, librosa
+from .conftest import assert_db_close, assert_spectrum_close
 
 # Each row varies several arguments at once over the issue's grid.
 GRID = [
@@ -29,13 +30,13 @@ def _ids(kwargs):
 
 @pytest.mark.parametrize("kwargs", GRID, ids=_ids)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_melspectrogram_equals_librosa(kwargs, dtype):
+def test_melspectrogram_equals_librosa(kwargs, dtype, librosa):
     y = make_tone_mix(sr=kwargs["sr"], seconds=1.5, seed=kwargs["n_fft"], dtype=dtype)
     assert_spectrum_close(kernels.melspectrogram(y, **kwargs), librosa.feature.melspectrogram(y=y, **kwargs))
 
 
 @pytest.mark.parametrize("kwargs", GRID, ids=_ids)
-def test_log_melspectrogram_equals_librosa_power_to_db(kwargs):
+def test_log_melspectrogram_equals_librosa_power_to_db(kwargs, librosa):
     y = make_tone_mix(sr=kwargs["sr"], seconds=1.5, seed=kwargs["hop_length"])
     reference = librosa.power_to_db(librosa.feature.melspectrogram(y=y, **kwargs), ref=1.0, amin=1e-10, top_db=80.0)
     assert_db_close(kernels.log_melspectrogram(y, ref=1.0, amin=1e-10, top_db=80.0, **kwargs), reference)
@@ -44,7 +45,7 @@ def test_log_melspectrogram_equals_librosa_power_to_db(kwargs):
 @pytest.mark.parametrize(
     "ref, amin, top_db", [(1.0, 1e-10, 80.0), (np.max, 1e-10, 80.0), (np.max, 1e-5, 60.0), (2.5, 1e-8, None), (np.median, 1e-10, 120.0)]
 )
-def test_power_to_db_equals_librosa(ref, amin, top_db, rng):
+def test_power_to_db_equals_librosa(ref, amin, top_db, rng, librosa):
     S = np.abs(rng.standard_normal((3, 64, 50)).astype(np.float32)) ** 2 * 1e3
     S[0, :5] = 0.0  # exercises amin
     reference = librosa.power_to_db(S, ref=ref, amin=amin, top_db=top_db)
@@ -57,10 +58,16 @@ def test_top_db_is_relative_to_the_peak_of_the_whole_stack(rng):
     loud = make_tone_mix(seconds=1.0, seed=1)
     stacked = np.stack([loud, loud * 1e-3])
     ours = kernels.log_melspectrogram(stacked, sr=22050, top_db=40.0)
-    reference = librosa.power_to_db(librosa.feature.melspectrogram(y=stacked, sr=22050), top_db=40.0)
-    assert_db_close(ours, reference)
     # The quiet clip (60 dB down) sits entirely on the floor set by the loud one.
     np.testing.assert_allclose(ours[1], ours.max() - 40.0)
+
+
+def test_top_db_of_the_whole_stack_equals_librosa(rng, librosa):
+    loud = make_tone_mix(seconds=1.0, seed=1)
+    stacked = np.stack([loud, loud * 1e-3])
+    ours = kernels.log_melspectrogram(stacked, sr=22050, top_db=40.0)
+    reference = librosa.power_to_db(librosa.feature.melspectrogram(y=stacked, sr=22050), top_db=40.0)
+    assert_db_close(ours, reference)
 
 
 def test_stacked_batch_equals_each_clip_and_parallel_equals_serial(rng):
@@ -69,23 +76,34 @@ def test_stacked_batch_equals_each_clip_and_parallel_equals_serial(rng):
     for i in range(4):
         np.testing.assert_array_equal(ours[i], kernels.melspectrogram(batch[i], sr=22050))
     np.testing.assert_array_equal(kernels.melspectrogram(batch, sr=22050, parallel=True), ours)
-    assert_spectrum_close(ours, librosa.feature.melspectrogram(y=batch, sr=22050))
 
 
-def test_spectrogram_is_magnitude_of_stft():
+def test_stacked_batch_equals_librosa(rng, librosa):
+    batch = np.stack([make_tone_mix(seconds=1.0, seed=s) for s in range(4)])
+    assert_spectrum_close(kernels.melspectrogram(batch, sr=22050), librosa.feature.melspectrogram(y=batch, sr=22050))
+
+
+def test_spectrogram_is_magnitude_of_stft(librosa):
     y = make_tone_mix(seconds=1.0)
     for power in (1.0, 2.0, 1.5):
         reference = np.abs(librosa.stft(y, n_fft=1024, hop_length=256)) ** power
         assert_spectrum_close(kernels.spectrogram(y, n_fft=1024, hop_length=256, power=power), reference)
 
 
-def test_silence_and_empty_input_follow_librosa():
+def test_silence_and_empty_input_sit_at_amin():
+    for y in (np.zeros(22050, np.float32), np.zeros(0, np.float32)):
+        ours = kernels.log_melspectrogram(y, sr=22050)
+        assert ours.shape == (128, 1 + y.shape[0] // 512)
+        assert np.isfinite(ours).all()
+        np.testing.assert_allclose(ours, -100.0, atol=1e-4)  # 10 log10(amin)
+
+
+def test_silence_and_empty_input_follow_librosa(librosa):
     for y in (np.zeros(22050, np.float32), np.zeros(0, np.float32)):
         ours = kernels.log_melspectrogram(y, sr=22050)
         reference = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050), top_db=80.0)
         assert np.isfinite(ours).all()
         assert_db_close(ours, reference)
-        np.testing.assert_allclose(ours, -100.0, atol=1e-4)  # 10 log10(amin)
 
 
 @pytest.mark.parametrize(
@@ -108,3 +126,56 @@ def test_silence_and_empty_input_follow_librosa():
 def test_bad_arguments_raise_parameter_error(call, match):
     with pytest.raises(kernels.ParameterError, match=match):
         call(make_tone_mix(seconds=0.5))
+
+
+# --- Without librosa: tests/naive.py's brute-force references. ---
+
+NAIVE_GRID = [
+    dict(sr=16000, n_fft=512, hop_length=160, n_mels=40),
+    dict(sr=16000, n_fft=400, hop_length=100, win_length=300, n_mels=26, htk=True, center=False, power=1.0, norm=None,
+         fmin=50.0, fmax=7000.0),
+    dict(sr=16000, n_fft=1024, hop_length=256, n_mels=64, pad_mode="reflect", power=1.5),
+    dict(sr=8000, n_fft=255, hop_length=64, n_mels=20, pad_mode="edge", fmax=3500.0),
+]
+#: Spectra relative to their peak. float64 is not 1e-12 because the filterbank is float32, as librosa's.
+NAIVE_MEL_RTOL = {np.float32: 2e-6, np.float64: 1e-6}
+#: dB absolute: float32 log10 near 100 dB, float64 with float32 filter weights.
+NAIVE_DB_ATOL = {np.float32: 2e-4, np.float64: 2e-6}
+
+
+@pytest.mark.parametrize("kwargs", NAIVE_GRID, ids=_ids)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_melspectrogram_and_log_mel_equal_naive(kwargs, dtype):
+    y = make_tone_mix(sr=kwargs["sr"], seconds=0.5, seed=kwargs["n_fft"], dtype=dtype)
+    reference = naive.melspectrogram(y, **kwargs)
+    ours = kernels.melspectrogram(y, **kwargs)
+    assert ours.dtype == dtype
+    assert_spectrum_close(ours, reference.astype(dtype), rtol=NAIVE_MEL_RTOL[dtype])
+    for ref, amin, top_db in [(1.0, 1e-10, 80.0), (np.max, 1e-5, 60.0), (2.5, 1e-8, None)]:
+        log_mel = kernels.log_melspectrogram(y, ref=ref, amin=amin, top_db=top_db, **kwargs)
+        expected = naive.power_to_db(reference, ref=ref, amin=amin, top_db=top_db).astype(dtype)
+        assert_db_close(log_mel, expected, atol=NAIVE_DB_ATOL[dtype])
+
+
+@pytest.mark.parametrize(
+    "ref, amin, top_db", [(1.0, 1e-10, 80.0), (np.max, 1e-10, 80.0), (np.max, 1e-5, 60.0), (2.5, 1e-8, None), (np.median, 1e-10, 120.0), (-4.0, 1e-10, 0.0)]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_power_to_db_equals_naive(ref, amin, top_db, dtype, rng):
+    S = (np.abs(rng.standard_normal((3, 64, 50))) ** 2 * 1e3).astype(dtype)
+    S[0, :5] = 0.0  # exercises amin
+    ours = kernels.power_to_db(S, ref=ref, amin=amin, top_db=top_db)
+    assert ours.dtype == dtype and ours is not S and S[0, 0, 0] == 0.0
+    reference = naive.power_to_db(S, ref=ref, amin=amin, top_db=top_db)
+    assert_db_close(ours, reference.astype(dtype), atol=5e-5 if dtype == np.float32 else 1e-10)
+    if top_db is not None:
+        assert ours.max() - ours.min() <= top_db + 1e-4
+
+
+def test_power_to_db_known_values():
+    S = np.array([[1.0, 10.0, 100.0, 1e-12, 0.0]])
+    np.testing.assert_allclose(kernels.power_to_db(S, top_db=None), [[0.0, 10.0, 20.0, -100.0, -100.0]], atol=1e-12)
+    np.testing.assert_allclose(kernels.power_to_db(S, ref=np.max, top_db=30.0), [[-20.0, -10.0, 0.0, -30.0, -30.0]],
+                               atol=1e-12)  # fmt: skip
+    assert kernels.power_to_db(np.array([[2.0]], np.float32)).dtype == np.float32
+    assert kernels.power_to_db(np.array([[2]], np.int64)).dtype == np.float64

@@ -47,16 +47,15 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from models import TrainConfig, tiny_model_config, train
-    from models.progress import Reporter
 
-    class Slow(Reporter):
+    def slow(event):
         # Slows the run down so that the parent can kill it mid-way; the results do not depend on it.
-        def step(self, step, info):
+        if event.kind == "update":
             time.sleep(float(sys.argv[3]))
 
     config = TrainConfig(epochs=4, batch_size=4, crop_seconds=0.5, lr=0.01, checkpoint_every=2, seed=5,
                          val_fraction=0.1, test_fraction=0.1, prefetch=2)
-    train(sys.argv[1], sys.argv[2], config, model_config=tiny_model_config(dropout=0.3), resume=True, reporter=Slow())
+    train(sys.argv[1], sys.argv[2], config, model_config=tiny_model_config(dropout=0.3), resume=True, progress=slow)
     """
 )
 

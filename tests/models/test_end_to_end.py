@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.models.conftest import small_spec, write_tone_corpus
+from tests.models.conftest import N_CLASSES, small_spec, write_tone_corpus
 
 runner = CliRunner()
 TRAIN_ARGS = ["--epochs", "8", "--batch-size", "4", "--crop-seconds", "0.5", "--lr", "0.01", "--widths", "4,8"]
@@ -49,7 +49,7 @@ def test_train_refuses_to_overwrite_and_resume_checks_settings(model_dir, tone_s
     result = invoke("train", tone_store, "--out", model_dir)
     assert result.exit_code == 2 and "--resume" in result.output
     result = invoke("train", tone_store, "--out", model_dir, "--resume", "--epochs", "9")
-    assert result.exit_code == 2 and "epochs (saved 8, given 9)" in result.output
+    assert result.exit_code == 2 and "epochs: saved 8 vs given 9" in result.output
     result = invoke("train", tone_store, "--out", model_dir, "--resume")  # already complete: nothing to do
     assert result.exit_code == 0, result.output
 
@@ -70,6 +70,8 @@ def test_evaluate_prints_tables_and_writes_files(model_dir, tone_store, tmp_path
 
 
 def test_predict_skips_unreadable_files_and_continues(model_dir, tmp_path):
+    import models
+
     fresh = write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
     (tmp_path / "fresh" / "broken.wav").write_text("this is not audio")
     result = invoke("predict", model_dir, tmp_path / "fresh", tmp_path / "missing.wav", "--top-k", "2", "--json")
@@ -79,7 +81,14 @@ def test_predict_skips_unreadable_files_and_continues(model_dir, tmp_path):
     assert by_name["broken.wav"]["error"] and by_name["missing.wav"]["error"]
     good = [r for r in results if not r["error"]]
     assert len(good) == 3 and all(len(r["top"]) == 2 for r in good)
-    assert all(abs(sum(t["probability"] for t in r["top"])) <= 1 + 1e-6 for r in good)
+    # The top 2 are, in order, the two most probable genres of the whole distribution (top_k = every class).
+    full = {r["path"]: r["top"] for r in models.predict(model_dir, [r["path"] for r in good], top_k=N_CLASSES)}
+    for r in good:
+        probabilities = [t["probability"] for t in r["top"]]
+        assert probabilities == sorted(probabilities, reverse=True) and all(0.0 <= p <= 1.0 for p in probabilities)
+        assert [t["label"] for t in r["top"]] == [t["label"] for t in full[r["path"]][:2]]
+        np.testing.assert_allclose(probabilities, [t["probability"] for t in full[r["path"]][:2]], rtol=1e-6)
+        assert sum(t["probability"] for t in full[r["path"]]) == pytest.approx(1.0, abs=1e-5)
     text = invoke("predict", model_dir, tmp_path / "fresh" / "broken.wav", tmp_path / "fresh" / "tone1")
     assert text.exit_code == 0 and "skipped" in text.output and "tone1.00000.wav" in text.output
     assert invoke("predict", model_dir, tmp_path / "fresh" / "broken.wav").exit_code == 1
@@ -92,6 +101,15 @@ def test_python_predict_api(model_dir, tmp_path):
     results = models.predict(model_dir, [fresh / "tone0" / "tone0.00000.wav", fresh / "tone2"], top_k=3)
     assert [len(r["top"]) for r in results] == [3, 3]
     assert [t["probability"] for t in results[0]["top"]] == sorted((t["probability"] for t in results[0]["top"]), reverse=True)
+    label_names = json.loads((model_dir / "model.json").read_text())["label_names"]
+    for result in results:
+        # top_k = every class: a probability distribution over the model's labels, each listed once.
+        probabilities = [t["probability"] for t in result["top"]]
+        assert sorted(t["label"] for t in result["top"]) == sorted(label_names)
+        assert all(0.0 <= p <= 1.0 for p in probabilities)
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert models.predict(model_dir, [fresh / "tone2"], top_k=1)[0]["top"] == results[1]["top"][:1]
 
 
 def test_a_store_with_another_spec_is_a_clear_error(model_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""Crops, normalisation, augmentation, determinism, streaming and prefetch."""
+"""Crops, normalisation, augmentation, determinism and streaming."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.config import TrainConfig
-from models.input_pipeline import Normalizer, TrackSource, TrainLoader, eval_crops, prefetch
+from models.input_pipeline import Normalizer, TrackSource, TrainLoader, eval_crops
 
 
 def _tracks(rng, n=10, n_mels=16):
@@ -96,26 +96,3 @@ def test_eval_crops_cover_the_track():
     assert eval_crops(x, 30, max_crops=2).shape[0] == 2
     short = eval_crops(x[:10], 30)
     assert short.shape == (1, 30, 4) and short[0, 10, 0] == 0  # repeated from the start
-
-
-def test_prefetch_runs_ahead_keeps_order_and_reraises():
-    produced = []
-
-    def items():
-        for i in range(6):
-            produced.append(i)
-            yield i
-
-    assert list(prefetch(items(), size=2)) == list(range(6))
-
-    def broken():
-        yield 1
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        list(prefetch(broken(), size=2))
-    before = threading.active_count()
-    stream = prefetch(iter(range(1000)), size=2)
-    next(stream)
-    stream.close()
-    assert threading.active_count() <= before

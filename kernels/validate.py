@@ -1,4 +1,10 @@
-"""Argument checks shared by the public kernel wrappers."""
+"""Argument checks: the one home of "is this a positive integer / finite number / known choice".
+
+Used by the kernels' public wrappers and by every layer above them (the
+engine's FeatureSpec and extract, the synthetic generator). Each check takes
+the exception class to raise (``error``), so a message always reaches the user
+as the error type of the layer they called.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,41 @@ from ._errors import ParameterError
 PAD_MODES = ("constant", "reflect", "edge", "symmetric")
 
 
-def positive_int(name: str, value) -> int:
-    """Return ``value`` as an int, or raise if it is not a positive integer."""
+__all__ = ["PAD_MODES", "audio", "frame_sizes", "integer", "one_of", "pad_mode", "positive_int", "power", "real_number"]
+
+
+def positive_int(name: str, value, *, error: type[Exception] = ParameterError) -> int:
+    """Return ``value`` as an int, or raise ``error`` if it is not a positive integer."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
+        raise error(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def integer(name: str, value, low: int | None = None, high: int | None = None, *,
+            error: type[Exception] = ParameterError) -> int:
+    """Return ``value`` as an int in ``[low, high]`` (either bound optional), or raise ``error``."""
+    if (
+        isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+        or (low is not None and value < low) or (high is not None and value > high)
+    ):
+        if low is not None and high is not None:
+            bound = f"an integer in [{low}, {high}]"
+        elif low is not None:
+            bound = f"an integer >= {low}"
+        elif high is not None:
+            bound = f"an integer <= {high}"
+        else:
+            bound = "an integer"
+        raise error(f"{name} must be {bound}, got {value!r}")
+    return int(value)
+
+
+def one_of(name: str, value, choices, *, error: type[Exception] = ParameterError):
+    """Return ``value`` if it is one of ``choices``, or raise ``error`` listing them."""
+    if value not in choices:
+        listed = ", ".join(repr(c) if not isinstance(c, str) else c for c in choices)
+        raise error(f"{name} must be one of {listed}, got {value!r}")
+    return value
 
 
 def audio(y, name: str = "y") -> np.ndarray:
@@ -60,11 +96,14 @@ def power(value) -> float:
     return float(value)
 
 
-def real_number(name: str, value, *, minimum=None, strictly=False) -> float:
-    """Return ``value`` as a float, checking it is finite and above ``minimum``."""
+def real_number(name: str, value, *, minimum=None, strictly=False, maximum=None,
+                error: type[Exception] = ParameterError) -> float:
+    """Return ``value`` as a float, checking it is finite, above ``minimum`` and at most ``maximum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ParameterError(f"{name} must be a finite real number, got {value!r}")
+        raise error(f"{name} must be a finite real number, got {value!r}")
     if minimum is not None and (value < minimum or (strictly and value == minimum)):
         relation = ">" if strictly else ">="
-        raise ParameterError(f"{name} must be {relation} {minimum}, got {value!r}")
+        raise error(f"{name} must be {relation} {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise error(f"{name} must be <= {maximum}, got {value!r}")
     return float(value)

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal
 
-from ._synth_styles import GENRES_TABLE, INSTRUMENTS, Drums, Genre, Instrument, Part
+from .styles import GENRES_TABLE, INSTRUMENTS, Drums, Genre, Instrument, Part
 
 _TABLE_SIZE = 4096  # one-period wavetable; a power of two so phase wraps with a mask
 _MAX_HARMONICS = 24

@@ -1,10 +1,4 @@
-"""A seeded synthetic multi-genre music corpus: the data set mgc ships with.
-
-Ten genres differ the way real ones do, in several ways at once (tempo, drum
-grooves, bass lines, chord progressions and keys, instrument timbres,
-distortion, swing, density, noise), every track varies within its genre, and
-some pairs overlap on purpose (rock/metal, disco/electronic, blues/jazz,
-hiphop/reggae, ambient/classical) so a classifier has real work to do.
+"""Writing a synthetic corpus: track seeds, argument checks, audio files and the manifest.
 
 Track ``i`` of genre ``g`` depends only on ``(seed, g, i)``, so corpora can be
 made in parallel, in parts, or extended later, and stay bit-identical. The
@@ -14,12 +8,6 @@ layout follows GTZAN::
     OUT/synth.json                the settings; a rerun with other settings is refused
     OUT/blues/blues.00000.wav
     ...
-
-Examples
---------
->>> from engine.synth import make_corpus, render_track
->>> manifest = make_corpus("corpus", tracks_per_genre=10, seconds=30.0, seed=0)
->>> y = render_track("jazz", seconds=5.0, sr=22050, seed=1)  # shape (110250,)
 """
 
 from __future__ import annotations
@@ -36,8 +24,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ._synth_render import render
-from ._synth_styles import GENRES_TABLE
+from engine.errors import MgcError
+from engine.progress import ProgressCallback, Reporter
+
+from .render import render
+from .styles import GENRES_TABLE
 
 __all__ = ["FORMATS", "GENRES", "GENERATOR_VERSION", "SynthError", "make_corpus", "render_track", "track_seed"]
 
@@ -57,7 +48,7 @@ SPEC_NAME = "synth.json"
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
-class SynthError(ValueError):
+class SynthError(MgcError, ValueError):
     """A bad argument to the generator, or an output folder made with other settings."""
 
 
@@ -178,7 +169,7 @@ def make_corpus(
     sr: int = 22050,
     channels: int = 1,
     genres: Sequence[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
     executor: Executor | None = None,
 ) -> Path:
     """Write a synthetic corpus in the folder-per-genre layout and its manifest.
@@ -200,8 +191,10 @@ def make_corpus(
     channels : {1, 2}
     genres : sequence of str, optional
         A subset of `GENRES` (default: all).
-    progress : callable(done, total), optional
-        Called after each track, skipped ones included.
+    progress : callable, optional
+        Receives :class:`engine.ProgressEvent` values of task ``"synth"``
+        counting ``"tracks"``: ``start`` (``done`` counts the files already
+        complete), an ``update`` after each track written, and ``end``.
     executor : concurrent.futures.Executor, optional
         Renders tracks in parallel (e.g. a ``ProcessPoolExecutor``); the files
         are identical to a serial run.
@@ -242,20 +235,19 @@ def make_corpus(
             if not path.exists():
                 jobs.append((str(path), genre, track_seed(seed, genre, index), seconds, sr, channels, container, subtype))
     total, done = len(rows), len(rows) - len(jobs)
-    if progress is not None:
-        progress(done, total)
+    report = Reporter(progress, "synth", "tracks")
+    report("start", done, total)
     if executor is None:
         for job in jobs:
             _write_track(*job)
             done += 1
-            if progress is not None:
-                progress(done, total)
+            report("update", done, total)
     else:
         for future in as_completed([executor.submit(_write_track, *job) for job in jobs]):
             future.result()
             done += 1
-            if progress is not None:
-                progress(done, total)
+            report("update", done, total)
+    report("end", done, total)
 
     manifest = out / MANIFEST_NAME
     tmp = manifest.with_name(f".{MANIFEST_NAME}.partial")

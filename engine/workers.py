@@ -1,0 +1,93 @@
+"""Worker processes: how many, how they start, and one thread each.
+
+The engine's parallelism comes from processes (STYLE.md rule 3): each worker
+runs the kernels serially with one Numba and one BLAS thread. This module is
+the one home of the worker count, the thread caps and the pool's initializer;
+``extract``, the Dask session and the demo all use it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+
+__all__ = ["THREAD_VARIABLES", "default_workers", "init_worker", "make_pool", "one_thread_environment"]
+
+#: BLAS/OpenMP pools read these when numpy loads, so they must be in the
+#: environment a worker process starts with (see ``one_thread_environment``).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def default_workers() -> int:
+    """Cores this process may use (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def one_thread_environment():
+    """Thread caps in the environment while a pool spawns its workers.
+
+    numpy loads OpenBLAS while a spawned worker unpickles its initializer, before
+    the initializer runs: the cap must already be in the environment it inherits.
+    The caller's own environment is restored on exit.
+    """
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _exit_with_parent() -> None:
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()  # returns when the parent process is gone, however it died
+        os._exit(1)
+
+
+def init_worker() -> None:
+    """Initializer of the engine's own pool processes.
+
+    Caps Numba's threads (before the kernels load; BLAS's cap is already in the
+    environment the worker was spawned with, see ``THREAD_VARIABLES``), makes the
+    worker leave as soon as its parent dies (after a SIGKILL of the run an orphan
+    would otherwise wait forever for tasks; its half-written temporary shard is
+    removed by the next run), and skips the interpreter's slow teardown when the
+    pool shuts down.
+    """
+    import atexit
+    import sys
+    import threading
+
+    # Only in a fresh worker: changed after Numba started its threads (as in a
+    # caller running shards itself), it makes Numba refuse every later compile.
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    if "numba" in sys.modules:  # imported while unpickling the initializer (mgc's errors live in kernels)
+        from numba.core import config
+
+        config.reload_config()  # no thread has started in a fresh worker, so the new cap applies
+    threading.Thread(target=_exit_with_parent, name="mgc-parent-watch", daemon=True).start()
+    # A worker's results are sent and its files closed before it exits; the
+    # interpreter's teardown (numba, llvmlite, h5py) would then cost ~0.3 s that the
+    # whole run waits for. Registered last, this handler runs first at exit.
+    atexit.register(os._exit, 0)
+
+
+def make_pool(workers: int) -> cf.ProcessPoolExecutor:
+    """A spawn-based process pool of ``workers`` engine workers.
+
+    Workers start on the first submits: submit inside ``one_thread_environment()``.
+    """
+    return cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker
+    )
