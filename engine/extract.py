@@ -20,7 +20,7 @@ from importlib import metadata
 
 from kernels.validate import integer, one_of, real_number
 
-from . import atomic, schema
+from . import schema, tables
 from .corpus import Corpus, load_corpus
 from .diff import describe_differences, differences
 from .errors import EngineError, SpecError, SpecMismatchError, StoreError
@@ -78,10 +78,12 @@ def _versions() -> dict:
 def _clear(store: str) -> None:
     """Delete what an extraction wrote (only our own files: never a user's)."""
     for name in os.listdir(store):
-        if name in (schema.INDEX_NAME, schema.PLAN_NAME) or (name.startswith("shard-") and ".h5" in name):
+        if name in (schema.INDEX_NAME, schema.PLAN_NAME, schema.JOURNAL_NAME, schema.TABLE_NAME) or (
+            name.startswith("shard-") and ".h5" in name
+        ):
             os.unlink(os.path.join(store, name))
         elif name.endswith(schema.TEMP_SUFFIX) and name[: -len(schema.TEMP_SUFFIX)] in (
-            schema.INDEX_NAME, schema.PLAN_NAME,
+            schema.INDEX_NAME, schema.PLAN_NAME, schema.TABLE_NAME,
         ):  # fmt: skip
             os.unlink(os.path.join(store, name))
 
@@ -99,7 +101,7 @@ def _prepare_folder(store: str, overwrite: bool) -> None:
     if os.path.exists(store) and not os.path.isdir(store):
         raise StoreError(f"store path {store} exists and is a file; give a folder path")
     os.makedirs(store, exist_ok=True)
-    ours = {schema.INDEX_NAME, schema.PLAN_NAME, schema.LOCK_NAME}
+    ours = {schema.INDEX_NAME, schema.PLAN_NAME, schema.LOCK_NAME, schema.JOURNAL_NAME, schema.TABLE_NAME}
     foreign = [n for n in os.listdir(store) if n not in ours and not n.startswith("shard-") and not n.endswith(".tmp")]
     if foreign and not os.path.exists(os.path.join(store, schema.INDEX_NAME)):
         raise StoreError(
@@ -141,7 +143,7 @@ def _extend_plan(store: str, corpus: Corpus, shard_size: int | None) -> dict:
         name = schema.shard_name(len(plan["shards"]))
         plan["shards"].append({"name": name, "track_ids": new[start : start + size]})
     if new or not os.path.exists(path):
-        atomic.write_json(path, plan)
+        schema.atomic.write_json(path, plan)
     return plan
 
 
@@ -226,7 +228,8 @@ def extract(
         index = _check_or_reset(store, spec, run, overwrite) or _new_index(spec, run)
         _remove_temporary_shards(store)  # under the lock, a temporary shard is a killed run's
         index["label_names"] = sorted(set(index["label_names"]) | set(corpus.label_names))
-        atomic.write_json(os.path.join(store, schema.INDEX_NAME), index)
+        interrupted = bool(schema.read_journal(store))  # shards of a killed run, not in tracks.h5 yet
+        schema.fold_journal(store, index)
         plan = _extend_plan(store, corpus, shard_size)
         order = {shard["name"]: i for i, shard in enumerate(plan["shards"])}
         complete = {shard["name"] for shard in index["shards"]}
@@ -255,14 +258,13 @@ def extract(
 
         def record(task, result):
             nonlocal written
-            index["shards"].append(
-                {"name": result.name, "n_tracks": result.n_tracks, "n_failures": result.n_failures,
-                 "n_frames": result.n_frames, "audio_seconds": round(result.audio_seconds, 3),
-                 "file_bytes": result.file_bytes, "feature_bytes_stored": result.feature_bytes_stored,
-                 "feature_bytes_raw": result.feature_bytes_raw}
-            )  # fmt: skip
-            index["shards"].sort(key=lambda shard: order.get(shard["name"], len(order)))
-            atomic.write_json(os.path.join(store, schema.INDEX_NAME), index)
+            entry = {"name": result.name, "n_tracks": result.n_tracks, "n_failures": result.n_failures,
+                     "n_frames": result.n_frames, "audio_seconds": round(result.audio_seconds, 3),
+                     "file_bytes": result.file_bytes, "feature_bytes_stored": result.feature_bytes_stored,
+                     "feature_bytes_raw": result.feature_bytes_raw}  # fmt: skip
+            # One appended line per shard: the cost of recording a shard does not grow with the store.
+            schema.append_journal(store, entry)
+            index["shards"].append(entry)
             written += 1
             failures.extend(result.failures)
             state["done"] += len(task.tracks)
@@ -301,6 +303,10 @@ def extract(
                 if own:
                     pool.shutdown(wait=True, cancel_futures=True)
         _remove_temporary_shards(store)  # of workers that died during this run
+        index["shards"].sort(key=lambda shard: order.get(shard["name"], len(order)))
+        if written or interrupted:
+            schema.fold_journal(store, index)
+            tables.consolidate(store)
         report("end")
     result = ExtractResult(
         store=store, spec=spec, corpus_tracks=len(corpus), processed_tracks=total, skipped_tracks=skipped,

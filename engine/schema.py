@@ -4,14 +4,19 @@ A store is a folder::
 
     STORE/
       index.json          the complete shards, label names, spec, versions (written atomically, see engine.atomic)
-      plan.json           which track ids go into which shard (stable across re-runs)
+      shards.jsonl        shards completed since index.json was last written: one JSON entry per line,
+                          appended and fsynced per shard (constant cost), folded into index.json at the
+                          end of a run; a torn last line is ignored (that shard is simply redone)
+      plan.json           which track ids go into which shard (stable across re-runs; rewritten only
+                          when the corpus gains tracks)
+      tracks.h5           the consolidated track table (see the end of this module)
       shard-00000.h5      one HDF5 file per shard, written by one worker
       shard-00001.h5
       .lock               held (flock) by the extraction that is writing the store
       shard-00002.h5.tmp  a shard being written; never listed in index.json
 
-Readers trust only ``index.json``: a shard file that it does not name is
-incomplete or stale and is ignored. Every shard file holds::
+Readers trust only ``index.json`` and ``shards.jsonl`` (see ``read_index``): a
+shard file that they do not name is incomplete or stale and is ignored. Every shard file holds::
 
     /                       attrs: schema_version (int), spec_hash (str), spec (JSON str), shard (its name)
     /features/<name>        (total_frames, n_bins), the frames of all the shard's tracks
@@ -39,6 +44,7 @@ SCHEMA_VERSION = 1
 FORMAT_NAME = "mgc-feature-store"
 INDEX_NAME = "index.json"
 PLAN_NAME = "plan.json"
+JOURNAL_NAME = "shards.jsonl"
 LOCK_NAME = ".lock"
 SHARD_PATTERN = "shard-{:05d}.h5"
 TEMP_SUFFIX = atomic.TEMP_SUFFIX
@@ -147,8 +153,65 @@ def validate_shard(h5: h5py.File, spec: FeatureSpec) -> None:
             raise StoreError(f"{where}: /features/{feature} has shape {shape}, expected {(total, spec.n_bins(feature))}")
 
 
+def shard_number(name: str) -> int:
+    """The number in a shard's file name (its position in the plan)."""
+    try:
+        return int(name[len("shard-") : -len(".h5")])
+    except ValueError:
+        raise StoreError(f"{name!r} is not a shard file name") from None
+
+
+def read_journal(store: str) -> list[dict]:
+    """Shard entries of ``shards.jsonl`` (``[]`` when absent); a torn or damaged line is skipped."""
+    try:
+        with open(os.path.join(store, JOURNAL_NAME), "rb") as handle:
+            lines = handle.read().split(b"\n")
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+def append_journal(store: str, entry: dict) -> None:
+    """Record one complete shard: one line appended and fsynced (cost independent of the store's size)."""
+    line = json.dumps(entry, sort_keys=True, ensure_ascii=True).encode("ascii") + b"\n"
+    path = os.path.join(store, JOURNAL_NAME)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        # A line torn by an earlier kill must not swallow this one: start on a fresh line.
+        if os.fstat(fd).st_size:
+            with open(path, "rb") as handle:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fold_journal(store: str, index: dict) -> None:
+    """Write ``index`` (which holds every shard) atomically, then drop the journal it now contains."""
+    atomic.write_json(os.path.join(store, INDEX_NAME), index)
+    try:
+        os.unlink(os.path.join(store, JOURNAL_NAME))
+    except FileNotFoundError:
+        pass
+    atomic.fsync_folder(store)
+
+
 def read_index(store: str) -> dict:
-    """Load and validate ``index.json``; raise StoreError when it is absent or wrong."""
+    """Load and validate ``index.json`` with the journal's shards merged in (in plan order).
+
+    Raises StoreError when the index is absent or wrong.
+    """
     path = os.path.join(store, INDEX_NAME)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -158,6 +221,13 @@ def read_index(store: str) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from None
     validate_index(index, path)
+    journal = read_journal(store)
+    if journal:
+        validate_index({**index, "shards": journal}, os.path.join(store, JOURNAL_NAME))
+        by_name = {shard["name"]: shard for shard in index["shards"]}
+        for shard in journal:
+            by_name.setdefault(shard["name"], shard)
+        index["shards"] = sorted(by_name.values(), key=lambda shard: shard_number(shard["name"]))
     return index
 
 

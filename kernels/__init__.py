@@ -9,6 +9,8 @@ engine worker while it starts, the CLI) does not pay for Numba, and a fresh
 worker can set its thread cap before Numba reads it.
 """
 
+import sys
+import types
 from importlib import import_module
 
 from ._errors import MgcError, ParameterError
@@ -56,6 +58,22 @@ def __getattr__(name):
     value = getattr(import_module(f".{home}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
+
+
+class _Kernels(types.ModuleType):
+    """The package module: a submodule named like a public function never hides the function.
+
+    Importing ``kernels.stft`` (or ``kernels.mfcc``) binds the submodule as an
+    attribute of the package; ``kernels.stft`` must stay the function.
+    """
+
+    def __setattr__(self, name, value):
+        if name in _HOMES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Kernels
 
 
 def __dir__():
