@@ -107,8 +107,10 @@ def _status(event: ProgressEvent, state: dict) -> str:
     info = event.info
     if event.task == "extract":
         elapsed = max(info.get("elapsed", 0.0), 1e-9)
-        return (f"{event.done / elapsed:.1f} tracks/s, {info.get('audio_seconds', 0.0) / 3600 / elapsed:.2f} audio h/s, "
-                f"{info.get('failed', 0)} failed")
+        return (
+            f"{event.done / elapsed:.1f} tracks/s, {info.get('audio_seconds', 0.0) / 3600 / elapsed:.2f} audio h/s, "
+            f"{info.get('failed', 0)} failed"
+        )
     if event.task == "train":
         if event.kind == "start":
             state["epochs"] = info.get("epochs", 0)
@@ -117,8 +119,10 @@ def _status(event: ProgressEvent, state: dict) -> str:
             state["val"] = f"{info['val_accuracy']:.3f}"
         if "loss" not in info:
             return state.get("status", "")
-        state["status"] = (f"epoch {info['epoch'] + 1}/{state.get('epochs', '?')}  {info['examples_per_s']:.0f} ex/s  "
-                           f"loss {info['loss']:.4f}  val acc {state.get('val', '-')}")
+        state["status"] = (
+            f"epoch {info['epoch'] + 1}/{state.get('epochs', '?')}  {info['examples_per_s']:.0f} ex/s  "
+            f"loss {info['loss']:.4f}  val acc {state.get('val', '-')}"
+        )
         return state["status"]
     return ""
 
@@ -128,8 +132,14 @@ class ProgressView:
 
     def __init__(self) -> None:
         self.progress = Progress(
-            TextColumn("[bold]{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+            TextColumn("[bold]{task.description:>7}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
         )
         self.tasks: dict[str, int] = {}
         self.state: dict[str, dict] = {}
@@ -150,8 +160,9 @@ class ProgressView:
         state = self.state.setdefault(event.task, {})
         status = _status(event, state)
         if event.task not in self.tasks or event.kind == "start" and state.get("ended"):
-            self.tasks[event.task] = self.progress.add_task(event.task, total=event.total, completed=event.done,
-                                                            unit=event.unit, status=status)
+            self.tasks[event.task] = self.progress.add_task(
+                event.task, total=event.total, completed=event.done, unit=event.unit, status=status
+            )
             state["ended"] = False
         self.progress.update(self.tasks[event.task], completed=event.done, total=event.total, status=status)
         if event.kind == "end":
@@ -182,30 +193,52 @@ def synth_command(
 
     subset = [g.strip() for g in genres.split(",") if g.strip()] or None
     with ProgressView() as view:
-        manifest = make_corpus(out, tracks_per_genre=tracks_per_genre, seconds=duration, seed=seed, format=format,
-                               sr=sr, channels=channels, genres=subset, progress=view)
+        manifest = make_corpus(
+            out,
+            tracks_per_genre=tracks_per_genre,
+            seconds=duration,
+            seed=seed,
+            format=format,
+            sr=sr,
+            channels=channels,
+            genres=subset,
+            progress=view,
+        )
     typer.echo(f"tracks:   {manifest.parent}/<genre>/<genre>.NNNNN.{format}")
     typer.echo(f"manifest: {manifest}")
 
 
 def _extract_table(result) -> Group:
     elapsed = max(result.elapsed, 1e-9)
-    head = key_value_table(f"extract -> {result.store}", [
-        ("tracks in corpus", result.corpus_tracks),
-        ("processed by this run", f"{result.processed_tracks} ({result.skipped_tracks} already done, skipped)"),
-        ("failed in this run", len(result.failures)),
-        ("stored in the store", f"{result.stored_tracks} ({result.failed_tracks} failures recorded)"),
-        ("audio decoded", f"{result.audio_seconds / 3600:.3f} h"),
-        ("time", f"{result.elapsed:.1f} s"),
-        ("speed", f"{result.processed_tracks / elapsed:.1f} tracks/s, "
-                  f"{result.audio_seconds / 3600 / elapsed:.3f} audio h/s"),
-        ("shards", f"{result.shards_written} written, {result.shards_skipped} skipped"),
-        ("spec", result.spec.hash),
-    ])
+    head = key_value_table(
+        f"extract -> {result.store}",
+        [
+            ("tracks in corpus", result.corpus_tracks),
+            ("processed by this run", f"{result.processed_tracks} ({result.skipped_tracks} already done, skipped)"),
+            ("failed in this run", len(result.failures)),
+            ("stored in the store", f"{result.stored_tracks} ({result.failed_tracks} failures recorded)"),
+            ("audio decoded", f"{result.audio_seconds / 3600:.3f} h"),
+            ("time", f"{result.elapsed:.1f} s"),
+            (
+                "speed",
+                f"{result.processed_tracks / elapsed:.1f} tracks/s, "
+                f"{result.audio_seconds / 3600 / elapsed:.3f} audio h/s",
+            ),
+            ("shards", f"{result.shards_written} written, {result.shards_skipped} skipped"),
+            ("spec", result.spec.hash),
+        ],
+    )
     parts = [head]
     if result.failures:
-        parts.append(_failures_table("failures in this run", [(t, k, m) for t, _p, k, m in result.failures],
-                                     len(result.failures), 50, "see `mgc inspect`"))
+        parts.append(
+            _failures_table(
+                "failures in this run",
+                [(t, k, m) for t, _p, k, m in result.failures],
+                len(result.failures),
+                50,
+                "see `mgc inspect`",
+            )
+        )
     return Group(*parts)
 
 
@@ -233,17 +266,21 @@ def extract_command(
     n_mfcc: int = typer.Option(SPEC["n_mfcc"], "--n-mfcc"),
     fmin: float = typer.Option(SPEC["fmin"], "--fmin"),
     fmax: float = typer.Option(SPEC["fmax"], "--fmax", help="Highest mel frequency (default: sr / 2)."),
-    features: str = typer.Option(",".join(SPEC["features"]), "--features", help=f"Comma-separated: {', '.join(FEATURES)}."),
+    features: str = typer.Option(
+        ",".join(SPEC["features"]), "--features", help=f"Comma-separated: {', '.join(FEATURES)}."
+    ),
     logmel_dtype: LogmelDtype = typer.Option(SPEC["logmel_dtype"], "--logmel-dtype", help="On-disk dtype of log-mel."),
     offset: float = typer.Option(None, "--offset", help="Start of the window to use, seconds."),
     duration: float = typer.Option(None, "--duration", help="Seconds of audio to use per track (default: all)."),
     shard_size: int = typer.Option(None, "--shard-size", min=1, help="Tracks per shard for a new store."),
-    compression: Compression = typer.Option(DEFAULT_COMPRESSION, "--compression",
-                                            help="lzf (h5py, fast), gzip (any HDF5 tool), none."),
+    compression: Compression = typer.Option(
+        DEFAULT_COMPRESSION, "--compression", help="lzf (h5py, fast), gzip (any HDF5 tool), none."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing store and start again."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any track failed."),
     scheduler: str = typer.Option(
-        None, "--scheduler",
+        None,
+        "--scheduler",
         help="Run the shard tasks on Dask: tcp://HOST:8786 (a running scheduler) or local[:N] (a LocalCluster "
         "of N processes). Needs pip install 'mgc[dask]' and a store folder every worker can reach.",
     ),
@@ -254,8 +291,15 @@ def extract_command(
     from engine import ExtractFailed, extract, load_corpus
 
     spec = FeatureSpec(
-        sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, n_mfcc=n_mfcc, fmin=fmin, fmax=fmax,
-        features=tuple(f.strip() for f in features.split(",") if f.strip()), logmel_dtype=logmel_dtype.value,
+        sr=sr,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        n_mels=n_mels,
+        n_mfcc=n_mfcc,
+        fmin=fmin,
+        fmax=fmax,
+        features=tuple(f.strip() for f in features.split(",") if f.strip()),
+        logmel_dtype=logmel_dtype.value,
     )
     tracks = load_corpus(corpus, manifest)
     try:
@@ -267,12 +311,25 @@ def extract_command(
                 session = stack.enter_context(dask_executor(scheduler))
                 executor = session.executor
                 where = "started a local cluster" if session.local else "connected to"
-                console.print(Text(f"dask: {where} {session.address} with {session.n_workers} workers"
-                                   + (f"; dashboard {session.dashboard_link}" if session.dashboard_link else "")))
+                console.print(
+                    Text(
+                        f"dask: {where} {session.address} with {session.n_workers} workers"
+                        + (f"; dashboard {session.dashboard_link}" if session.dashboard_link else "")
+                    )
+                )
             view = stack.enter_context(ProgressView())
             result = extract(
-                tracks, store, spec, workers=workers, executor=executor, offset=offset, duration=duration,
-                overwrite=overwrite, strict=strict, progress=view, shard_size=shard_size,
+                tracks,
+                store,
+                spec,
+                workers=workers,
+                executor=executor,
+                offset=offset,
+                duration=duration,
+                overwrite=overwrite,
+                strict=strict,
+                progress=view,
+                shard_size=shard_size,
                 compression=compression.value,
             )
     except ExtractFailed as exc:
@@ -284,15 +341,22 @@ def extract_command(
 def _store_tables(summary: dict) -> Group:
     spec = summary["spec"]
     ratio = summary["compression_ratio"]
-    head = key_value_table(f"store {summary['store']}", [
-        ("spec", f"{summary['spec_hash']}  " + ", ".join(f"{k}={v}" for k, v in spec.items())),
-        ("run", ", ".join(f"{k}={v}" for k, v in summary["run"].items())),
-        ("tracks", f"{summary['tracks']} ({summary['frames']} frames, {summary['hours']:.3f} h)"),
-        ("shards", summary["shards"]),
-        ("size on disk", format_bytes(summary["bytes_on_disk"])),
-        ("compression", f"{ratio}x vs uncompressed on-disk dtypes, {summary['compression_ratio_vs_float32']}x vs float32"
-                        if ratio else "n/a"),
-    ])
+    head = key_value_table(
+        f"store {summary['store']}",
+        [
+            ("spec", f"{summary['spec_hash']}  " + ", ".join(f"{k}={v}" for k, v in spec.items())),
+            ("run", ", ".join(f"{k}={v}" for k, v in summary["run"].items())),
+            ("tracks", f"{summary['tracks']} ({summary['frames']} frames, {summary['hours']:.3f} h)"),
+            ("shards", summary["shards"]),
+            ("size on disk", format_bytes(summary["bytes_on_disk"])),
+            (
+                "compression",
+                f"{ratio}x vs uncompressed on-disk dtypes, {summary['compression_ratio_vs_float32']}x vs float32"
+                if ratio
+                else "n/a",
+            ),
+        ],
+    )
     labels = Table(title="per label")
     for column in ("label", "tracks", "frames", "hours"):
         labels.add_column(column, justify="right" if column != "label" else "left")
@@ -302,8 +366,9 @@ def _store_tables(summary: dict) -> Group:
     failures = summary["failures"]
     if failures["count"]:
         rows = [(row["track_id"], row["kind"], row["message"]) for row in failures["list"]]
-        table = _failures_table(f"failures ({failures['count']})", rows, failures["count"], 100,
-                                "mgc inspect --json lists them all")
+        table = _failures_table(
+            f"failures ({failures['count']})", rows, failures["count"], 100, "mgc inspect --json lists them all"
+        )
         table.caption = "by reason: " + ", ".join(f"{kind}: {n}" for kind, n in sorted(failures["by_kind"].items()))
         parts.append(table)
     return Group(*parts)
@@ -329,8 +394,12 @@ def inspect_command(
 
 @command("demo")
 def demo_command(
-    out: str = typer.Option("mgc-demo", "--out", "-o", help="Folder for every artefact; re-running reuses what is complete."),
-    tracks_per_genre: int = typer.Option(None, "--tracks-per-genre", "-n", min=2, help="Corpus size per genre (10 genres)."),
+    out: str = typer.Option(
+        "mgc-demo", "--out", "-o", help="Folder for every artefact; re-running reuses what is complete."
+    ),
+    tracks_per_genre: int = typer.Option(
+        None, "--tracks-per-genre", "-n", min=2, help="Corpus size per genre (10 genres)."
+    ),
     quick: bool = typer.Option(False, "--quick", help="A small run of the same path (under 2 minutes)."),
     workers: int = typer.Option(None, "--workers", min=1, help="Extraction processes (default: all cores)."),
 ) -> None:
@@ -379,7 +448,9 @@ def train_command(
     out: str = typer.Option(..., "--out", "-o", help="Model folder to write (checkpoints, metrics log, splits)."),
     epochs: int = typer.Option(None, help=f"Passes over the training tracks (default: {TRAIN['epochs']})."),
     batch_size: int = typer.Option(
-        None, "--batch-size", help=f"Global batch size, a multiple of the device count (default: {TRAIN['batch_size']})."
+        None,
+        "--batch-size",
+        help=f"Global batch size, a multiple of the device count (default: {TRAIN['batch_size']}).",
     ),
     lr: float = typer.Option(None, help=f"Peak learning rate (warm-up then cosine) (default: {TRAIN['lr']})."),
     crop_seconds: float = typer.Option(
@@ -389,8 +460,12 @@ def train_command(
         None, help=f"jit (jax.jit over a device mesh) or pmap (default: {TRAIN['parallel']})."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
-    seed: int = typer.Option(None, help=f"Seeds initialisation, splits, crops and augmentation (default: {TRAIN['seed']})."),
-    mixup: float = typer.Option(None, help=f"Mixup Beta(alpha, alpha); 0 turns it off (default: {TRAIN['mixup_alpha']})."),
+    seed: int = typer.Option(
+        None, help=f"Seeds initialisation, splits, crops and augmentation (default: {TRAIN['seed']})."
+    ),
+    mixup: float = typer.Option(
+        None, help=f"Mixup Beta(alpha, alpha); 0 turns it off (default: {TRAIN['mixup_alpha']})."
+    ),
     checkpoint_every: int = typer.Option(
         None, "--checkpoint-every", help="Also checkpoint every N steps (default: once per epoch)."
     ),
@@ -405,9 +480,16 @@ def train_command(
     """Train the genre CNN on a feature store, on every local device."""
     from models import ModelConfig, train
 
-    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "crop_seconds": crop_seconds,
-             "parallel": parallel.value if parallel else None, "seed": seed, "mixup_alpha": mixup,
-             "checkpoint_every": checkpoint_every}
+    given = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "crop_seconds": crop_seconds,
+        "parallel": parallel.value if parallel else None,
+        "seed": seed,
+        "mixup_alpha": mixup,
+        "checkpoint_every": checkpoint_every,
+    }
     # Overrides of the defaults for a new run, checked against the saved run on --resume.
     given = {k: v for k, v in given.items() if v is not None}
     model_config = None
@@ -419,18 +501,27 @@ def train_command(
         # n_mels and n_classes are placeholders here: train() takes them from the store.
         model_config = ModelConfig(widths=block_widths, n_mels=2 ** len(block_widths))
     with ProgressView() as view:
-        summary = train(store, out, given, model_config=model_config, resume=resume,
-                        split_files=_parse_split_files(split_file), progress=view)
+        summary = train(
+            store,
+            out,
+            given,
+            model_config=model_config,
+            resume=resume,
+            split_files=_parse_split_files(split_file),
+            progress=view,
+        )
     if json_out:
         print_json(summary)
         return
     last = summary["last"] or {}
     best = summary["best_val_accuracy"]
-    console.print(Text(
-        f"trained {summary['steps']} steps on {summary['devices']} device(s) ({summary['parallel']}); "
-        f"last train loss {last.get('train_loss', float('nan')):.4f}; best validation accuracy "
-        f"{'-' if best is None else f'{best:.3f}'}; model in {summary['model_dir']}"
-    ))
+    console.print(
+        Text(
+            f"trained {summary['steps']} steps on {summary['devices']} device(s) ({summary['parallel']}); "
+            f"last train loss {last.get('train_loss', float('nan')):.4f}; best validation accuracy "
+            f"{'-' if best is None else f'{best:.3f}'}; model in {summary['model_dir']}"
+        )
+    )
 
 
 @command("evaluate")
@@ -438,8 +529,12 @@ def evaluate_command(
     model_dir: str = typer.Argument(..., help="Model folder written by `mgc train`."),
     store: str = typer.Argument(..., help="Feature store made with the model's FeatureSpec."),
     split: Split = typer.Option("test", help="The model's saved split, or all labelled tracks."),
-    out: str = typer.Option(None, "--out", "-o", help="Where to write metrics.json and the PNGs (default: MODEL_DIR/eval-SPLIT)."),
-    max_crops: int = typer.Option(None, "--max-crops", min=1, help="Cap on crops per track (default: cover the track)."),
+    out: str = typer.Option(
+        None, "--out", "-o", help="Where to write metrics.json and the PNGs (default: MODEL_DIR/eval-SPLIT)."
+    ),
+    max_crops: int = typer.Option(
+        None, "--max-crops", min=1, help="Cap on crops per track (default: cover the track)."
+    ),
     checkpoint: Which = typer.Option("best", help="best (by validation accuracy) or latest."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
@@ -451,13 +546,20 @@ def evaluate_command(
         print_json(metrics)
         return
     names = metrics["label_names"]
-    per_class = Table(title=f"{split.value}: {metrics['n_tracks']} tracks, accuracy {metrics['accuracy']:.3f}, "
-                            f"macro-F1 {metrics['macro_f1']:.3f}")
+    per_class = Table(
+        title=f"{split.value}: {metrics['n_tracks']} tracks, accuracy {metrics['accuracy']:.3f}, "
+        f"macro-F1 {metrics['macro_f1']:.3f}"
+    )
     for column in ("label", "precision", "recall", "F1", "tracks"):
         per_class.add_column(column, justify="left" if column == "label" else "right")
     for i, name in enumerate(names):
-        per_class.add_row(Text(name), f"{metrics['precision'][i]:.3f}", f"{metrics['recall'][i]:.3f}",
-                          f"{metrics['f1'][i]:.3f}", str(metrics["support"][i]))
+        per_class.add_row(
+            Text(name),
+            f"{metrics['precision'][i]:.3f}",
+            f"{metrics['recall'][i]:.3f}",
+            f"{metrics['f1'][i]:.3f}",
+            str(metrics["support"][i]),
+        )
     stdout.print(per_class)
     # Columns are numbered so that ten or more labels still fit a terminal.
     confusion = Table(title="confusion matrix (rows: true label, columns: predicted label number)")
@@ -487,8 +589,11 @@ def predict_command(
     else:
         for result in results:
             if result["error"]:
-                console.print(Text("skipped ", style="yellow") + Text(f"{result['path']}: {result['error']}"),
-                              highlight=False, soft_wrap=True)
+                console.print(
+                    Text("skipped ", style="yellow") + Text(f"{result['path']}: {result['error']}"),
+                    highlight=False,
+                    soft_wrap=True,
+                )
                 continue
             top = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
             # One line per file, never wrapped, so that scripts can parse it.

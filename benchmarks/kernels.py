@@ -96,34 +96,59 @@ def main() -> None:
 
     def cases(y):
         return [
-            ("power spectrogram",
-             lambda: np.abs(librosa.stft(y, n_fft=2048, hop_length=512, window="hann", center=True)) ** 2,
-             lambda: kernels.spectrogram(y, n_fft=2048, hop_length=512, power=2.0)),
-            ("melspectrogram",
-             lambda: librosa.feature.melspectrogram(y=y, power=2.0, **MEL),
-             lambda: kernels.melspectrogram(y, power=2.0, **MEL)),
-            ("log-mel (dB)",
-             lambda: librosa.power_to_db(librosa.feature.melspectrogram(y=y, **MEL), ref=1.0, amin=1e-10, top_db=80.0),
-             lambda: kernels.log_melspectrogram(y, ref=1.0, amin=1e-10, top_db=80.0, **MEL)),
-            ("mfcc (20)",
-             lambda: librosa.feature.mfcc(y=y, n_mfcc=20, **MEL),
-             lambda: kernels.mfcc(y=y, n_mfcc=20, **MEL)),
+            (
+                "power spectrogram",
+                lambda: np.abs(librosa.stft(y, n_fft=2048, hop_length=512, window="hann", center=True)) ** 2,
+                lambda: kernels.spectrogram(y, n_fft=2048, hop_length=512, power=2.0),
+            ),
+            (
+                "melspectrogram",
+                lambda: librosa.feature.melspectrogram(y=y, power=2.0, **MEL),
+                lambda: kernels.melspectrogram(y, power=2.0, **MEL),
+            ),
+            (
+                "log-mel (dB)",
+                lambda: librosa.power_to_db(
+                    librosa.feature.melspectrogram(y=y, **MEL), ref=1.0, amin=1e-10, top_db=80.0
+                ),
+                lambda: kernels.log_melspectrogram(y, ref=1.0, amin=1e-10, top_db=80.0, **MEL),
+            ),
+            (
+                "mfcc (20)",
+                lambda: librosa.feature.mfcc(y=y, n_mfcc=20, **MEL),
+                lambda: kernels.mfcc(y=y, n_mfcc=20, **MEL),
+            ),
         ]
 
     try:
         from threadpoolctl import threadpool_info
 
-        blas = ", ".join(f"{i['internal_api']} {i.get('architecture', '')} x{i['num_threads']}" for i in threadpool_info())
+        blas = ", ".join(
+            f"{i['internal_api']} {i.get('architecture', '')} x{i['num_threads']}" for i in threadpool_info()
+        )
     except ImportError:
         blas = "threadpoolctl not installed"
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"python {platform.python_version()}"
+    )
     print(f"librosa {librosa.__version__}, numpy {np.__version__}; BLAS: {blas}")
-    print(f"{args.seconds:g} s clip at {SR} Hz, n_fft 2048, hop 512, 128 mels; median of {args.repeat} after a warm-up; one thread")
+    print(
+        f"{args.seconds:g} s clip at {SR} Hz, n_fft 2048, hop 512, 128 mels; "
+        f"median of {args.repeat} after a warm-up; one thread"
+    )
 
-    report([(name, median_seconds(a, args.repeat), median_seconds(b, args.repeat)) for name, a, b in cases(clip)],
-           "one clip")
-    report([(name, median_seconds(a, max(3, args.repeat // 2)), median_seconds(b, max(3, args.repeat // 2)))
-            for name, a, b in cases(batch)], f"stacked batch of {args.batch} clips {batch.shape}")
+    report(
+        [(name, median_seconds(a, args.repeat), median_seconds(b, args.repeat)) for name, a, b in cases(clip)],
+        "one clip",
+    )
+    report(
+        [
+            (name, median_seconds(a, max(3, args.repeat // 2)), median_seconds(b, max(3, args.repeat // 2)))
+            for name, a, b in cases(batch)
+        ],
+        f"stacked batch of {args.batch} clips {batch.shape}",
+    )
 
     with tempfile.TemporaryDirectory() as cache:
         cold = first_call_seconds(cache)

@@ -124,8 +124,13 @@ def _librosa_task(args):
             # The same on-disk format as our store (float16 log-mel, float32 MFCC,
             # chunks of 512 frames, shuffle + LZF), so both sides pay for the same output.
             for name, values in (("logmel", logmel.T.astype(np.float16)), ("mfcc", mfcc.T.astype(np.float32))):
-                h5.create_dataset(f"{i}/{name}", data=values, chunks=(min(512, len(values)), values.shape[1]),
-                                  compression="lzf", shuffle=True)  # fmt: skip
+                h5.create_dataset(
+                    f"{i}/{name}",
+                    data=values,
+                    chunks=(min(512, len(values)), values.shape[1]),
+                    compression="lzf",
+                    shuffle=True,
+                )
     return len(paths)
 
 
@@ -184,12 +189,34 @@ def child(mode: str, corpus: str, out: str, workers: int, per_task: int) -> None
 
     start = time.perf_counter()
     if mode == "ours":
-        command = [sys.executable, "-m", "cli", "extract", corpus, out, "--workers", str(workers),
-                   "--overwrite", "--shard-size", str(per_task)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "cli",
+            "extract",
+            corpus,
+            out,
+            "--workers",
+            str(workers),
+            "--overwrite",
+            "--shard-size",
+            str(per_task),
+        ]
         subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elif mode == "dask":
-        command = [sys.executable, "-m", "cli", "extract", corpus, out, "--scheduler", f"local:{workers}",
-                   "--overwrite", "--shard-size", str(per_task)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "cli",
+            "extract",
+            corpus,
+            out,
+            "--scheduler",
+            f"local:{workers}",
+            "--overwrite",
+            "--shard-size",
+            str(per_task),
+        ]
         subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elif mode == "dask-warm":
         # A cluster that is already up (as a shared one is): time the extraction alone.
@@ -290,8 +317,12 @@ def main() -> None:
     parser.add_argument("--formats", default="wav,ogg,mp3,flac")
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "mgc-bench-pipeline")
-    parser.add_argument("--no-dask", dest="dask", action="store_false",
-                        help="skip the Dask LocalCluster row (it needs pip install 'mgc[dask]')")
+    parser.add_argument(
+        "--no-dask",
+        dest="dask",
+        action="store_false",
+        help="skip the Dask LocalCluster row (it needs pip install 'mgc[dask]')",
+    )
     args = parser.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -299,9 +330,11 @@ def main() -> None:
     # The same tasks for every contender: at least 4 tasks per worker, at most 128 tracks each.
     per_task = max(1, min(128, args.tracks // (4 * workers)))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}; workers {workers}, {args.tracks} tracks x {args.seconds:g} s, "
-          f"median of {args.repeat} after a warm-up; load average before: {os.getloadavg()[0]:.2f}\n")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}; workers {workers}, {args.tracks} tracks x {args.seconds:g} s, "
+        f"median of {args.repeat} after a warm-up; load average before: {os.getloadavg()[0]:.2f}\n"
+    )
     started = time.perf_counter()
     corpora = make_corpus(args.workdir, args.tracks, args.seconds, formats)
     print(f"corpus ready in {time.perf_counter() - started:.0f} s under {args.workdir}\n")
@@ -312,60 +345,151 @@ def main() -> None:
         r = compare(corpus, args.workdir, ("ours", "librosa", "decode"), workers, per_task, args.tracks, args.repeat)
         results[fmt] = r
         ours, theirs, decode = (r[m]["seconds"] for m in ("ours", "librosa", "decode"))
-        rows.append((
-            fmt, f"{ours:.2f}", f"{args.tracks / ours:.1f}", f"{hours / ours:.3f}", f"{theirs:.2f}",
-            f"{args.tracks / theirs:.1f}", f"{theirs / ours:.2f}x", f"{decode:.2f}", f"{ours / decode:.2f}",
-            f"{r['ours']['peak_mb']:.0f}", f"{r['librosa']['peak_mb']:.0f}",
-        ))  # fmt: skip
+        rows.append(
+            (
+                fmt,
+                f"{ours:.2f}",
+                f"{args.tracks / ours:.1f}",
+                f"{hours / ours:.3f}",
+                f"{theirs:.2f}",
+                f"{args.tracks / theirs:.1f}",
+                f"{theirs / ours:.2f}x",
+                f"{decode:.2f}",
+                f"{ours / decode:.2f}",
+                f"{r['ours']['peak_mb']:.0f}",
+                f"{r['librosa']['peak_mb']:.0f}",
+            )
+        )
         cpu = {m: r[m]["cpu"] for m in r}
-        cpu_rows.append((
-            fmt, f"{cpu['ours']:.2f}", f"{cpu['librosa']:.2f}", f"{cpu['librosa'] / cpu['ours']:.2f}x",
-            f"{cpu['decode']:.2f}", f"{cpu['ours'] / cpu['decode']:.2f}", f"{r['ours']['startup_cpu']:.2f}",
-            f"{r['librosa']['startup_cpu']:.2f}",
-        ))  # fmt: skip
-        command = [sys.executable, __file__, "_per_core", str(corpus), str(args.workdir / f"percore-{fmt}"),
-                   str(min(16, args.tracks)), str(max(3, args.repeat))]  # fmt: skip
+        cpu_rows.append(
+            (
+                fmt,
+                f"{cpu['ours']:.2f}",
+                f"{cpu['librosa']:.2f}",
+                f"{cpu['librosa'] / cpu['ours']:.2f}x",
+                f"{cpu['decode']:.2f}",
+                f"{cpu['ours'] / cpu['decode']:.2f}",
+                f"{r['ours']['startup_cpu']:.2f}",
+                f"{r['librosa']['startup_cpu']:.2f}",
+            )
+        )
+        command = [
+            sys.executable,
+            __file__,
+            "_per_core",
+            str(corpus),
+            str(args.workdir / f"percore-{fmt}"),
+            str(min(16, args.tracks)),
+            str(max(3, args.repeat)),
+        ]
         ms = json.loads(subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout)
-        steady_rows.append((
-            fmt, f"{ms['ours']:.1f}", f"{ms['librosa']:.1f}", f"{ms['librosa'] / ms['ours']:.2f}x",
-            f"{ms['decode']:.1f}", f"{ms['ours'] / ms['decode']:.2f}",
-            f"{workers * 1000 / ms['ours']:.0f}", f"{workers * 1000 / ms['ours'] * per_track_hours:.2f}",
-        ))  # fmt: skip
+        steady_rows.append(
+            (
+                fmt,
+                f"{ms['ours']:.1f}",
+                f"{ms['librosa']:.1f}",
+                f"{ms['librosa'] / ms['ours']:.2f}x",
+                f"{ms['decode']:.1f}",
+                f"{ms['ours'] / ms['decode']:.2f}",
+                f"{workers * 1000 / ms['ours']:.0f}",
+                f"{workers * 1000 / ms['ours'] * per_track_hours:.2f}",
+            )
+        )
     print("CPU time of whole runs (user + sys of every process; robust to other load on the machine):")
-    report(cpu_rows, ("corpus", "ours cpu s", "librosa cpu s", "ratio", "decode cpu s", "ours/decode",
-                      "ours start-up cpu s*", "librosa start-up cpu s*"))  # fmt: skip
+    report(
+        cpu_rows,
+        (
+            "corpus",
+            "ours cpu s",
+            "librosa cpu s",
+            "ratio",
+            "decode cpu s",
+            "ours/decode",
+            "ours start-up cpu s*",
+            "librosa start-up cpu s*",
+        ),
+    )
     print("* CPU of the same run over one track per worker: mostly process start-up and imports\n")
     print("Wall time of whole runs (process start-up included, as a user sees it):")
-    report(rows, ("corpus", "ours s", "ours tr/s", "ours h/s", "librosa s", "librosa tr/s", "ratio",
-                  "decode s", "ours/decode", "ours MB", "librosa MB"))  # fmt: skip
+    report(
+        rows,
+        (
+            "corpus",
+            "ours s",
+            "ours tr/s",
+            "ours h/s",
+            "librosa s",
+            "librosa tr/s",
+            "ratio",
+            "decode s",
+            "ours/decode",
+            "ours MB",
+            "librosa MB",
+        ),
+    )
     print("Per track on one core once started (in one process, 16 tracks, median of passes after a warm-up):")
-    report(steady_rows, ("corpus", "ours ms", "librosa ms", "ratio", "decode ms", "ours/decode",
-                         f"ours tr/s x{workers}", f"ours h/s x{workers}"))  # fmt: skip
+    report(
+        steady_rows,
+        (
+            "corpus",
+            "ours ms",
+            "librosa ms",
+            "ratio",
+            "decode ms",
+            "ours/decode",
+            f"ours tr/s x{workers}",
+            f"ours h/s x{workers}",
+        ),
+    )
 
     for fmt in [f for f in ("wav", "ogg") if f in corpora][: 1 if workers > 1 else 0]:
         one = timed("ours", corpora[fmt], args.workdir / f"out-ours-{fmt}-1", 1, per_task, args.repeat)
         many = results[fmt]["ours"]
-        report([(1, f"{one['seconds']:.2f}", f"{args.tracks / one['seconds']:.1f}", "1.00x"),
-                (workers, f"{many['seconds']:.2f}", f"{args.tracks / many['seconds']:.1f}",
-                 f"{one['seconds'] / many['seconds']:.2f}x")],
-               (f"workers ({fmt}, wall)", "seconds", "tracks/s", "speed-up"))  # fmt: skip
+        report(
+            [
+                (1, f"{one['seconds']:.2f}", f"{args.tracks / one['seconds']:.1f}", "1.00x"),
+                (
+                    workers,
+                    f"{many['seconds']:.2f}",
+                    f"{args.tracks / many['seconds']:.1f}",
+                    f"{one['seconds'] / many['seconds']:.2f}x",
+                ),
+            ],
+            (f"workers ({fmt}, wall)", "seconds", "tracks/s", "speed-up"),
+        )
     if args.dask:
         fmt = next(iter(corpora))
         pool = results[fmt]["ours"]
         dask = timed("dask", corpora[fmt], args.workdir / f"out-dask-{fmt}", workers, per_task, args.repeat)
-        runs = [measure("dask-warm", corpora[fmt], args.workdir / f"out-daskwarm-{fmt}", workers, per_task)
-                for _ in range(args.repeat)]  # fmt: skip
+        runs = [
+            measure("dask-warm", corpora[fmt], args.workdir / f"out-daskwarm-{fmt}", workers, per_task)
+            for _ in range(args.repeat)
+        ]
         warm = statistics.median(r["seconds"] for r in runs)
-        report([("process pool (mgc extract)", f"{pool['seconds']:.2f}", f"{args.tracks / pool['seconds']:.1f}", ""),
-                (f"dask LocalCluster x{workers} (mgc extract --scheduler)", f"{dask['seconds']:.2f}",
-                 f"{args.tracks / dask['seconds']:.1f}", f"{dask['seconds'] / pool['seconds'] - 1:+.0%}"),
-                (f"dask, cluster already running (extract only)", f"{warm:.2f}", f"{args.tracks / warm:.1f}",
-                 f"{warm / pool['seconds'] - 1:+.0%}")],
-               (f"executor ({fmt}, wall)", "seconds", "tracks/s", "vs pool"))  # fmt: skip
+        report(
+            [
+                ("process pool (mgc extract)", f"{pool['seconds']:.2f}", f"{args.tracks / pool['seconds']:.1f}", ""),
+                (
+                    f"dask LocalCluster x{workers} (mgc extract --scheduler)",
+                    f"{dask['seconds']:.2f}",
+                    f"{args.tracks / dask['seconds']:.1f}",
+                    f"{dask['seconds'] / pool['seconds'] - 1:+.0%}",
+                ),
+                (
+                    "dask, cluster already running (extract only)",
+                    f"{warm:.2f}",
+                    f"{args.tracks / warm:.1f}",
+                    f"{warm / pool['seconds'] - 1:+.0%}",
+                ),
+            ],
+            (f"executor ({fmt}, wall)", "seconds", "tracks/s", "vs pool"),
+        )
     if args.long_minutes > 0:
         short, long = long_track_memory(args.workdir, args.long_minutes)
-        report([("30 s", f"{short:.0f}"), (f"{args.long_minutes:g} min", f"{long:.0f}")],
-               ("track (44.1 kHz WAV)", "peak MB, mgc extract --workers 1"))  # fmt: skip
+        report(
+            [("30 s", f"{short:.0f}"), (f"{args.long_minutes:g} min", f"{long:.0f}")],
+            ("track (44.1 kHz WAV)", "peak MB, mgc extract --workers 1"),
+        )
 
 
 if __name__ == "__main__":

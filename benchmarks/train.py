@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from engine.background import background as prefetch  # noqa: E402
 from models.config import ModelConfig, TrainConfig  # noqa: E402
 from models.data import StoreTracks, split_source  # noqa: E402
-from engine.background import background as prefetch  # noqa: E402
 from models.input_pipeline import Normalizer, TrainLoader, crop_frames_for  # noqa: E402
 from models.parallel import make_parallel  # noqa: E402
 from models.steps import init_state, make_optimizer  # noqa: E402
@@ -133,7 +133,10 @@ def report(rows):
     """Print aligned rows of (what, devices, compile s, examples/s, note)."""
     header = ("measurement", "devices", "compile s", "examples/s", "note")
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(v).ljust(w) if i in (0, 4) else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def line(r):
+        return "  ".join(str(v).ljust(w) if i in (0, 4) else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for r in rows:
@@ -161,12 +164,17 @@ def main() -> None:
         tracks = StoreTracks.of(store_path)
         spec = tracks.store.spec
         config = TrainConfig(batch_size=args.batch_size, crop_seconds=args.crop_seconds)
-        model_config = ModelConfig(n_mels=spec.n_mels, n_classes=len(tracks.store.label_names),
-                                   widths=tuple(int(w) for w in args.widths.split(",")))
+        model_config = ModelConfig(
+            n_mels=spec.n_mels,
+            n_classes=len(tracks.store.label_names),
+            widths=tuple(int(w) for w in args.widths.split(",")),
+        )
         crop = crop_frames_for(args.crop_seconds, spec.frames_per_second)
-        print(f"{len(tracks.columns['track_id'])} tracks, {spec.n_mels} bands, crops of {crop} frames, "
-              f"batch {args.batch_size}, widths {model_config.widths}, {os.cpu_count()} CPU cores, "
-              f"{jax.device_count()} devices")
+        print(
+            f"{len(tracks.columns['track_id'])} tracks, {spec.n_mels} bands, crops of {crop} frames, "
+            f"batch {args.batch_size}, widths {model_config.widths}, {os.cpu_count()} CPU cores, "
+            f"{jax.device_count()} devices"
+        )
 
         rows = []
         labeled = np.flatnonzero(tracks.columns["label"] >= 0)
@@ -176,18 +184,36 @@ def main() -> None:
         normalizer = Normalizer.fit(lambda: iter(source))
         loader = TrainLoader(source, tracks.columns["label"][labeled], model_config.n_classes, normalizer, crop, config)
         pipeline_rate = time_pipeline(loader, args.steps, args.repeats)
-        rows.append(("pipeline alone (1 thread)", "-", "-", f"{pipeline_rate:,.0f}",
-                     f"store loaded into memory in {load_seconds:.2f} s"))
+        rows.append(
+            (
+                "pipeline alone (1 thread)",
+                "-",
+                "-",
+                f"{pipeline_rate:,.0f}",
+                f"store loaded into memory in {load_seconds:.2f} s",
+            )
+        )
 
         rng = np.random.default_rng(0)
-        batch = {"x": rng.standard_normal((args.batch_size, crop, spec.n_mels)).astype(np.float32),
-                 "y": np.eye(model_config.n_classes, dtype=np.float32)[rng.integers(0, model_config.n_classes, args.batch_size)]}
+        batch = {
+            "x": rng.standard_normal((args.batch_size, crop, spec.n_mels)).astype(np.float32),
+            "y": np.eye(model_config.n_classes, dtype=np.float32)[
+                rng.integers(0, model_config.n_classes, args.batch_size)
+            ],
+        }
         step_rates = {}
         for kind, n in (("jit", 1), ("jit", 2), ("pmap", 2)):
             compile_s, rate, runner, state = time_steps(kind, n, model_config, config, batch, args.steps, args.repeats)
             step_rates[(kind, n)] = rate
-            rows.append((f"step alone ({kind})", n, f"{compile_s:.2f}", f"{rate:,.0f}",
-                         f"pipeline / step = {pipeline_rate / rate:.1f}x"))
+            rows.append(
+                (
+                    f"step alone ({kind})",
+                    n,
+                    f"{compile_s:.2f}",
+                    f"{rate:,.0f}",
+                    f"pipeline / step = {pipeline_rate / rate:.1f}x",
+                )
+            )
             both = time_both(runner, state, loader, args.steps, args.repeats, config.prefetch)
             rows.append((f"step + pipeline ({kind})", n, "-", f"{both:,.0f}", f"{both / rate:.2f} of the step alone"))
         print()

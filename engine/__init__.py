@@ -6,6 +6,7 @@ The engine imports ``kernels`` for the numbers and never imports JAX.
 from . import atomic
 from .background import background
 from .corpus import Corpus, Track, find_audio_files, load_corpus
+from .diff import describe_differences, differences
 from .errors import (
     AudioError,
     CorpusError,
@@ -18,8 +19,8 @@ from .errors import (
 )
 from .extract import ExtractFailed, ExtractResult, extract
 from .features import compute_features
-from .diff import describe_differences, differences
-from .progress import ProgressCallback, ProgressEvent, Reporter as ProgressReporter
+from .progress import ProgressCallback, ProgressEvent
+from .progress import Reporter as ProgressReporter
 from .spec import FeatureSpec
 from .store import FeatureStore, TrackTable
 from .summary import summarize_store
@@ -55,4 +56,3 @@ __all__ = [
     "MgcError",
     "summarize_store",
 ]
-

@@ -16,7 +16,15 @@ import soundfile
 
 from .errors import CorpusError
 
-__all__ = ["Track", "Corpus", "load_corpus", "find_audio_files", "is_audio_name", "AUDIO_EXTENSIONS", "UNSUPPORTED_EXTENSIONS"]
+__all__ = [
+    "Track",
+    "Corpus",
+    "load_corpus",
+    "find_audio_files",
+    "is_audio_name",
+    "AUDIO_EXTENSIONS",
+    "UNSUPPORTED_EXTENSIONS",
+]
 
 # Extensions soundfile (libsndfile) decodes, plus common aliases.
 AUDIO_EXTENSIONS = frozenset(

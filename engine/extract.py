@@ -83,8 +83,10 @@ def _clear(store: str) -> None:
         ):
             os.unlink(os.path.join(store, name))
         elif name.endswith(schema.TEMP_SUFFIX) and name[: -len(schema.TEMP_SUFFIX)] in (
-            schema.INDEX_NAME, schema.PLAN_NAME, schema.TABLE_NAME,
-        ):  # fmt: skip
+            schema.INDEX_NAME,
+            schema.PLAN_NAME,
+            schema.TABLE_NAME,
+        ):
             os.unlink(os.path.join(store, name))
 
 
@@ -149,18 +151,32 @@ def _extend_plan(store: str, corpus: Corpus, shard_size: int | None) -> dict:
 
 def _new_index(spec: FeatureSpec, run: dict) -> dict:
     return {
-        "format": schema.FORMAT_NAME, "schema_version": schema.SCHEMA_VERSION, "spec": spec.to_dict(),
-        "spec_hash": spec.hash, "run": run, "label_names": [], "shards": [], "versions": _versions(),
-    }  # fmt: skip
+        "format": schema.FORMAT_NAME,
+        "schema_version": schema.SCHEMA_VERSION,
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash,
+        "run": run,
+        "label_names": [],
+        "shards": [],
+        "versions": _versions(),
+    }
 
 
 def extract(
-    corpus, store_path, spec: FeatureSpec | None = None, *, workers: int | None = None,
-    executor: cf.Executor | None = None, offset: float | None = None, duration: float | None = None,
-    overwrite: bool = False, strict: bool = False, progress: ProgressCallback | None = None,
+    corpus,
+    store_path,
+    spec: FeatureSpec | None = None,
+    *,
+    workers: int | None = None,
+    executor: cf.Executor | None = None,
+    offset: float | None = None,
+    duration: float | None = None,
+    overwrite: bool = False,
+    strict: bool = False,
+    progress: ProgressCallback | None = None,
     shard_size: int | None = None,
     compression: str = schema.DEFAULT_COMPRESSION,
-) -> ExtractResult:  # fmt: skip
+) -> ExtractResult:
     """Extract the features of every track of a corpus into a store.
 
     Parameters
@@ -215,8 +231,9 @@ def extract(
     if offset is not None:
         real_number("offset (seconds)", offset, minimum=0, error=SpecError)
     if duration is not None:
-        real_number("duration (seconds, or None for the whole track)", duration, minimum=0, strictly=True,
-                    error=SpecError)
+        real_number(
+            "duration (seconds, or None for the whole track)", duration, minimum=0, strictly=True, error=SpecError
+        )
     for name, value in (("workers", workers), ("shard_size", shard_size)):
         if value is not None:
             integer(name, value, 1, error=SpecError)
@@ -243,8 +260,9 @@ def extract(
 
         tasks = [
             ShardTask(store, s["name"], spec.to_dict(), [row(i) for i in s["track_ids"]], offset, duration, compression)
-            for s in plan["shards"] if s["name"] not in complete
-        ]  # fmt: skip
+            for s in plan["shards"]
+            if s["name"] not in complete
+        ]
         skipped = sum(shard["n_tracks"] + shard["n_failures"] for shard in index["shards"])
         total = sum(len(task.tracks) for task in tasks)
         state = {"done": 0, "failed": 0, "audio": 0.0}
@@ -253,15 +271,28 @@ def extract(
         reporter = Reporter(progress, "extract", "tracks")
 
         def report(kind="update"):
-            reporter(kind, state["done"], total, failed=state["failed"], audio_seconds=state["audio"],
-                     elapsed=time.perf_counter() - started, skipped=skipped)
+            reporter(
+                kind,
+                state["done"],
+                total,
+                failed=state["failed"],
+                audio_seconds=state["audio"],
+                elapsed=time.perf_counter() - started,
+                skipped=skipped,
+            )
 
         def record(task, result):
             nonlocal written
-            entry = {"name": result.name, "n_tracks": result.n_tracks, "n_failures": result.n_failures,
-                     "n_frames": result.n_frames, "audio_seconds": round(result.audio_seconds, 3),
-                     "file_bytes": result.file_bytes, "feature_bytes_stored": result.feature_bytes_stored,
-                     "feature_bytes_raw": result.feature_bytes_raw}  # fmt: skip
+            entry = {
+                "name": result.name,
+                "n_tracks": result.n_tracks,
+                "n_failures": result.n_failures,
+                "n_frames": result.n_frames,
+                "audio_seconds": round(result.audio_seconds, 3),
+                "file_bytes": result.file_bytes,
+                "feature_bytes_stored": result.feature_bytes_stored,
+                "feature_bytes_raw": result.feature_bytes_raw,
+            }
             # One appended line per shard: the cost of recording a shard does not grow with the store.
             schema.append_journal(store, entry)
             index["shards"].append(entry)
@@ -309,18 +340,27 @@ def extract(
             tables.consolidate(store)
         report("end")
     result = ExtractResult(
-        store=store, spec=spec, corpus_tracks=len(corpus), processed_tracks=total, skipped_tracks=skipped,
+        store=store,
+        spec=spec,
+        corpus_tracks=len(corpus),
+        processed_tracks=total,
+        skipped_tracks=skipped,
         stored_tracks=sum(s["n_tracks"] for s in index["shards"]),
-        failed_tracks=sum(s["n_failures"] for s in index["shards"]), audio_seconds=state["audio"],
-        elapsed=time.perf_counter() - started, shards_written=written,
-        shards_skipped=len(plan["shards"]) - len(tasks), failures=failures, shard_errors=shard_errors,
-    )  # fmt: skip
+        failed_tracks=sum(s["n_failures"] for s in index["shards"]),
+        audio_seconds=state["audio"],
+        elapsed=time.perf_counter() - started,
+        shards_written=written,
+        shards_skipped=len(plan["shards"]) - len(tasks),
+        failures=failures,
+        shard_errors=shard_errors,
+    )
     if shard_errors:
         first = shard_errors[0]
         raise ExtractFailed(
             f"{len(shard_errors)} shard(s) could not be written (first: {first[0]}: {first[1]}); "
-            "fix the cause and run the same command again: it resumes", result,
-        )  # fmt: skip
+            "fix the cause and run the same command again: it resumes",
+            result,
+        )
     if result.stored_tracks == 0:
         raise ExtractFailed(
             f"no track could be used ({result.failed_tracks} failed); see the failures with `mgc inspect {store}`",

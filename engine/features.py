@@ -70,10 +70,20 @@ class LogMelAccumulator:
         n_frames = frame_count(buffer.size, n_fft=spec.n_fft, hop_length=spec.hop_length, center=False)
         used = (n_frames - 1) * spec.hop_length + spec.n_fft
         db = log_melspectrogram(
-            buffer[:used], sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop_length, center=False,
-            n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax, htk=spec.htk, norm=spec.norm,
-            ref=1.0, amin=1e-10, top_db=None,
-        )  # fmt: skip
+            buffer[:used],
+            sr=spec.sr,
+            n_fft=spec.n_fft,
+            hop_length=spec.hop_length,
+            center=False,
+            n_mels=spec.n_mels,
+            fmin=spec.fmin,
+            fmax=spec.fmax,
+            htk=spec.htk,
+            norm=spec.norm,
+            ref=1.0,
+            amin=1e-10,
+            top_db=None,
+        )
         self._frames.append(np.ascontiguousarray(db.T, dtype=np.float32))
         return buffer[n_frames * spec.hop_length :]
 

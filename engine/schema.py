@@ -92,20 +92,29 @@ def create_feature(h5: h5py.File, feature: str, spec: FeatureSpec, compression: 
     """An empty, growable, chunked, compressed ``/features/<feature>`` dataset."""
     dtype = FEATURE_DTYPES[feature] or spec.logmel_dtype
     n_bins = spec.n_bins(feature)
-    filters = {"gzip": dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True),
-               "lzf": dict(compression="lzf", shuffle=True), "none": {}}[compression]  # fmt: skip
+    filters = {
+        "gzip": dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True),
+        "lzf": dict(compression="lzf", shuffle=True),
+        "none": {},
+    }[compression]
     return h5.create_dataset(
-        f"features/{feature}", shape=(0, n_bins), maxshape=(None, n_bins), dtype=dtype,
-        chunks=(CHUNK_FRAMES, n_bins), track_times=False, **filters,
-    )  # fmt: skip
+        f"features/{feature}",
+        shape=(0, n_bins),
+        maxshape=(None, n_bins),
+        dtype=dtype,
+        chunks=(CHUNK_FRAMES, n_bins),
+        track_times=False,
+        **filters,
+    )
 
 
 def write_table(h5: h5py.File, group: str, columns: dict, rows: dict) -> None:
     """Write ``rows`` (column name -> list) as one dataset per column under ``group``."""
     grp = h5.create_group(group)
     for name, (dtype, _meaning) in columns.items():
-        grp.create_dataset(name, data=np.asarray(rows[name], dtype=dtype if dtype != _STR else object),
-                           dtype=dtype, track_times=False)  # fmt: skip
+        grp.create_dataset(
+            name, data=np.asarray(rows[name], dtype=dtype if dtype != _STR else object), dtype=dtype, track_times=False
+        )
 
 
 def read_table(h5: h5py.File, group: str, columns: dict) -> dict:
@@ -150,7 +159,9 @@ def validate_shard(h5: h5py.File, spec: FeatureSpec) -> None:
         dataset = h5.get(f"features/{feature}")
         if dataset is None or dataset.shape != (total, spec.n_bins(feature)):
             shape = None if dataset is None else dataset.shape
-            raise StoreError(f"{where}: /features/{feature} has shape {shape}, expected {(total, spec.n_bins(feature))}")
+            raise StoreError(
+                f"{where}: /features/{feature} has shape {shape}, expected {(total, spec.n_bins(feature))}"
+            )
 
 
 def shard_number(name: str) -> int:

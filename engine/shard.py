@@ -95,9 +95,19 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec) -> ShardResult:
         duration = n_samples / spec.sr
         for name, value in zip(
             schema.TRACK_COLUMNS,
-            (track_id, path, label, split, artist, total_frames, n_frames, duration,
-             stream.source_sr, stream.source_channels),
-        ):  # fmt: skip
+            (
+                track_id,
+                path,
+                label,
+                split,
+                artist,
+                total_frames,
+                n_frames,
+                duration,
+                stream.source_sr,
+                stream.source_channels,
+            ),
+        ):
             rows[name].append(value)
         total_frames += n_frames
         audio_seconds += duration
@@ -106,11 +116,15 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec) -> ShardResult:
     schema.write_shard_attrs(h5, spec, task.name)
     h5.flush()
     return ShardResult(
-        name=task.name, n_tracks=len(rows["track_id"]), n_frames=total_frames, audio_seconds=audio_seconds,
-        elapsed=time.perf_counter() - started, failures=list(zip(*failures.values())),
+        name=task.name,
+        n_tracks=len(rows["track_id"]),
+        n_frames=total_frames,
+        audio_seconds=audio_seconds,
+        elapsed=time.perf_counter() - started,
+        failures=list(zip(*failures.values())),
         feature_bytes_stored=sum(d.id.get_storage_size() for d in datasets.values()),
         feature_bytes_raw=sum(d.size * d.dtype.itemsize for d in datasets.values()),
-    )  # fmt: skip
+    )
 
 
 def _remove_leftovers(final: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
 
 import h5py
 import numpy as np
@@ -14,11 +13,20 @@ __all__ = ["summarize_store"]
 
 
 def _storage(store: FeatureStore) -> tuple[int, int, int]:
-    """(bytes of all files named by the index, feature bytes on disk, feature bytes uncompressed)."""
+    """(bytes of all files named by the index, feature bytes on disk, feature bytes uncompressed).
+
+    Uses the sizes the extraction recorded in each index entry; only shards
+    written before those were recorded are opened (one at a time).
+    """
     on_disk = os.path.getsize(os.path.join(store.path, "index.json"))
     stored = raw = 0
-    for name in store.shard_names:
-        path = os.path.join(store.path, name)
+    for entry in store.index["shards"]:
+        path = os.path.join(store.path, entry["name"])
+        if all(key in entry for key in ("file_bytes", "feature_bytes_stored", "feature_bytes_raw")):
+            on_disk += int(entry["file_bytes"])
+            stored += int(entry["feature_bytes_stored"])
+            raw += int(entry["feature_bytes_raw"])
+            continue
         on_disk += os.path.getsize(path)
         with h5py.File(path, "r") as h5:
             for dataset in h5["features"].values():
@@ -28,7 +36,7 @@ def _storage(store: FeatureStore) -> tuple[int, int, int]:
 
 
 def summarize_store(path) -> dict:
-    """A JSON-ready description of a store (what ``mgc inspect`` prints).
+    """Describe a store as a JSON-ready dict (what ``mgc inspect`` prints).
 
     Returns
     -------
@@ -39,24 +47,32 @@ def summarize_store(path) -> dict:
         ``feature_bytes_uncompressed``, ``compression_ratio`` (vs float32 in memory
         and vs the on-disk dtypes uncompressed), ``versions``.
     """
-    store = FeatureStore(path)
-    tracks = store.tracks
-    labels = {}
-    for code in np.unique(tracks.label):
-        name = "(unlabelled)" if code < 0 else store.label_names[code]
-        rows = tracks.label == code
-        labels[name] = {
-            "tracks": int(rows.sum()),
-            "frames": int(tracks.n_frames[rows].sum()),
-            "hours": round(float(tracks.duration[rows].sum()) / 3600, 4),
-        }
-    on_disk, stored, raw = _storage(store)
-    frames = int(tracks.n_frames.sum())
-    as_float32 = frames * 4 * sum(store.spec.n_bins(f) for f in store.spec.features)
-    failures = [
-        {"track_id": t, "path": p, "kind": k, "message": m}
-        for t, p, k, m in zip(store.failures.track_id, store.failures.path, store.failures.kind, store.failures.message)
-    ]
+    with FeatureStore(path, max_open=1) as store:
+        tracks = store.tracks
+        # Per label code (shifted by one so that -1, unlabelled, is bin 0), without a loop over tracks.
+        codes = tracks.label.astype(np.int64) + 1
+        n_codes = len(store.label_names) + 1
+        counts = np.bincount(codes, minlength=n_codes)
+        frames_per_code = np.bincount(codes, weights=tracks.n_frames, minlength=n_codes)
+        seconds_per_code = np.bincount(codes, weights=tracks.duration, minlength=n_codes)
+        labels = {}
+        for code in np.flatnonzero(counts):
+            name = "(unlabelled)" if code == 0 else store.label_names[code - 1]
+            labels[name] = {
+                "tracks": int(counts[code]),
+                "frames": int(round(frames_per_code[code])),
+                "hours": round(float(seconds_per_code[code]) / 3600, 4),
+            }
+        on_disk, stored, raw = _storage(store)
+        frames = int(tracks.n_frames.sum())
+        as_float32 = frames * 4 * sum(store.spec.n_bins(f) for f in store.spec.features)
+        failed = store.failures
+        failures = [
+            {"track_id": t, "path": p, "kind": k, "message": m}
+            for t, p, k, m in zip(failed.track_id, failed.path, failed.kind, failed.message)
+        ]
+        kinds, kind_codes = failed.kind.codes()
+        by_kind = dict(zip(kinds, np.bincount(kind_codes, minlength=len(kinds)).tolist()))
     return {
         "store": os.path.abspath(store.path),
         "spec": store.spec.to_dict(),
@@ -66,7 +82,7 @@ def summarize_store(path) -> dict:
         "frames": frames,
         "hours": round(float(tracks.duration.sum()) / 3600, 4),
         "labels": labels,
-        "failures": {"count": len(failures), "by_kind": dict(Counter(f["kind"] for f in failures)), "list": failures},
+        "failures": {"count": len(failures), "by_kind": by_kind, "list": failures},
         "shards": len(store.shard_names),
         "bytes_on_disk": on_disk,
         "feature_bytes_stored": stored,

@@ -148,12 +148,36 @@ def _power_batch_parallel(padded, window, hop_length, block_frames, power, compl
 
 def _mel_batch(padded, window, hop_length, block_frames, power, complex_like, bin_offsets, bin_bands, bin_weights, out):
     for s in range(padded.shape[0]):
-        _mel_one(padded[s], window, hop_length, block_frames, power, complex_like, bin_offsets, bin_bands, bin_weights, out[s])
+        _mel_one(
+            padded[s],
+            window,
+            hop_length,
+            block_frames,
+            power,
+            complex_like,
+            bin_offsets,
+            bin_bands,
+            bin_weights,
+            out[s],
+        )
 
 
-def _mel_batch_parallel(padded, window, hop_length, block_frames, power, complex_like, bin_offsets, bin_bands, bin_weights, out):
+def _mel_batch_parallel(
+    padded, window, hop_length, block_frames, power, complex_like, bin_offsets, bin_bands, bin_weights, out
+):
     for s in prange(padded.shape[0]):
-        _mel_one(padded[s], window, hop_length, block_frames, power, complex_like, bin_offsets, bin_bands, bin_weights, out[s])
+        _mel_one(
+            padded[s],
+            window,
+            hop_length,
+            block_frames,
+            power,
+            complex_like,
+            bin_offsets,
+            bin_bands,
+            bin_weights,
+            out[s],
+        )
 
 
 _fill_frames = jit(_fill_frames)

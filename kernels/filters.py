@@ -34,7 +34,9 @@ def hz_to_mel(frequencies, *, htk: bool = False) -> np.ndarray:
         return 2595.0 * np.log10(1.0 + frequencies / 700.0)
     mels = frequencies / _F_SP
     log_region = frequencies >= _MIN_LOG_HZ
-    return np.where(log_region, _MIN_LOG_MEL + np.log(np.maximum(frequencies, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP, mels)
+    return np.where(
+        log_region, _MIN_LOG_MEL + np.log(np.maximum(frequencies, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP, mels
+    )
 
 
 def mel_to_hz(mels, *, htk: bool = False) -> np.ndarray:

@@ -8,10 +8,10 @@ import numpy as np
 
 from . import _core
 from ._errors import ParameterError
-from .validate import power as check_power
-from .validate import real_number
 from .filters import check_norm, filterbank_by_bin, mel_filterbank
 from .stft import _complex_like, frames_setup
+from .validate import power as check_power
+from .validate import real_number
 
 __all__ = ["melspectrogram", "power_to_db", "log_melspectrogram"]
 
@@ -77,10 +77,23 @@ def melspectrogram(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
     n_fft = window_values.shape[0]
-    n_bands, bin_offsets, bin_bands, bin_weights = _bands(sr, n_fft, n_mels, fmin, fmax, bool(htk), check_norm(norm), padded.dtype.name)
+    n_bands, bin_offsets, bin_bands, bin_weights = _bands(
+        sr, n_fft, n_mels, fmin, fmax, bool(htk), check_norm(norm), padded.dtype.name
+    )
     out = np.empty((padded.shape[0], n_bands, n_frames), dtype=padded.dtype)
     driver = _core.mel_batch_parallel if parallel else _core.mel_batch
-    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, _complex_like(padded.dtype), bin_offsets, bin_bands, bin_weights, out)
+    driver(
+        padded,
+        window_values,
+        hop_length,
+        _core.BLOCK_FRAMES,
+        power,
+        _complex_like(padded.dtype),
+        bin_offsets,
+        bin_bands,
+        bin_weights,
+        out,
+    )
     return out.reshape(leading + out.shape[1:])
 
 
@@ -90,7 +103,7 @@ def _reference_db(magnitude, ref, amin) -> float:
 
 
 def _to_db_inplace(S: np.ndarray, *, ref, amin, top_db) -> np.ndarray:
-    """librosa's dB formula, step by step and in place (numpy's SIMD log10 is the fast part)."""
+    """Librosa's dB formula, step by step and in place (numpy's SIMD log10 is the fast part)."""
     ref_db = _reference_db(S, ref, amin)
     np.maximum(S, amin, out=S)
     np.log10(S, out=S)
@@ -177,7 +190,20 @@ def log_melspectrogram(
     """
     _check_db_args(amin, top_db)
     S = melspectrogram(
-        y, sr=sr, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center,
-        pad_mode=pad_mode, power=power, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, parallel=parallel,
+        y,
+        sr=sr,
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        window=window,
+        center=center,
+        pad_mode=pad_mode,
+        power=power,
+        n_mels=n_mels,
+        fmin=fmin,
+        fmax=fmax,
+        htk=htk,
+        norm=norm,
+        parallel=parallel,
     )
     return _to_db_inplace(S, ref=ref, amin=amin, top_db=top_db)

@@ -8,7 +8,9 @@ import numpy as np
 
 from . import _core
 from ._errors import ParameterError
-from .validate import audio, frame_sizes, pad_mode as check_pad_mode, power as check_power
+from .validate import audio, frame_sizes
+from .validate import pad_mode as check_pad_mode
+from .validate import power as check_power
 from .windows import get_window
 
 __all__ = ["stft", "spectrogram", "frame_count"]

@@ -27,12 +27,15 @@ def positive_int(name: str, value, *, error: type[Exception] = ParameterError) -
     return int(value)
 
 
-def integer(name: str, value, low: int | None = None, high: int | None = None, *,
-            error: type[Exception] = ParameterError) -> int:
+def integer(
+    name: str, value, low: int | None = None, high: int | None = None, *, error: type[Exception] = ParameterError
+) -> int:
     """Return ``value`` as an int in ``[low, high]`` (either bound optional), or raise ``error``."""
     if (
-        isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
-        or (low is not None and value < low) or (high is not None and value > high)
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
     ):
         if low is not None and high is not None:
             bound = f"an integer in [{low}, {high}]"
@@ -91,13 +94,19 @@ def frame_sizes(n_fft, hop_length, win_length) -> tuple[int, int, int]:
 
 def power(value) -> float:
     """Check the magnitude exponent of a spectrogram (1 for magnitude, 2 for power)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+        or value <= 0
+    ):
         raise ParameterError(f"power must be a positive number, got {value!r}")
     return float(value)
 
 
-def real_number(name: str, value, *, minimum=None, strictly=False, maximum=None,
-                error: type[Exception] = ParameterError) -> float:
+def real_number(
+    name: str, value, *, minimum=None, strictly=False, maximum=None, error: type[Exception] = ParameterError
+) -> float:
     """Return ``value`` as a float, checking it is finite, above ``minimum`` and at most ``maximum``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise error(f"{name} must be a finite real number, got {value!r}")

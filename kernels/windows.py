@@ -15,7 +15,7 @@ _COSINE_SUMS = {"hann": (0.5, 0.5), "hamming": (0.54, 1.0 - 0.54), "blackman": (
 
 
 def _periodic_cosine_sum(coefficients, n: int) -> np.ndarray:
-    """scipy's ``general_cosine(n, a, sym=False)``, operation for operation (so bit-identical).
+    """Scipy's ``general_cosine(n, a, sym=False)``, operation for operation (so bit-identical).
 
     Built here because importing scipy.signal costs about half a second in
     every fresh worker process.
@@ -64,9 +64,7 @@ def get_window(window="hann", win_length: int = 2048, *, n_fft: int | None = Non
     elif isinstance(window, (np.ndarray, list)):
         values = np.asarray(window, dtype=np.float64)
         if values.ndim != 1 or values.shape[0] != win_length:
-            raise ParameterError(
-                f"window array must have shape ({win_length},) (win_length), got {values.shape}"
-            )
+            raise ParameterError(f"window array must have shape ({win_length},) (win_length), got {values.shape}")
     else:
         raise ParameterError(f"window must be a name, tuple, callable or array, got {type(window).__name__}")
     if values.shape != (win_length,) or not np.isfinite(values).all():

@@ -1,9 +1,10 @@
 """Orbax checkpoints of a training run, and loading a trained model back.
 
-The model folder's files are described in :mod:`models.layout`. Each checkpoint has two items: ``state`` (params, BatchNorm statistics,
-optimizer state, step and RNG key, as a pytree of arrays) and ``meta`` (JSON:
-the input position, normalisation, label names, the store's FeatureSpec, the
-model and train configs, the best validation score). Nothing is pickled.
+The model folder's files are described in :mod:`models.layout`. Each
+checkpoint has two items: ``state`` (params, BatchNorm statistics, optimizer
+state, step and RNG key, as a pytree of arrays) and ``meta`` (JSON: the input
+position, normalisation, label names, the store's FeatureSpec, the model and
+train configs, the best validation score). Nothing is pickled.
 Checkpoints are written synchronously; orbax writes each under a temporary
 name and renames it when complete, so a killed run leaves the previous one intact.
 """
@@ -18,9 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-
 from engine import describe_differences, differences
-
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.input_pipeline import Normalizer
 from models.layout import CHECKPOINT_KINDS, ModelFolder
@@ -104,7 +103,9 @@ def load_model(model_dir: str | Path, which: str = "best") -> TrainedModel:
     model_dir = Path(model_dir)
     folder = ModelFolder(model_dir)
     if not any(folder.has_checkpoint(kind) for kind in CHECKPOINT_KINDS):
-        raise ModelError(f"{model_dir} holds no trained model (no checkpoints); run `mgc train STORE --out {model_dir}` first")
+        raise ModelError(
+            f"{model_dir} holds no trained model (no checkpoints); run `mgc train STORE --out {model_dir}` first"
+        )
     checkpoints = Checkpoints(model_dir)
     if checkpoints.step(which) is None:
         which = "latest"

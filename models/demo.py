@@ -30,7 +30,6 @@ from engine import (
     extract,
 )
 from engine.synth import make_corpus
-
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.evaluate import evaluate
 from models.predict import predict
@@ -75,8 +74,15 @@ class DemoConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
         """The same path at a size that runs in well under 2 minutes (used by the tests)."""
-        settings = dict(tracks_per_genre=10, seconds=4.0, fresh_per_genre=1, epochs=8, batch_size=16,
-                        crop_seconds=2.0, widths=(8, 16, 16))  # fmt: skip
+        settings = dict(
+            tracks_per_genre=10,
+            seconds=4.0,
+            fresh_per_genre=1,
+            epochs=8,
+            batch_size=16,
+            crop_seconds=2.0,
+            widths=(8, 16, 16),
+        )
         settings.update(overrides)
         return cls(**settings)
 
@@ -169,21 +175,40 @@ def run_demo(
 
     started = stage("corpus", f"synthesising {config.tracks_per_genre} tracks x 10 genres of {config.seconds:g} s")
     # Rendering is parallel over tracks; the files equal a serial run's (the generator's contract).
-    with ProcessPoolExecutor(config.workers or default_workers(), mp_context=multiprocessing.get_context("spawn")) as pool:
-        manifest = make_corpus(paths["corpus"], tracks_per_genre=config.tracks_per_genre, seconds=config.seconds,
-                               seed=config.seed, progress=progress, executor=pool)  # fmt: skip
+    with ProcessPoolExecutor(
+        config.workers or default_workers(), mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        manifest = make_corpus(
+            paths["corpus"],
+            tracks_per_genre=config.tracks_per_genre,
+            seconds=config.seconds,
+            seed=config.seed,
+            progress=progress,
+            executor=pool,
+        )
     report.stages["corpus"] = time.perf_counter() - started
 
     started = stage("extract", f"extracting log-mel + MFCC into {paths['store']}")
     extract(manifest, paths["store"], FeatureSpec(), workers=config.workers, progress=progress)
     report.stages["extract"] = time.perf_counter() - started
 
-    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, crop_seconds=config.crop_seconds,
-                               lr=config.lr, seed=config.seed)  # fmt: skip
+    train_config = TrainConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        crop_seconds=config.crop_seconds,
+        lr=config.lr,
+        seed=config.seed,
+    )
     resume = has_checkpoint(paths["model"])
     started = stage("train", ("resuming" if resume else "training") + f" the CNN for {config.epochs} epochs")
-    train(paths["store"], paths["model"], None if resume else train_config, resume=resume,
-          model_config=None if resume else ModelConfig(widths=config.widths), progress=progress)  # fmt: skip
+    train(
+        paths["store"],
+        paths["model"],
+        None if resume else train_config,
+        resume=resume,
+        model_config=None if resume else ModelConfig(widths=config.widths),
+        progress=progress,
+    )
     report.stages["train"] = time.perf_counter() - started
 
     started = stage("evaluate", "scoring the held-out test tracks")
@@ -195,27 +220,46 @@ def run_demo(
     report.n_test = int(sum(metrics["support"]))
 
     started = stage("predict", f"predicting {config.fresh_per_genre} fresh tracks per genre (seed {config.seed + 1})")
-    fresh_manifest = make_corpus(paths["fresh"], tracks_per_genre=config.fresh_per_genre, seconds=config.seconds,
-                                 seed=config.seed + 1)  # fmt: skip
+    fresh_manifest = make_corpus(
+        paths["fresh"], tracks_per_genre=config.fresh_per_genre, seconds=config.seconds, seed=config.seed + 1
+    )
     rows = _manifest_rows(fresh_manifest)
     files = [fresh_manifest.parent / row["path"] for row in rows]
     for row, file, result in zip(rows, files, predict(paths["model"], files, top_k=3), strict=True):
         top = result["top"][0] if result["top"] else {"label": None, "probability": 0.0}
-        report.fresh.append({"path": str(file), "genre": row["label"], "predicted": top["label"],
-                             "probability": float(top["probability"]), "error": result["error"]})  # fmt: skip
+        report.fresh.append(
+            {
+                "path": str(file),
+                "genre": row["label"],
+                "predicted": top["label"],
+                "probability": float(top["probability"]),
+                "error": result["error"],
+            }
+        )
     report.stages["predict"] = time.perf_counter() - started
 
     files = metrics["files"]
     report.artefacts = {
-        "corpus": paths["corpus"], "store": paths["store"], "model": paths["model"],
-        "metrics": Path(files["metrics"]), "confusion matrix": Path(files["confusion_png"]),
+        "corpus": paths["corpus"],
+        "store": paths["store"],
+        "model": paths["model"],
+        "metrics": Path(files["metrics"]),
+        "confusion matrix": Path(files["confusion_png"]),
         "fresh tracks": paths["fresh"],
-    }  # fmt: skip
+    }
     if "curves_png" in files:
         report.artefacts["training curves"] = Path(files["curves_png"])
-    atomic.write_json(out / "report.json", {
-        "stages_seconds": report.stages, "test_accuracy": report.test_accuracy, "test_macro_f1": report.test_macro_f1,
-        "chance": report.chance, "fresh_accuracy": report.fresh_accuracy, "fresh": report.fresh,
-        "artefacts": {k: str(v) for k, v in report.artefacts.items()},
-    }, sort_keys=False)  # fmt: skip
+    atomic.write_json(
+        out / "report.json",
+        {
+            "stages_seconds": report.stages,
+            "test_accuracy": report.test_accuracy,
+            "test_macro_f1": report.test_macro_f1,
+            "chance": report.chance,
+            "fresh_accuracy": report.fresh_accuracy,
+            "fresh": report.fresh,
+            "artefacts": {k: str(v) for k, v in report.artefacts.items()},
+        },
+        sort_keys=False,
+    )
     return report

@@ -9,13 +9,12 @@ from typing import Any
 import numpy as np
 
 from engine import atomic
-
 from models.checkpoint import check_spec, load_model
 from models.config import ModelError
 from models.data import StoreTracks, split_source
+from models.layout import EVAL_FILES, ModelFolder
 from models.metrics import classification_metrics, track_probabilities
 from models.plots import confusion_png, curves_png
-from models.layout import EVAL_FILES, ModelFolder
 from models.steps import make_graphdef
 
 __all__ = ["evaluate"]
@@ -27,17 +26,29 @@ def _rows_for(split: str, model_dir: Path, tracks: StoreTracks) -> np.ndarray:
         return labeled
     if split not in ("train", "valid", "test"):
         raise ModelError(f"unknown split {split!r}; use train, valid, test or all")
-    ids = set(ModelFolder(model_dir).read_splits()[split])
-    rows = np.asarray([i for i in labeled if tracks.columns["track_id"][i] in ids], np.int64)
+    ids = ModelFolder(model_dir).read_splits()[split]
+    track_ids = tracks.columns["track_id"]
+    # Vectorised membership (a StringColumn's isin, or numpy's for a plain array): no loop over a million rows.
+    member = track_ids.isin(ids) if hasattr(track_ids, "isin") else np.isin(np.asarray(track_ids, object), ids)
+    rows = labeled[np.asarray(member)[labeled]].astype(np.int64)
     if ids and not rows.size:
-        raise ModelError(f"none of the model's {split} tracks is in this store; evaluate another store with --split all")
+        raise ModelError(
+            f"none of the model's {split} tracks is in this store; evaluate another store with --split all"
+        )
     if not rows.size:
         raise ModelError(f"the model's {split} split is empty; try --split all or another split")
     return rows
 
 
-def evaluate(model_dir: str | Path, store: Any, *, split: str = "test", out_dir: str | Path | None = None,
-             max_crops: int | None = None, which: str = "best") -> dict[str, Any]:
+def evaluate(
+    model_dir: str | Path,
+    store: Any,
+    *,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    max_crops: int | None = None,
+    which: str = "best",
+) -> dict[str, Any]:
     """Track-level evaluation: mean softmax over evenly spaced crops covering each track.
 
     Parameters
@@ -65,7 +76,12 @@ def evaluate(model_dir: str | Path, store: Any, *, split: str = "test", out_dir:
     model_dir = Path(model_dir)
     model = load_model(model_dir, which)
     tracks = StoreTracks.of(store)
-    check_spec(model.spec, tracks.store.spec, where=f"the model in {model_dir}", store_path=getattr(tracks.store, "path", store))
+    check_spec(
+        model.spec,
+        tracks.store.spec,
+        where=f"the model in {model_dir}",
+        store_path=getattr(tracks.store, "path", store),
+    )
     rows = _rows_for(split, model_dir, tracks)
     store_names = [str(n) for n in tracks.store.label_names]
     unknown = sorted({store_names[label] for label in tracks.columns["label"][rows]} - set(model.label_names))
@@ -75,24 +91,51 @@ def evaluate(model_dir: str | Path, store: Any, *, split: str = "test", out_dir:
     to_model = {i: model.label_names.index(n) for i, n in enumerate(store_names) if n in model.label_names}
     y_true = np.asarray([to_model[label] for label in tracks.columns["label"][rows]], np.int64)
     source = split_source(tracks, rows, memory_limit_mb=model.train_config.memory_limit_mb)
-    probs = track_probabilities(model.params, model.batch_stats, make_graphdef(model.model_config), iter(source),
-                                normalizer=model.normalizer, crop_frames=model.crop_frames, max_crops=max_crops)
+    probs = track_probabilities(
+        model.params,
+        model.batch_stats,
+        make_graphdef(model.model_config),
+        iter(source),
+        normalizer=model.normalizer,
+        crop_frames=model.crop_frames,
+        max_crops=max_crops,
+    )
     y_pred = probs.argmax(-1)
     metrics = classification_metrics(y_true, y_pred, len(model.label_names))
     folder = ModelFolder(model_dir)
     out = Path(out_dir) if out_dir is not None else folder.eval_dir(split)
     out.mkdir(parents=True, exist_ok=True)
     paths = {key: out / name for key, name in EVAL_FILES.items()}
-    metrics.update({"split": split, "label_names": model.label_names, "checkpoint": which,
-                    "step": (model.meta.get("metrics") or {}).get("step")})
+    metrics.update(
+        {
+            "split": split,
+            "label_names": model.label_names,
+            "checkpoint": which,
+            "step": (model.meta.get("metrics") or {}).get("step"),
+        }
+    )
     track_ids = tracks.columns["track_id"]
-    atomic.write_text(paths["predictions"], "".join(
-        json.dumps({"track_id": str(track_ids[row]), "true": model.label_names[truth],
-                    "predicted": model.label_names[pred], "probability": float(p[pred])}) + "\n"
-        for row, truth, pred, p in zip(rows, y_true, y_pred, probs)
-    ))
-    confusion_png(metrics["confusion"], model.label_names, paths["confusion_png"],
-                  title=f"{split}: accuracy {metrics['accuracy']:.3f}")
+    atomic.write_text(
+        paths["predictions"],
+        "".join(
+            json.dumps(
+                {
+                    "track_id": str(track_ids[row]),
+                    "true": model.label_names[truth],
+                    "predicted": model.label_names[pred],
+                    "probability": float(p[pred]),
+                }
+            )
+            + "\n"
+            for row, truth, pred, p in zip(rows, y_true, y_pred, probs)
+        ),
+    )
+    confusion_png(
+        metrics["confusion"],
+        model.label_names,
+        paths["confusion_png"],
+        title=f"{split}: accuracy {metrics['accuracy']:.3f}",
+    )
     files = {key: str(paths[key]) for key in ("metrics", "predictions", "confusion_png")}
     rows_log = folder.read_metrics()
     if rows_log:

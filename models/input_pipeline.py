@@ -15,10 +15,10 @@ epoch order shuffled between blocks and within each block.
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class Normalizer:
         return ((x - self.mean) / self.std).astype(np.float32, copy=False)
 
     @classmethod
-    def fit(cls, tracks: Callable[[], Iterator[np.ndarray]]) -> "Normalizer":
+    def fit(cls, tracks: Callable[[], Iterator[np.ndarray]]) -> Normalizer:
         """Statistics over every frame of every track yielded by ``tracks()`` (float64 sums)."""
         count, total, total_sq = 0, None, None
         for x in tracks():
@@ -67,7 +67,7 @@ class Normalizer:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Normalizer":
+    def from_dict(cls, data: dict[str, Any]) -> Normalizer:
         return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
 
 
@@ -91,8 +91,17 @@ class TrackSource:
         a time. Default: runs of ``block_tracks`` consecutive positions.
     """
 
-    def __init__(self, read: Callable[[Any], np.ndarray], keys: Sequence[Any], n_frames: Sequence[int], n_mels: int,
-                 *, memory_limit_mb: float = 4096.0, blocks: Sequence[int] | None = None, block_tracks: int = 256):
+    def __init__(
+        self,
+        read: Callable[[Any], np.ndarray],
+        keys: Sequence[Any],
+        n_frames: Sequence[int],
+        n_mels: int,
+        *,
+        memory_limit_mb: float = 4096.0,
+        blocks: Sequence[int] | None = None,
+        block_tracks: int = 256,
+    ):
         self._read, self.keys = read, list(keys)
         self.n_frames = np.asarray(n_frames, np.int64)
         nbytes = int(self.n_frames.sum()) * n_mels * 4
@@ -106,7 +115,7 @@ class TrackSource:
             self._cache = {i: self._load(i) for i in range(len(self.keys))}
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence[np.ndarray]) -> "TrackSource":
+    def from_arrays(cls, arrays: Sequence[np.ndarray]) -> TrackSource:
         """A source over in-memory arrays (tests, benchmarks)."""
         return cls(lambda i: arrays[i], range(len(arrays)), [a.shape[0] for a in arrays], arrays[0].shape[1])
 
@@ -148,7 +157,7 @@ def eval_crops(x: np.ndarray, crop_frames: int, max_crops: int | None = None) ->
     if max_crops:
         n = min(n, max_crops)
     starts = np.round(np.linspace(0, x.shape[0] - crop_frames, max(n, 1))).astype(np.int64)
-    return np.stack([x[s:s + crop_frames] for s in starts])
+    return np.stack([x[s : s + crop_frames] for s in starts])
 
 
 class TrainLoader:
@@ -176,8 +185,17 @@ class TrainLoader:
     over devices; with fewer tracks than a batch, the epoch repeats tracks.
     """
 
-    def __init__(self, source: TrackSource, labels: np.ndarray, n_classes: int, normalizer: Normalizer,
-                 crop_frames: int, config: TrainConfig, *, batch_size: int | None = None):
+    def __init__(
+        self,
+        source: TrackSource,
+        labels: np.ndarray,
+        n_classes: int,
+        normalizer: Normalizer,
+        crop_frames: int,
+        config: TrainConfig,
+        *,
+        batch_size: int | None = None,
+    ):
         self.source, self.labels = source, np.asarray(labels, np.int64)
         self.n_classes, self.normalizer, self.crop_frames, self.config = n_classes, normalizer, crop_frames, config
         self.batch_size = batch_size or config.batch_size
@@ -192,21 +210,23 @@ class TrainLoader:
         else:
             # Blocks in random order, tracks shuffled within a block: one block read at a time.
             blocks = self.source.blocks
-            order = np.concatenate([rng.permutation(np.flatnonzero(blocks == b)) for b in rng.permutation(np.unique(blocks))])
+            order = np.concatenate(
+                [rng.permutation(np.flatnonzero(blocks == b)) for b in rng.permutation(np.unique(blocks))]
+            )
             order = np.resize(order, max(need, order.size))
         return order[:need]
 
     def batch(self, epoch: int, index: int, order: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Batch ``index`` of epoch ``epoch``."""
         order = self.epoch_order(epoch) if order is None else order
-        positions = order[index * self.batch_size:(index + 1) * self.batch_size]
+        positions = order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng([self.config.seed, epoch, index])
         c, cfg = self.crop_frames, self.config
         x = np.empty((len(positions), c, self.normalizer.mean.size), np.float32)
         for row, pos in enumerate(positions):
             track = _pad_to(self.source[int(pos)], c)
             start = rng.integers(0, track.shape[0] - c + 1)
-            x[row] = track[start:start + c]
+            x[row] = track[start : start + c]
         x = self.normalizer(x)
         y = np.eye(self.n_classes, dtype=np.float32)[self.labels[positions]]
         for row in range(len(positions)):
@@ -214,11 +234,11 @@ class TrainLoader:
             for _ in range(cfg.time_masks):
                 width = rng.integers(0, min(cfg.max_time_mask, c // 4) + 1)
                 start = rng.integers(0, c - width + 1)
-                x[row, start:start + width, :] = 0.0
+                x[row, start : start + width, :] = 0.0
             for _ in range(cfg.freq_masks):
                 width = rng.integers(0, min(cfg.max_freq_mask, x.shape[2] // 4) + 1)
                 start = rng.integers(0, x.shape[2] - width + 1)
-                x[row, :, start:start + width] = 0.0
+                x[row, :, start : start + width] = 0.0
         if cfg.mixup_alpha > 0:
             lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, size=len(positions)).astype(np.float32)
             partner = rng.permutation(len(positions))

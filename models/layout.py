@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from engine import atomic
-
 from models.config import ModelError
 
 __all__ = ["EVAL_FILES", "ModelFolder"]

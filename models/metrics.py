@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import numpy as np
@@ -15,9 +16,17 @@ __all__ = ["track_probabilities", "classification_metrics"]
 _eval = jax.jit(eval_step, static_argnames="graphdef")
 
 
-def track_probabilities(params: Any, batch_stats: Any, graphdef: Any, tracks: Iterable[np.ndarray], *,
-                        normalizer: Normalizer, crop_frames: int, max_crops: int | None = None,
-                        batch_size: int = 64) -> np.ndarray:
+def track_probabilities(
+    params: Any,
+    batch_stats: Any,
+    graphdef: Any,
+    tracks: Iterable[np.ndarray],
+    *,
+    normalizer: Normalizer,
+    crop_frames: int,
+    max_crops: int | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
     """Mean softmax over evenly spaced crops of each track.
 
     Parameters
@@ -45,9 +54,9 @@ def track_probabilities(params: Any, batch_stats: Any, graphdef: Any, tracks: It
         while len(x) - done >= batch_size or (final and done < len(x)):
             take = min(batch_size, len(x) - done)
             chunk = np.zeros((batch_size,) + x.shape[1:], np.float32)
-            chunk[:take] = x[done:done + take]
+            chunk[:take] = x[done : done + take]
             probs = np.asarray(_eval(params, batch_stats, chunk, graphdef=graphdef), np.float64)[:take]
-            for row, track in enumerate(owner[done:done + take]):
+            for row, track in enumerate(owner[done : done + take]):
                 totals[track] = totals[track] + probs[row]
             done += take
         pending_x[:], pending_owner[:] = [x[done:]], [owner[done:]]

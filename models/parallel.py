@@ -19,7 +19,8 @@ array with ``jax.make_array_from_process_local_data``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -73,7 +74,9 @@ class PmapParallel:
 
     def put_state(self, state: Any) -> Any:
         n = len(self.devices)
-        stacked = jax.tree.map(lambda x: np.ascontiguousarray(np.broadcast_to(np.asarray(x), (n,) + np.shape(x))), state)
+        stacked = jax.tree.map(
+            lambda x: np.ascontiguousarray(np.broadcast_to(np.asarray(x), (n,) + np.shape(x))), state
+        )
         # An identity pmap leaves one copy per device, laid out as the step expects.
         return self._to_devices(stacked)
 
@@ -89,8 +92,14 @@ class PmapParallel:
         return jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(state))
 
 
-def make_parallel(kind: str, model_config: ModelConfig, tx: optax.GradientTransformation, *,
-                  devices: Sequence[Any] | None = None, batch_size: int | None = None):
+def make_parallel(
+    kind: str,
+    model_config: ModelConfig,
+    tx: optax.GradientTransformation,
+    *,
+    devices: Sequence[Any] | None = None,
+    batch_size: int | None = None,
+):
     """The data-parallel runner ``kind`` (``"jit"`` or ``"pmap"``) over ``devices`` (default: all local)."""
     devices = list(devices) if devices is not None else jax.local_devices()
     if batch_size is not None and batch_size % (len(devices) * jax.process_count()) != 0:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -14,8 +15,9 @@ from engine import atomic
 __all__ = ["confusion_png", "curves_png"]
 
 
-def confusion_png(confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path, *,
-                  title: str = "") -> Path:
+def confusion_png(
+    confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path, *, title: str = ""
+) -> Path:
     """Row-normalised confusion matrix with counts in the cells; rows are true labels."""
     counts = np.asarray(confusion, np.int64)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

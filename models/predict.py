@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,8 +15,15 @@ from models.steps import make_graphdef
 
 __all__ = ["predict"]
 
-def predict(model_dir: str | Path | TrainedModel, inputs: Sequence[str | Path] | str | Path, *, top_k: int = 3,
-            max_crops: int | None = None, which: str = "best") -> list[dict[str, Any]]:
+
+def predict(
+    model_dir: str | Path | TrainedModel,
+    inputs: Sequence[str | Path] | str | Path,
+    *,
+    top_k: int = 3,
+    max_crops: int | None = None,
+    which: str = "best",
+) -> list[dict[str, Any]]:
     """Top genres of each audio file (mean softmax over evenly spaced crops).
 
     Parameters
@@ -57,8 +65,15 @@ def predict(model_dir: str | Path | TrainedModel, inputs: Sequence[str | Path] |
         if model.spec.get("logmel_dtype") == "float16":
             # The network was trained on float16-stored log-mel; round the same way.
             logmel = logmel.astype(np.float16).astype(np.float32)
-        probs = track_probabilities(model.params, model.batch_stats, graphdef, [logmel], normalizer=model.normalizer,
-                                    crop_frames=model.crop_frames, max_crops=max_crops)[0]
+        probs = track_probabilities(
+            model.params,
+            model.batch_stats,
+            graphdef,
+            [logmel],
+            normalizer=model.normalizer,
+            crop_frames=model.crop_frames,
+            max_crops=max_crops,
+        )[0]
         best = np.argsort(-probs, kind="stable")[:top_k]
         result["top"] = [{"label": model.label_names[i], "probability": float(probs[i])} for i in best]
         results.append(result)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -27,14 +28,21 @@ __all__ = ["SPLITS", "track_columns", "make_splits", "save_splits", "load_splits
 
 SPLITS = ("train", "valid", "test")
 _ALIASES = {
-    "train": "train", "training": "train", "tr": "train",
-    "valid": "valid", "val": "valid", "validation": "valid", "dev": "valid",
-    "test": "test", "testing": "test", "eval": "test",
+    "train": "train",
+    "training": "train",
+    "tr": "train",
+    "valid": "valid",
+    "val": "valid",
+    "validation": "valid",
+    "dev": "valid",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
 }
 
 
 def _text(values: Any) -> np.ndarray:
-    """An object array of str (h5py hands back bytes, pandas may hand back None)."""
+    """Return an object array of str (h5py hands back bytes, pandas may hand back None)."""
     out = []
     for v in np.asarray(values, dtype=object).ravel():
         if v is None or (isinstance(v, float) and np.isnan(v)):
@@ -46,12 +54,19 @@ def _text(values: Any) -> np.ndarray:
     return np.array(out, dtype=object)
 
 
-def track_columns(tracks: Any) -> dict[str, np.ndarray]:
-    """The store's per-track table as a dict of equal-length numpy columns.
+def _is_string_column(values: Any) -> bool:
+    """Tell the engine's StringColumn (bytes + offsets) by its vectorised helpers."""
+    return hasattr(values, "codes") and hasattr(values, "lookup") and hasattr(values, "lengths")
+
+
+def track_columns(tracks: Any) -> dict[str, Any]:
+    """Return the store's per-track table as a dict of equal-length columns.
 
     Accepts the engine's ``TrackTable``, a pandas DataFrame, a numpy
-    structured array, a dict of columns or a sequence of row dicts / objects. ``track_id``, ``path``, ``split`` and
-    ``artist`` come back as str arrays, ``label`` and ``n_frames`` as int64.
+    structured array, a dict of columns or a sequence of row dicts / objects.
+    ``track_id``, ``path``, ``split`` and ``artist`` come back as str object
+    arrays, or as the engine's ``StringColumn`` when the table holds one (kept
+    as is: no Python object per row); ``label`` and ``n_frames`` as int64.
     """
     if hasattr(tracks, "columns") and hasattr(tracks, "to_numpy"):
         cols = {str(c): tracks[c].to_numpy() for c in tracks.columns}
@@ -59,7 +74,7 @@ def track_columns(tracks: Any) -> dict[str, np.ndarray]:
         cols = {n: tracks[n] for n in tracks.dtype.names}
     elif isinstance(tracks, Mapping) or (hasattr(tracks, "keys") and hasattr(tracks, "__getitem__")):
         # A dict of columns, or the engine's TrackTable (keys() + table[column]).
-        cols = {str(k): np.asarray(tracks[k]) for k in tracks.keys()}
+        cols = {str(k): tracks[k] if _is_string_column(tracks[k]) else np.asarray(tracks[k]) for k in tracks.keys()}
     elif dataclasses.is_dataclass(tracks):
         cols = {f.name: np.asarray(getattr(tracks, f.name)) for f in dataclasses.fields(tracks)}
     else:
@@ -70,7 +85,7 @@ def track_columns(tracks: Any) -> dict[str, np.ndarray]:
         get = (lambda r, k: r[k]) if isinstance(rows[0], Mapping) else getattr
         cols = {k: np.asarray([get(r, k) for r in rows]) for k in keys}
     for name in ("track_id", "path", "split", "artist"):
-        if name in cols:
+        if name in cols and not _is_string_column(cols[name]):
             cols[name] = _text(cols[name])
     for name in ("label", "n_frames"):
         if name in cols:
@@ -80,16 +95,41 @@ def track_columns(tracks: Any) -> dict[str, np.ndarray]:
     return cols
 
 
-def _stratified(ids: np.ndarray, labels: np.ndarray, rng: np.random.Generator, val: float, test: float) -> dict:
+def _codes(values: Any) -> tuple[list[str], np.ndarray]:
+    """Sorted distinct strings and each row's code (code point order, like ``sorted``)."""
+    if _is_string_column(values):
+        return values.codes()
+    uniques, codes = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+    return [str(u) for u in uniques], codes.astype(np.int64).ravel()
+
+
+def _blank(values: Any) -> np.ndarray:
+    if _is_string_column(values):
+        return values.lengths == 0
+    return np.asarray(values, dtype=str) == ""
+
+
+def _sorted_ids(track_id: Any, rows: np.ndarray) -> list[str]:
+    """Return the ids of ``rows`` in ascending order (vectorised ranking; one str per returned id)."""
+    if _is_string_column(track_id):
+        rank = np.empty(len(track_id), dtype=np.int64)
+        rank[track_id.sort_order()] = np.arange(len(track_id))
+        rows = rows[np.argsort(rank[rows], kind="stable")]
+        return [track_id[int(r)] for r in rows]
+    return sorted(str(t) for t in np.asarray(track_id, dtype=object)[rows])
+
+
+def _stratified(rows: np.ndarray, labels: np.ndarray, rng: np.random.Generator, val: float, test: float) -> dict:
+    """Rows per split; ``labels[i]`` is the label of ``rows[i]``. A loop over labels, not tracks."""
     out = {s: [] for s in SPLITS}
     for label in np.unique(labels):
-        members = ids[labels == label]
+        members = rows[labels == label]
         members = members[rng.permutation(members.size)]
         n_test, n_val = _counts(members.size, val, test)
-        out["test"] += list(members[:n_test])
-        out["valid"] += list(members[n_test:n_test + n_val])
-        out["train"] += list(members[n_test + n_val:])
-    return out
+        out["test"].append(members[:n_test])
+        out["valid"].append(members[n_test : n_test + n_val])
+        out["train"].append(members[n_test + n_val :])
+    return {s: np.concatenate(out[s]) if out[s] else np.zeros(0, np.int64) for s in SPLITS}
 
 
 def _counts(n: int, val: float, test: float) -> tuple[int, int]:
@@ -100,28 +140,66 @@ def _counts(n: int, val: float, test: float) -> tuple[int, int]:
     return n_test, n_val
 
 
-def _artist_disjoint(ids, labels, artists, rng, val, test) -> dict:
-    out = {s: [] for s in SPLITS}
-    unique_artists = np.unique(artists)
-    # Each artist goes, with all of their tracks, to one split; artists are
-    # dealt out per majority label so that every split keeps the label mix.
-    majority = {a: np.bincount(labels[artists == a]).argmax() for a in unique_artists}
+def _artist_disjoint(rows: np.ndarray, labels: np.ndarray, artists: np.ndarray, rng, val, test) -> dict:
+    """Rows per split with every artist in one split; ``artists`` are int codes in sorted-name order.
+
+    Each artist goes, with all of their tracks, to one split; artists are dealt
+    out per majority label (ties: the smaller label) so that every split keeps
+    the label mix. Within a label's artists, in a random order, the first go to
+    test until it holds its share of tracks, the next to valid, the rest to train.
+    """
+    n_artists = int(artists.max()) + 1 if artists.size else 0
+    sizes = np.bincount(artists, minlength=n_artists)
+    # Majority label per artist: count (artist, label) pairs, keep each artist's most frequent.
+    pairs, pair_counts = np.unique(artists * (int(labels.max()) + 1) + labels, return_counts=True)
+    pair_artist, pair_label = np.divmod(pairs, int(labels.max()) + 1)
+    best = np.lexsort((pair_label, -pair_counts, pair_artist))
+    first_of_artist = best[np.r_[True, np.diff(pair_artist[best]) != 0]]
+    majority = np.empty(n_artists, dtype=np.int64)
+    majority[pair_artist[first_of_artist]] = pair_label[first_of_artist]
+    present = sizes > 0
+    split_of_artist = np.full(n_artists, 2, dtype=np.int64)  # 0 test, 1 valid, 2 train
     for label in np.unique(labels):
-        group = [a for a in unique_artists if majority[a] == label]
-        group = [group[i] for i in rng.permutation(len(group))]
-        n_tracks = sum(int(np.sum(artists == a)) for a in group)
-        n_test, n_val = _counts(n_tracks, val, test)
-        taken = {"test": 0, "valid": 0}
-        for a in group:
-            members = list(ids[artists == a])
-            if taken["test"] < n_test and len(group) >= 3:
-                split = "test"
-            elif taken["valid"] < n_val and len(group) >= 2:
-                split = "valid"
-            else:
-                split = "train"
-            taken[split] = taken.get(split, 0) + len(members)
-            out[split] += members
+        group = np.flatnonzero(present & (majority == label))
+        group = group[rng.permutation(len(group))]
+        group_sizes = sizes[group]
+        n_test, n_val = _counts(int(group_sizes.sum()), val, test)
+        before = np.cumsum(group_sizes) - group_sizes  # tracks dealt before each artist
+        to_test = (before < n_test) if len(group) >= 3 else np.zeros(len(group), bool)
+        taken = int(group_sizes[to_test].sum())
+        rest_before = before - taken  # the test prefix taken, valid fills up from the next artist on
+        to_valid = ~to_test & (rest_before < n_val) if len(group) >= 2 else np.zeros(len(group), bool)
+        split_of_artist[group[to_test]] = 0
+        split_of_artist[group[to_valid]] = 1
+    split_of_track = split_of_artist[artists]
+    return {"test": rows[split_of_track == 0], "valid": rows[split_of_track == 1], "train": rows[split_of_track == 2]}
+
+
+def _artist_codes(cols: dict, rows: np.ndarray) -> np.ndarray:
+    r"""Artist code of each of ``rows``, ordered as sorted names; a track without one is its own artist.
+
+    Artist-less tracks come first, ordered by track id (the order the old
+    ``"\0" + track_id`` stand-in names sorted in), then the named artists.
+    """
+    artist = cols["artist"]
+    column = artist.take(rows) if _is_string_column(artist) else np.asarray(artist, dtype=object)[rows]
+    _names, codes = _codes(column)
+    blank = _blank(column)
+    out = np.empty(len(rows), dtype=np.int64)
+    n_blank = int(blank.sum())
+    if n_blank:
+        track_id = cols["track_id"]
+        blank_rows = rows[blank]
+        if _is_string_column(track_id):
+            ids = track_id.take(blank_rows)
+        else:
+            ids = np.asarray(track_id, dtype=object)[blank_rows]
+        _ids, id_codes = _codes(ids)
+        out[blank] = id_codes
+    if n_blank < len(rows):
+        named_codes = codes[~blank]
+        _u, dense = np.unique(named_codes, return_inverse=True)
+        out[~blank] = n_blank + dense.ravel()
     return out
 
 
@@ -136,9 +214,12 @@ def _keys(track_id: str, path: str) -> set[str]:
 
 
 def _from_files(cols: dict, split_files: Mapping[str, str | Path]) -> dict:
+    # One Python pass over the store's ids and paths: split files name tracks
+    # one per line, so their cost is that of the files themselves.
     lookup: dict[str, str] = {}
-    paths = cols.get("path", np.array([""] * len(cols["track_id"]), object))
-    for tid, path in zip(cols["track_id"], paths):
+    track_ids = np.asarray(cols["track_id"], dtype=object)
+    paths = np.asarray(cols["path"], dtype=object) if "path" in cols else np.array([""] * len(track_ids), object)
+    for tid, path in zip(track_ids, paths):
         for key in _keys(tid, path):
             lookup.setdefault(key, tid)
     out = {s: [] for s in SPLITS}
@@ -155,7 +236,11 @@ def _from_files(cols: dict, split_files: Mapping[str, str | Path]) -> dict:
 
 
 def make_splits(
-    tracks: Any, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
+    tracks: Any,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
     split_files: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Assign labeled tracks to ``train``/``valid``/``test``.
@@ -176,45 +261,58 @@ def make_splits(
     -------
     dict
         ``{"method": str, "train": [track_id, ...], "valid": [...], "test": [...]}``
+
+    Notes
+    -----
+    Apart from split files, the work is vectorised over rows (loops run over
+    labels and distinct split names only), so a million tracks cost seconds.
     """
     cols = track_columns(tracks)
-    labeled = cols["label"] >= 0
-    ids, labels = cols["track_id"][labeled], cols["label"][labeled]
+    labeled = np.flatnonzero(cols["label"] >= 0)
+    labels = cols["label"][labeled]
     rng = np.random.default_rng(seed)
     if split_files:
         method = "split files"
-        labeled_ids = set(ids)
+        labeled_ids = set(np.asarray(cols["track_id"], dtype=object)[labeled])
         out = {k: [t for t in v if t in labeled_ids] for k, v in _from_files(cols, split_files).items()}
-    elif "split" in cols and np.any(cols["split"][labeled] != ""):
+        out = {s: sorted(str(t) for t in out[s]) for s in SPLITS}
+        seen: set[str] = set()
+        for s in SPLITS:
+            if seen & set(out[s]):
+                raise ModelError(f"tracks in more than one split, e.g. {sorted(seen & set(out[s]))[:3]}")
+            seen |= set(out[s])
+        if not out["train"]:
+            raise ModelError(f"no labeled training tracks ({method}); the store needs labels to train")
+        return {"method": method, **out}
+    split = cols.get("split")
+    split_blank = _blank(split)[labeled] if split is not None else None
+    artist_blank = _blank(cols["artist"])[labeled] if "artist" in cols else None
+    if split_blank is not None and not np.all(split_blank):
         method = "manifest split column"
-        splits = cols["split"][labeled]
-        unknown = sorted({s for s in splits if s and s.lower() not in _ALIASES})
+        values = split.take(labeled) if _is_string_column(split) else np.asarray(split, dtype=object)[labeled]
+        names, codes = _codes(values)
+        unknown = sorted(n for n in names if n and n.lower() not in _ALIASES)
         if unknown:
             raise ModelError(f"unknown split names {unknown} in the manifest; use train, valid or test")
-        out = {s: [t for t, v in zip(ids, splits) if v and _ALIASES[v.lower()] == s] for s in SPLITS}
-        missing = splits == ""
+        target = np.array([SPLITS.index(_ALIASES[n.lower()]) if n else -1 for n in names], dtype=np.int64)[codes]
+        rows = {s: labeled[target == i] for i, s in enumerate(SPLITS)}
+        missing = target < 0
         if np.any(missing):  # rows the manifest left blank are split at random
-            extra = _stratified(ids[missing], labels[missing], rng, val_fraction, test_fraction)
-            for s in SPLITS:
-                out[s] += extra[s]
-    elif "artist" in cols and np.any(cols["artist"][labeled] != ""):
+            extra = _stratified(labeled[missing], labels[missing], rng, val_fraction, test_fraction)
+            rows = {s: np.concatenate([rows[s], extra[s]]) for s in SPLITS}
+    elif artist_blank is not None and not np.all(artist_blank):
         method = "artist-disjoint stratified"
-        artists = cols["artist"][labeled].copy()
-        # Tracks without an artist are their own artist.
-        artists[artists == ""] = np.array(["\0" + t for t in ids[artists == ""]], dtype=object)
-        out = _artist_disjoint(ids, labels, artists, rng, val_fraction, test_fraction)
+        rows = _artist_disjoint(labeled, labels, _artist_codes(cols, labeled), rng, val_fraction, test_fraction)
     else:
         method = "stratified"
-        out = _stratified(ids, labels, rng, val_fraction, test_fraction)
-    out = {s: sorted(str(t) for t in out[s]) for s in SPLITS}
-    seen: set[str] = set()
-    for s in SPLITS:
-        if seen & set(out[s]):
-            raise ModelError(f"tracks in more than one split, e.g. {sorted(seen & set(out[s]))[:3]}")
-        seen |= set(out[s])
-    if not out["train"]:
+        rows = _stratified(labeled, labels, rng, val_fraction, test_fraction)
+    assigned = np.concatenate([rows[s] for s in SPLITS]).astype(np.int64)
+    if assigned.size and np.bincount(assigned).max() > 1:
+        twice = np.flatnonzero(np.bincount(assigned) > 1)[:3]
+        raise ModelError(f"tracks in more than one split, e.g. {[cols['track_id'][int(r)] for r in twice]}")
+    if not rows["train"].size:
         raise ModelError(f"no labeled training tracks ({method}); the store needs labels to train")
-    return {"method": method, **out}
+    return {"method": method, **{s: _sorted_ids(cols["track_id"], np.asarray(rows[s], np.int64)) for s in SPLITS}}
 
 
 def save_splits(splits: dict[str, Any], path: str | Path) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 
 from engine import ProgressCallback, ProgressReporter, background, describe_differences, differences
-
 from models.checkpoint import Checkpoints, check_spec
 from models.config import ModelConfig, ModelError, TrainConfig
 from models.data import StoreTracks, split_source
@@ -89,21 +89,30 @@ def train(
         raise ModelError(f"{out_dir} already holds a trained model; pass --resume to continue it or pick another --out")
     if resuming:
         meta = Checkpoints(out_dir).meta("latest")
-        check_spec(meta["spec"], spec, where=f"the checkpoint in {out_dir}", store_path=getattr(tracks.store, "path", store))
+        check_spec(
+            meta["spec"], spec, where=f"the checkpoint in {out_dir}", store_path=getattr(tracks.store, "path", store)
+        )
         saved = TrainConfig.from_dict(meta["train_config"])
         given = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
         changed = differences(saved.to_dict(), given, keys=given)
         if changed:
-            raise ModelError("--resume continues the saved run with its own settings; these differ from it: "
-                             + describe_differences(changed, "saved", "given")
-                             + ". Drop them, or train a new model into another --out.")
+            raise ModelError(
+                "--resume continues the saved run with its own settings; these differ from it: "
+                + describe_differences(changed, "saved", "given")
+                + ". Drop them, or train a new model into another --out."
+            )
         if meta["label_names"] != label_names:
             raise ModelError(f"the store's labels {label_names} differ from the checkpoint's {meta['label_names']}")
         saved_model = ModelConfig.from_dict(meta["model_config"])
         if model_config is not None and (model_config.widths, model_config.dense, model_config.dropout) != (
-                saved_model.widths, saved_model.dense, saved_model.dropout):
-            raise ModelError(f"--resume continues the saved network {saved_model.to_dict()}; drop --widths "
-                             "or train a new model into another --out")
+            saved_model.widths,
+            saved_model.dense,
+            saved_model.dropout,
+        ):
+            raise ModelError(
+                f"--resume continues the saved network {saved_model.to_dict()}; drop --widths "
+                "or train a new model into another --out"
+            )
         config, model_config = saved, saved_model
         splits = folder.read_splits()
         normalizer = Normalizer.from_dict(meta["normalizer"])
@@ -116,8 +125,13 @@ def train(
             model_config = ModelConfig(widths=widths, n_mels=spec.n_mels, n_classes=len(label_names))
         else:
             model_config = dataclasses.replace(model_config, n_mels=spec.n_mels, n_classes=len(label_names))
-        splits = make_splits(tracks.store.tracks, seed=config.seed, val_fraction=config.val_fraction,
-                             test_fraction=config.test_fraction, split_files=split_files)
+        splits = make_splits(
+            tracks.store.tracks,
+            seed=config.seed,
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+            split_files=split_files,
+        )
         normalizer = None
 
     train_rows = tracks.rows_of(splits["train"])
@@ -128,11 +142,14 @@ def train(
         normalizer = Normalizer.fit(lambda: iter(train_source))
     crop_frames = crop_frames_for(config.crop_seconds, spec.frames_per_second)
     if crop_frames < 2 ** len(model_config.widths):
-        raise ModelError(f"--crop-seconds {config.crop_seconds} gives {crop_frames} frames, fewer than the "
-                         f"{2 ** len(model_config.widths)} that {len(model_config.widths)} pooling blocks need")
+        raise ModelError(
+            f"--crop-seconds {config.crop_seconds} gives {crop_frames} frames, fewer than the "
+            f"{2 ** len(model_config.widths)} that {len(model_config.widths)} pooling blocks need"
+        )
     n_devices = len(devices) if devices is not None else jax.local_device_count()
-    loader = TrainLoader(train_source, tracks.columns["label"][train_rows], len(label_names), normalizer,
-                         crop_frames, config)
+    loader = TrainLoader(
+        train_source, tracks.columns["label"][train_rows], len(label_names), normalizer, crop_frames, config
+    )
     total_steps = config.epochs * loader.steps_per_epoch
     tx = make_optimizer(config, total_steps)
     checkpoints = Checkpoints(out_dir)
@@ -140,10 +157,16 @@ def train(
     schedule = make_schedule(config, total_steps)
 
     static_meta = {
-        "label_names": label_names, "spec": spec.to_dict(), "spec_hash": spec.hash,
-        "model_config": model_config.to_dict(), "train_config": config.to_dict(),
-        "normalizer": normalizer.to_dict(), "crop_frames": crop_frames, "total_steps": total_steps,
-        "steps_per_epoch": loader.steps_per_epoch, "splits_method": splits["method"],
+        "label_names": label_names,
+        "spec": spec.to_dict(),
+        "spec_hash": spec.hash,
+        "model_config": model_config.to_dict(),
+        "train_config": config.to_dict(),
+        "normalizer": normalizer.to_dict(),
+        "crop_frames": crop_frames,
+        "total_steps": total_steps,
+        "steps_per_epoch": loader.steps_per_epoch,
+        "splits_method": splits["method"],
     }
     state = jax.tree.map(np.asarray, init_state(model_config, tx, seed=config.seed))
     if resuming:
@@ -165,8 +188,15 @@ def train(
     def validate(host_state: Any) -> dict[str, Any] | None:
         if not len(valid_source):
             return None
-        probs = track_probabilities(host_state["params"], host_state["batch_stats"], eval_graphdef, iter(valid_source),
-                                    normalizer=normalizer, crop_frames=crop_frames, max_crops=config.eval_crops)
+        probs = track_probabilities(
+            host_state["params"],
+            host_state["batch_stats"],
+            eval_graphdef,
+            iter(valid_source),
+            normalizer=normalizer,
+            crop_frames=crop_frames,
+            max_crops=config.eval_crops,
+        )
         return classification_metrics(valid_labels, probs.argmax(-1), len(label_names))
 
     n_processes, process = jax.process_count(), jax.process_index()
@@ -183,7 +213,7 @@ def train(
             if n_processes > 1:
                 # Every process builds the same global batch (a function of seed and position) and
                 # feeds its own rows; put_batch assembles the global array from the local parts.
-                batch = {k: v[process * local_batch:(process + 1) * local_batch] for k, v in batch.items()}
+                batch = {k: v[process * local_batch : (process + 1) * local_batch] for k, v in batch.items()}
             device_state, metrics = runner.step(device_state, runner.put_batch(batch))
             loss, accuracy = float(metrics["loss"]), float(metrics["accuracy"])
             step += 1
@@ -205,10 +235,15 @@ def train(
                 val = validate(host)
                 val_accuracy = None if val is None else val["accuracy"]
                 last_row = {
-                    "epoch": epoch + 1, "step": step, "train_loss": sums["loss"] / sums["steps"],
-                    "train_accuracy": sums["accuracy"] / sums["steps"], "val_accuracy": val_accuracy,
-                    "val_macro_f1": None if val is None else val["macro_f1"], "lr": float(schedule(step - 1)),
-                    "examples_per_s": rate, "epoch_seconds": time.perf_counter() - epoch_start,
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "train_loss": sums["loss"] / sums["steps"],
+                    "train_accuracy": sums["accuracy"] / sums["steps"],
+                    "val_accuracy": val_accuracy,
+                    "val_macro_f1": None if val is None else val["macro_f1"],
+                    "lr": float(schedule(step - 1)),
+                    "examples_per_s": rate,
+                    "epoch_seconds": time.perf_counter() - epoch_start,
                 }
                 folder.append_metrics(last_row)
                 report("note", step, total_steps, **last_row)
@@ -219,8 +254,13 @@ def train(
                 is_best = val_accuracy is None or score >= best
                 best = max(best, score)
                 epoch_start = time.perf_counter()
-            meta = {**static_meta, "position": position, "epoch_sums": sums, "best_val_accuracy": best,
-                    "metrics": last_row}
+            meta = {
+                **static_meta,
+                "position": position,
+                "epoch_sums": sums,
+                "best_val_accuracy": best,
+                "metrics": last_row,
+            }
             # Best before latest: a kill between the two re-runs the epoch from the older latest.
             if is_best:
                 checkpoints.save("best", host, meta)
@@ -230,7 +270,13 @@ def train(
         raise
     finally:
         batches.close()
-    summary = {"model_dir": str(out_dir), "steps": step, "best_val_accuracy": best if best >= 0 else None,
-               "last": last_row, "devices": n_devices, "parallel": config.parallel}
+    summary = {
+        "model_dir": str(out_dir),
+        "steps": step,
+        "best_val_accuracy": best if best >= 0 else None,
+        "last": last_row,
+        "devices": n_devices,
+        "parallel": config.parallel,
+    }
     report("end", step, total_steps, **summary)
     return summary

@@ -148,7 +148,13 @@ def mel_to_hz(mel: float, *, htk: bool = False) -> float:
 
 
 def mel_filterbank(
-    *, sr: float, n_fft: int, n_mels: int = 128, fmin: float = 0.0, fmax: float | None = None, htk: bool = False,
+    *,
+    sr: float,
+    n_fft: int,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
     norm="slaney",
 ) -> np.ndarray:
     """Triangular filters between ``n_mels + 2`` mel-spaced edges, one weight at a time.
@@ -210,8 +216,14 @@ def melspectrogram(
     norm="slaney",
 ) -> np.ndarray:
     """``mel_filterbank @ |stft| ** power`` with the Hann window; float64, shape (..., n_mels, n_frames)."""
-    D = stft(y.astype(np.float64), n_fft=n_fft, hop_length=hop_length, win_length=win_length, center=center,
-             pad_mode=pad_mode)  # fmt: skip
+    D = stft(
+        y.astype(np.float64),
+        n_fft=n_fft,
+        hop_length=hop_length,
+        win_length=win_length,
+        center=center,
+        pad_mode=pad_mode,
+    )
     weights = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
     return np.einsum("mb,...bt->...mt", weights, np.abs(D) ** power)
 

@@ -14,7 +14,19 @@ STDLIB = set(sys.stdlib_module_names)
 #: Third-party and project packages each layer may import (the standard library is always allowed).
 ALLOWED = {
     "kernels": {"numpy", "numba", "scipy", "rocket_fft", "kernels"},
-    "engine": {"numpy", "numba", "scipy", "soundfile", "soxr", "h5py", "kernels", "engine", "distributed", "dask", "psutil"},
+    "engine": {
+        "numpy",
+        "numba",
+        "scipy",
+        "soundfile",
+        "soxr",
+        "h5py",
+        "kernels",
+        "engine",
+        "distributed",
+        "dask",
+        "psutil",
+    },
     "models": {"numpy", "jax", "jaxlib", "flax", "optax", "orbax", "matplotlib", "engine", "models", "soundfile"},
 }
 

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, as_completed
 from pathlib import Path
 
@@ -58,7 +58,12 @@ def _genre_key(genre: str) -> int:
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < low
+        or (high is not None and value > high)
+    ):
         bound = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
         raise SynthError(f"{name} must be {bound}, got {value!r}")
     return int(value)
@@ -71,7 +76,12 @@ def _check_genre(genre) -> str:
 
 
 def _check_signal_args(seconds, sr, channels) -> tuple[float, int, int]:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or not 0 < seconds <= 3600:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or not 0 < seconds <= 3600
+    ):
         raise SynthError(f"seconds must be a number in (0, 3600], got {seconds!r}")
     sr = _check_int("sr", sr, 4000, 192000)
     channels = _check_int("channels", channels, 1, 2)
@@ -142,14 +152,18 @@ def _check_spec(out_dir: Path, spec: dict) -> None:
             raise SynthError(f"cannot read {path} ({exc}); delete it or use another folder") from exc
         if old != spec:
             changed = ", ".join(f"{k}={old.get(k)!r} (now {v!r})" for k, v in spec.items() if old.get(k) != v)
-            raise SynthError(f"{out_dir} was made with other settings: {changed}; use another folder or the same settings")
+            raise SynthError(
+                f"{out_dir} was made with other settings: {changed}; use another folder or the same settings"
+            )
         return
     tmp = path.with_name(f".{SPEC_NAME}.partial")
     tmp.write_text(json.dumps(spec, indent=2) + "\n")
     os.replace(tmp, path)
 
 
-def _write_track(path: str, genre: str, seed: int, seconds: float, sr: int, channels: int, container: str, subtype: str) -> str:
+def _write_track(
+    path: str, genre: str, seed: int, seconds: float, sr: int, channels: int, container: str, subtype: str
+) -> str:
     y = render_track(genre, seconds=seconds, sr=sr, seed=seed, channels=channels)
     final = Path(path)
     # Written under a temporary name and renamed, so a file that exists is complete.
@@ -222,8 +236,14 @@ def make_corpus(
             (out / genre).mkdir(exist_ok=True)
     except OSError as exc:
         raise SynthError(f"cannot create out_dir {str(out)!r}: {exc}") from exc
-    spec = {"generator_version": GENERATOR_VERSION, "seed": seed, "seconds": seconds, "sr": sr,
-            "channels": channels, "format": format}
+    spec = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "seconds": seconds,
+        "sr": sr,
+        "channels": channels,
+        "format": format,
+    }
     _check_spec(out, spec)
 
     rows, jobs = [], []
@@ -233,7 +253,9 @@ def make_corpus(
             path = out / genre / f"{name}.{format}"
             rows.append((f"{genre}/{name}.{format}", genre, name))
             if not path.exists():
-                jobs.append((str(path), genre, track_seed(seed, genre, index), seconds, sr, channels, container, subtype))
+                jobs.append(
+                    (str(path), genre, track_seed(seed, genre, index), seconds, sr, channels, container, subtype)
+                )
     total, done = len(rows), len(rows) - len(jobs)
     report = Reporter(progress, "synth", "tracks")
     report("start", done, total)

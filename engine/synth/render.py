@@ -20,10 +20,22 @@ from .styles import GENRES_TABLE, INSTRUMENTS, Drums, Genre, Instrument, Part
 _TABLE_SIZE = 4096  # one-period wavetable; a power of two so phase wraps with a mask
 _MAX_HARMONICS = 24
 _QUALITIES = {
-    "": (0, 4, 7), "m": (0, 3, 7), "7": (0, 4, 7, 10), "m7": (0, 3, 7, 10), "maj7": (0, 4, 7, 11),
-    "mmaj7": (0, 3, 7, 11), "5": (0, 7, 12), "m5": (0, 7, 12), "sus2": (0, 2, 7), "msus2": (0, 2, 7),
-    "add9": (0, 4, 7, 14), "madd9": (0, 3, 7, 14), "9": (0, 4, 7, 10, 14), "m9": (0, 3, 7, 10, 14),
-    "dim": (0, 3, 6), "mdim": (0, 3, 6),
+    "": (0, 4, 7),
+    "m": (0, 3, 7),
+    "7": (0, 4, 7, 10),
+    "m7": (0, 3, 7, 10),
+    "maj7": (0, 4, 7, 11),
+    "mmaj7": (0, 3, 7, 11),
+    "5": (0, 7, 12),
+    "m5": (0, 7, 12),
+    "sus2": (0, 2, 7),
+    "msus2": (0, 2, 7),
+    "add9": (0, 4, 7, 14),
+    "madd9": (0, 3, 7, 14),
+    "9": (0, 4, 7, 10, 14),
+    "m9": (0, 3, 7, 10, 14),
+    "dim": (0, 3, 6),
+    "mdim": (0, 3, 6),
 }
 _NUMERALS = {"i": 0, "ii": 2, "iii": 4, "iv": 5, "v": 7, "vi": 9, "vii": 11}
 _NUMERAL_RE = re.compile(r"^(b?)(iii|ii|iv|vii|vi|v|i)(.*)$", re.IGNORECASE)
@@ -190,8 +202,17 @@ class _Bus:
             self.y[start:stop] += gain * sound[: stop - start]
 
 
-def _pitched_part(part: Part, role: str, style: Genre, key: int, chords: list, chord_steps: int, grid: _Grid,
-                  rng: np.random.Generator, bus: _Bus) -> None:
+def _pitched_part(
+    part: Part,
+    role: str,
+    style: Genre,
+    key: int,
+    chords: list,
+    chord_steps: int,
+    grid: _Grid,
+    rng: np.random.Generator,
+    bus: _Bus,
+) -> None:
     inst = INSTRUMENTS[part.instruments[rng.integers(len(part.instruments))]]
     steps, velocity = grid.hits(rng, part.patterns)
     if steps.size == 0:
@@ -213,7 +234,11 @@ def _pitched_part(part: Part, role: str, style: Genre, key: int, chords: list, c
             pitches = [_bass_pitch(part.mode, base, intervals, i, steps, chord_of_step, chords, key, part, rng)]
         elif role == "chords" and part.mode == "arp":
             tones = base + np.array(intervals)
-            order = [np.arange(tones.size), np.r_[0, tones.size - 1, 1, tones.size - 1], np.r_[np.arange(tones.size), np.arange(tones.size - 2, 0, -1)]][arp_order]
+            order = [
+                np.arange(tones.size),
+                np.r_[0, tones.size - 1, 1, tones.size - 1],
+                np.r_[np.arange(tones.size), np.arange(tones.size - 2, 0, -1)],
+            ][arp_order]
             pitches = [tones[order[(step % chord_steps) % order.size]]]
         elif role == "chords":
             pitches = list(base + np.array(intervals))
@@ -309,8 +334,12 @@ def render(genre: str, *, seconds: float, sr: int, channels: int, seed_key: tupl
     if drums is not None and music.random() < drums.probability:
         kit = drum_kit(drums, music, sr)
         drum_gain = music.uniform(*drums.gain)
-        for name, patterns, bus, gain in (("kick", drums.kick, "drums", 1.0), ("snare", drums.snare, "drums", 0.8),
-                                         ("hat", drums.hat, "hats", 0.35), ("open_hat", drums.open_hat, "hats", 0.3)):
+        for name, patterns, bus, gain in (
+            ("kick", drums.kick, "drums", 1.0),
+            ("snare", drums.snare, "drums", 0.8),
+            ("hat", drums.hat, "hats", 0.35),
+            ("open_hat", drums.open_hat, "hats", 0.3),
+        ):
             steps, velocity = grid.hits(music, patterns)
             for onset, vel in zip(grid.onset(music, steps), velocity):
                 buses[bus].add(kit[name], onset, drum_gain * gain * vel)
@@ -325,7 +354,7 @@ def render(genre: str, *, seconds: float, sr: int, channels: int, seed_key: tupl
             for repeat in range(1, 4):
                 if repeat * delay >= n:
                     break
-                wet[repeat * delay:] += echo**repeat * y[: n - repeat * delay]
+                wet[repeat * delay :] += echo**repeat * y[: n - repeat * delay]
             y = wet
         buses[name].y = y
     if style.sweep:

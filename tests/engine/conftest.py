@@ -71,11 +71,19 @@ def make_bad_files(folder: Path) -> dict[str, Path]:
 
 # failure kind expected for each entry of make_bad_files
 EXPECTED_KIND = {
-    "missing": "missing", "empty": "empty", "unreadable": "unreadable", "unreadable_header": "unreadable",
-    "truncated": "truncated", "corrupt_ogg": "corrupt", "corrupt_mp3": "corrupt", "no_samples": "no_samples",
-    "non_finite": "non_finite", "too_short": "too_short", "unsupported": "unsupported",
+    "missing": "missing",
+    "empty": "empty",
+    "unreadable": "unreadable",
+    "unreadable_header": "unreadable",
+    "truncated": "truncated",
+    "corrupt_ogg": "corrupt",
+    "corrupt_mp3": "corrupt",
+    "no_samples": "no_samples",
+    "non_finite": "non_finite",
+    "too_short": "too_short",
+    "unsupported": "unsupported",
     "is_directory": "is_directory",
-}  # fmt: skip
+}
 
 
 def make_genre_folder(root: Path, labels=("blues", "rock"), per_label: int = 3, seconds: float = 1.5) -> Path:

@@ -22,8 +22,10 @@ def _decode(path, sr=22050, **kwargs) -> np.ndarray:
     return np.concatenate(list(stream.blocks()))
 
 
-@pytest.mark.parametrize("ext, subtype", [("wav", "PCM_16"), ("wav", "FLOAT"), ("flac", None), ("ogg", None),
-                                           ("mp3", None), ("aiff", None), ("au", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "ext, subtype",
+    [("wav", "PCM_16"), ("wav", "FLOAT"), ("flac", None), ("ogg", None), ("mp3", None), ("aiff", None), ("au", None)],
+)
 def test_any_format_and_channel_count_decodes_to_mono_at_the_spec_rate(tmp_path: Path, ext, subtype):
     path = write_audio(tmp_path / f"x.{ext}", 2.0, sr=44100, channels=2, subtype=subtype)
     raw, _ = sf.read(path, dtype="float32", always_2d=True)
@@ -43,8 +45,9 @@ def test_matches_librosa_load_with_offset_and_duration(tmp_path: Path):
     librosa = pytest.importorskip("librosa")
     path = write_audio(tmp_path / "x.flac", 6.0, sr=44100, channels=2)
     for offset, duration in [(None, None), (1.5, 2.0), (4.0, None), (0.0, 10.0)]:
-        expected, _ = librosa.load(path, sr=22050, mono=True, offset=offset or 0.0, duration=duration,
-                                   dtype=np.float32, res_type="soxr_hq")  # fmt: skip
+        expected, _ = librosa.load(
+            path, sr=22050, mono=True, offset=offset or 0.0, duration=duration, dtype=np.float32, res_type="soxr_hq"
+        )
         np.testing.assert_allclose(_decode(path, offset=offset, duration=duration), expected, atol=1e-6)
 
 
@@ -100,9 +103,12 @@ def _kind_as_nobody(path: Path) -> str:
     """
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-c", _AS_NOBODY, str(path)], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", _AS_NOBODY, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
         env=dict(os.environ, PYTHONPATH=str(root)),
-    )  # fmt: skip
+    )
     return result.stdout.strip()
 
 

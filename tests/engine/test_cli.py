@@ -23,8 +23,9 @@ def _output(result) -> str:
 def test_extract_then_inspect(genre_folder: Path, tmp_path: Path):
     (genre_folder / "rock" / "bad.wav").write_text("text")
     store = tmp_path / "my store"
-    result = runner.invoke(app, ["extract", str(genre_folder), str(store), "--workers", "1", "--n-mels", "64",
-                                 "--features", "logmel"])  # fmt: skip
+    result = runner.invoke(
+        app, ["extract", str(genre_folder), str(store), "--workers", "1", "--n-mels", "64", "--features", "logmel"]
+    )
     assert result.exit_code == 0, _output(result)
     assert "stored in the store" in _output(result)
     shown = runner.invoke(app, ["inspect", str(store), "--json"])
@@ -36,8 +37,21 @@ def test_extract_then_inspect(genre_folder: Path, tmp_path: Path):
     assert summary["bytes_on_disk"] > 0 and summary["compression_ratio"] > 1
     text = runner.invoke(app, ["inspect", str(store)])
     assert text.exit_code == 0 and "unreadable" in text.stdout and "compression" in text.stdout
-    strict = runner.invoke(app, ["extract", str(genre_folder), str(store), "--workers", "1", "--n-mels", "64",
-                                 "--features", "logmel", "--strict"])  # fmt: skip
+    strict = runner.invoke(
+        app,
+        [
+            "extract",
+            str(genre_folder),
+            str(store),
+            "--workers",
+            "1",
+            "--n-mels",
+            "64",
+            "--features",
+            "logmel",
+            "--strict",
+        ],
+    )
     assert strict.exit_code == 1 and "strict" in _output(strict)
     mismatch = runner.invoke(app, ["extract", str(genre_folder), str(store), "--workers", "1"])
     assert mismatch.exit_code == 2 and "--overwrite" in _output(mismatch)
@@ -59,14 +73,33 @@ def test_real_cli_exit_codes_and_no_traceback(tmp_path: Path):
     (tmp_path / "c" / "x.wav").write_text("text")
     mgc = [sys.executable, "-m", "cli"]
     root = str(Path(__file__).resolve().parents[2])
-    none = subprocess.run([*mgc, "extract", str(tmp_path / "c"), str(tmp_path / "s"), "--workers", "1"], cwd=root,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    none = subprocess.run(
+        [*mgc, "extract", str(tmp_path / "c"), str(tmp_path / "s"), "--workers", "1"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert none.returncode == 1 and "no track could be used" in " ".join(none.stderr.split())
     assert "Traceback" not in none.stderr
-    missing = subprocess.run([*mgc, "extract", str(tmp_path / "nope"), str(tmp_path / "s2")], cwd=root,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert missing.returncode == 2 and "not a folder" in " ".join(missing.stderr.split()) and "Traceback" not in missing.stderr
+    missing = subprocess.run(
+        [*mgc, "extract", str(tmp_path / "nope"), str(tmp_path / "s2")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        missing.returncode == 2
+        and "not a folder" in " ".join(missing.stderr.split())
+        and "Traceback" not in missing.stderr
+    )
     write_audio(tmp_path / "c" / "ok.wav", 1.0)
-    ok = subprocess.run([*mgc, "extract", str(tmp_path / "c"), str(tmp_path / "s3"), "--workers", "1"], cwd=root,
-                        capture_output=True, text=True, timeout=300)  # fmt: skip
+    ok = subprocess.run(
+        [*mgc, "extract", str(tmp_path / "c"), str(tmp_path / "s3"), "--workers", "1"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr

@@ -49,9 +49,13 @@ def reference_store(corpus, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("local", ("local", None)), ("local:3", ("local", 3)), ("tcp://10.1.2.3:8786", ("remote", None)),
-     ("scheduler.example:8786", ("remote", None))],
-)  # fmt: skip
+    [
+        ("local", ("local", None)),
+        ("local:3", ("local", 3)),
+        ("tcp://10.1.2.3:8786", ("remote", None)),
+        ("scheduler.example:8786", ("remote", None)),
+    ],
+)
 def test_parse_scheduler(text, expected):
     assert parse_scheduler(text) == expected
 
@@ -122,7 +126,9 @@ def test_cli_scheduler_local_gives_the_same_store(corpus, reference_store, tmp_p
     from cli import app
 
     store = tmp_path / "cli-dask-store"
-    result = CliRunner().invoke(app, ["extract", str(corpus), str(store), "--scheduler", "local:2", "--shard-size", "1"])
+    result = CliRunner().invoke(
+        app, ["extract", str(corpus), str(store), "--scheduler", "local:2", "--shard-size", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert "started a local cluster tcp://127.0.0.1:" in result.output
     assert_same_store(store, reference_store)

@@ -65,9 +65,13 @@ def test_manifest_without_track_id_uses_the_path(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("path\nx.wav\n", "lacks the column"), ("path,label\nx.wav,a\nx.wav,b\n", "repeats line 2"),
-     ("path,label\n", "no rows"), ("path,label\n,a\n", "empty 'path'")],
-)  # fmt: skip
+    [
+        ("path\nx.wav\n", "lacks the column"),
+        ("path,label\nx.wav,a\nx.wav,b\n", "repeats line 2"),
+        ("path,label\n", "no rows"),
+        ("path,label\n,a\n", "empty 'path'"),
+    ],
+)
 def test_bad_manifests_raise_corpus_error(tmp_path: Path, text: str, message: str):
     manifest = tmp_path / "m.csv"
     manifest.write_text(text)

@@ -3,16 +3,22 @@ from __future__ import annotations
 import concurrent.futures as cf
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from engine import (
-    ExtractFailed, FeatureSpec, FeatureStore, SpecError, SpecMismatchError, StoreError, StoreLockedError,
-    extract, load_corpus,
-)  # fmt: skip
+    ExtractFailed,
+    FeatureSpec,
+    FeatureStore,
+    SpecError,
+    SpecMismatchError,
+    StoreError,
+    StoreLockedError,
+    extract,
+    load_corpus,
+)
 
 from .conftest import EXPECTED_KIND, make_bad_files, write_audio
 
@@ -110,7 +116,9 @@ def test_a_second_extraction_into_the_same_store_refuses(genre_folder: Path, tmp
     store = tmp_path / "store"
     store.mkdir()
     root = str(Path(__file__).resolve().parents[2])
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(store)], cwd=root, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(store)], cwd=root, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StoreLockedError, match=f"pid {holder.pid}"):

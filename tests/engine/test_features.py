@@ -19,13 +19,25 @@ SPEC32 = FeatureSpec(logmel_dtype="float32")
 
 def _librosa_features(path, spec: FeatureSpec, offset=None, duration=None):
     librosa = pytest.importorskip("librosa")
-    y, _ = librosa.load(path, sr=spec.sr, mono=True, offset=offset or 0.0, duration=duration,
-                        dtype=np.float32, res_type="soxr_hq")  # fmt: skip
+    y, _ = librosa.load(
+        path, sr=spec.sr, mono=True, offset=offset or 0.0, duration=duration, dtype=np.float32, res_type="soxr_hq"
+    )
     mel = librosa.feature.melspectrogram(
-        y=y, sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=None, window="hann",
-        center=True, pad_mode="constant", power=2.0, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax,
-        htk=spec.htk, norm=spec.norm,
-    )  # fmt: skip
+        y=y,
+        sr=spec.sr,
+        n_fft=spec.n_fft,
+        hop_length=spec.hop_length,
+        win_length=None,
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        n_mels=spec.n_mels,
+        fmin=spec.fmin,
+        fmax=spec.fmax,
+        htk=spec.htk,
+        norm=spec.norm,
+    )
     logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=spec.top_db)
     mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=spec.n_mfcc, dct_type=2, norm="ortho", lifter=0)
     return logmel.T, mfcc.T
@@ -41,8 +53,19 @@ def test_equals_librosa_on_a_resampled_stereo_file(tmp_path: Path):
 
 
 def test_equals_librosa_with_other_spec_and_window(tmp_path: Path):
-    spec = FeatureSpec(sr=16000, n_fft=1024, hop_length=256, n_mels=64, fmin=50.0, fmax=7000.0, htk=True,
-                       norm=None, top_db=60.0, n_mfcc=13, logmel_dtype="float32")  # fmt: skip
+    spec = FeatureSpec(
+        sr=16000,
+        n_fft=1024,
+        hop_length=256,
+        n_mels=64,
+        fmin=50.0,
+        fmax=7000.0,
+        htk=True,
+        norm=None,
+        top_db=60.0,
+        n_mfcc=13,
+        logmel_dtype="float32",
+    )
     path = write_audio(tmp_path / "x.wav", 5.0, sr=22050)
     ours = compute_features(path, spec, offset=1.0, duration=3.0)
     logmel, mfcc = _librosa_features(path, spec, offset=1.0, duration=3.0)
@@ -113,8 +136,14 @@ def test_memory_does_not_grow_with_track_length(tmp_path: Path):
         for _ in range(20):
             handle.write(piece)
     root = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(short), str(long)], cwd=root,
-                          capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(short), str(long)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     grown_mb, n_frames = map(int, done.stdout.split())
     assert n_frames == 1 + 20 * 60 * 22050 // 512
     # features: 51,681 frames x (32 + 13) bins x 4 bytes = 9 MB, a few copies of them at the end

@@ -40,8 +40,12 @@ def _children(pid: int) -> list[int]:
 
 def _run_and_kill(corpus: Path, store: Path, should_kill) -> None:
     root = str(Path(__file__).resolve().parents[2])
-    process = subprocess.Popen([sys.executable, "-c", _RUN, str(corpus), str(store)], cwd=root,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RUN, str(corpus), str(store)],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while process.poll() is None and not should_kill(store) and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -59,7 +63,9 @@ def _run_and_kill(corpus: Path, store: Path, should_kill) -> None:
     # whatever the moment, readers see only complete shards
     if (store / "index.json").exists():
         reader = FeatureStore(store)
-        assert len(reader) + len(reader.failures) == sum(s["n_tracks"] + s["n_failures"] for s in reader.index["shards"])
+        assert len(reader) + len(reader.failures) == sum(
+            s["n_tracks"] + s["n_failures"] for s in reader.index["shards"]
+        )
         for row in range(len(reader)):
             reader.read(row)
 

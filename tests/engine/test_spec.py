@@ -10,7 +10,14 @@ from engine import FeatureSpec, SpecError
 def test_defaults_match_the_issue():
     spec = FeatureSpec()
     assert (spec.sr, spec.n_fft, spec.hop_length, spec.n_mels) == (22050, 2048, 512, 128)
-    assert (spec.fmin, spec.fmax, spec.htk, spec.norm, spec.top_db, spec.n_mfcc) == (0.0, None, False, "slaney", 80.0, 20)
+    assert (spec.fmin, spec.fmax, spec.htk, spec.norm, spec.top_db, spec.n_mfcc) == (
+        0.0,
+        None,
+        False,
+        "slaney",
+        80.0,
+        20,
+    )
     assert spec.features == ("logmel", "mfcc") and spec.logmel_dtype == "float16"
     assert spec.frames_per_second == pytest.approx(22050 / 512)
 
@@ -26,10 +33,20 @@ def test_round_trip_through_json_and_stable_hash():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"sr": 0}, {"n_fft": 2048.0}, {"hop_length": -1}, {"fmax": 20000.0}, {"fmin": 9000.0, "fmax": 8000.0},
-     {"norm": "l2"}, {"features": ("logmel", "chroma")}, {"features": ()}, {"logmel_dtype": "int8"},
-     {"n_mfcc": 200}, {"top_db": -1.0}],
-)  # fmt: skip
+    [
+        {"sr": 0},
+        {"n_fft": 2048.0},
+        {"hop_length": -1},
+        {"fmax": 20000.0},
+        {"fmin": 9000.0, "fmax": 8000.0},
+        {"norm": "l2"},
+        {"features": ("logmel", "chroma")},
+        {"features": ()},
+        {"logmel_dtype": "int8"},
+        {"n_mfcc": 200},
+        {"top_db": -1.0},
+    ],
+)
 def test_bad_fields_raise_spec_error(kwargs):
     with pytest.raises(SpecError):
         FeatureSpec(**kwargs)

@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from engine import FeatureSpec, FeatureStore, StoreError, compute_features, extract
-from engine import schema
+from engine import FeatureSpec, FeatureStore, StoreError, compute_features, extract, schema
+from engine.tables import consolidate
 
 
 @pytest.fixture
@@ -79,6 +79,7 @@ def test_validate_on_open_catches_damage(store: FeatureStore):
     shard = folder / store.shard_names[0]
     with h5py.File(shard, "a") as h5:
         del h5["tracks/duration"]
+    (folder / schema.TABLE_NAME).unlink(missing_ok=True)  # without it, the shards' tables are read and checked
     with pytest.raises(StoreError, match="tracks/duration"):
         FeatureStore(folder)
     index = json.loads((folder / "index.json").read_text())
@@ -98,3 +99,120 @@ def test_only_shards_named_by_the_index_are_read(store: FeatureStore):
     (folder / "shard-00099.h5").write_bytes(b"half written")
     (folder / "shard-00001.h5.123.tmp").write_bytes(b"half written")
     assert len(FeatureStore(folder)) == 6
+
+
+# --- bounded handles, bulk reads, the consolidated table ---------------------------------------
+
+
+def _shard_fds(store_path) -> int:
+    """Open file descriptors of this process that point at the store's shard files."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(os.fspath(store_path)) and os.path.basename(target).startswith("shard-"):
+            count += 1
+    return count
+
+
+@pytest.fixture(scope="module")
+def many_shards(tmp_path_factory) -> Path:
+    """70 one-track shards (more than the 64 files of the rlimit test), consolidated."""
+    from tests.engine.conftest import write_audio
+
+    root = tmp_path_factory.mktemp("many")
+    source = write_audio(root / "one.wav", 0.3)
+    (root / "corpus").mkdir()
+    for i in range(70):
+        os.link(source, root / "corpus" / f"t{i:03d}.wav")
+    extract(root / "corpus", root / "store", workers=1, shard_size=1)
+    consolidate(root / "store")
+    return root / "store"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files through /proc")
+def test_open_handles_stay_under_the_bound(many_shards: Path):
+    store = FeatureStore(many_shards, max_open=2)
+    assert len(store.shard_names) == 70
+    peak = 0
+    for row in range(len(store)):
+        store.read(row)
+        peak = max(peak, _shard_fds(many_shards))
+    for _row, _frames in store.iter_tracks():
+        peak = max(peak, _shard_fds(many_shards))
+    store.read_rows(np.arange(len(store))[::-1])
+    peak = max(peak, _shard_fds(many_shards))
+    assert 0 < peak <= 2 and store.open_files <= 2
+    store.close()
+    assert _shard_fds(many_shards) == 0 and store.open_files == 0
+    with FeatureStore(many_shards, max_open=3) as other:
+        list(other.iter_tracks())
+    assert _shard_fds(many_shards) == 0
+
+
+_UNDER_RLIMIT = """
+import resource, sys
+import numpy as np
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from engine import FeatureStore
+store = FeatureStore(sys.argv[1])
+total = 0
+for row in range(len(store)):
+    total += store.read(row).shape[0]
+streamed = sum(frames.shape[0] for _row, frames in store.iter_tracks())
+assert total == streamed == int(store.tracks.n_frames.sum())
+print("ok", len(store))
+"""
+
+
+def test_reading_every_track_under_a_64_file_limit(many_shards: Path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDER_RLIMIT, str(many_shards)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok", "70"]
+
+
+def test_iter_tracks_and_read_rows_equal_read(store: FeatureStore):
+    for feature in ("logmel", "mfcc"):
+        seen = []
+        for row, frames in store.iter_tracks(feature):
+            assert frames.dtype == np.float32
+            np.testing.assert_array_equal(frames, store.read(row, feature))
+            seen.append(row)
+        assert seen == list(range(len(store)))
+        rows = [5, 0, 3, 3, -1]
+        for row, frames in zip(rows, store.read_rows(rows, feature=feature)):
+            np.testing.assert_array_equal(frames, store.read(row, feature))
+    assert [row for row, _ in store.iter_tracks(rows=[4, 1, 1])] == [1, 4]
+    for span in (1, 40):  # spans cut at every track, or a few tracks per read
+        for row, frames in store.iter_tracks(span_frames=span):
+            np.testing.assert_array_equal(frames, store.read(row))
+    with pytest.raises(IndexError):
+        list(store.iter_tracks(rows=[6]))
+
+
+def _read_all(store):
+    return [frames for _row, frames in store.iter_tracks()]
+
+
+def test_pickled_store_reads_in_spawned_and_forked_workers(store: FeatureStore):
+    expected = [store.read(row) for row in range(len(store))]
+    assert store.open_files > 0
+    for method in ("spawn", "fork"):
+        with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)) as pool:
+            for got, want in zip(pool.submit(_read_all, store).result(), expected):
+                np.testing.assert_array_equal(got, want)
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.open_files == 0 and clone.max_open == store.max_open

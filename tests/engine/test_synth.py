@@ -16,8 +16,11 @@ SR = 8000
 
 
 def _digests(folder) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _available(fmt: str) -> bool:
@@ -85,8 +88,7 @@ def test_formats_rates_channels(tmp_path, fmt, sr, channels):
         with pytest.raises(SynthError, match="format"):
             make_corpus(tmp_path, tracks_per_genre=1, seconds=1.0, sr=sr, channels=channels, format=fmt)
         pytest.skip(f"{fmt} not available in this libsndfile")
-    make_corpus(tmp_path, tracks_per_genre=1, seconds=1.0, sr=sr, channels=channels, format=fmt,
-                genres=["electronic"])
+    make_corpus(tmp_path, tracks_per_genre=1, seconds=1.0, sr=sr, channels=channels, format=fmt, genres=["electronic"])
     y, file_sr = sf.read(tmp_path / "electronic" / f"electronic.00000.{fmt}", always_2d=True)
     assert file_sr == sr and y.shape[1] == channels
     # Lossy codecs may pad by up to a frame or two; lossless ones are exact.
@@ -149,8 +151,14 @@ def test_rerun_skips_complete_files_and_refuses_other_settings(tmp_path):
     kept = tmp_path / "hiphop" / "hiphop.00000.wav"
     kept.write_bytes(b"sentinel")  # a complete file is never rewritten, whatever it holds
     calls = []
-    make_corpus(tmp_path, tracks_per_genre=2, seconds=0.5, sr=SR, genres=["hiphop", "rock"],
-                progress=lambda event: calls.append((event.kind, event.done, event.total)))
+    make_corpus(
+        tmp_path,
+        tracks_per_genre=2,
+        seconds=0.5,
+        sr=SR,
+        genres=["hiphop", "rock"],
+        progress=lambda event: calls.append((event.kind, event.done, event.total)),
+    )
     assert kept.read_bytes() == b"sentinel"
     assert calls[0] == ("start", 2, 4) and calls[-1] == ("end", 4, 4)
     assert [c[1] for c in calls[1:-1]] == [3, 4]
@@ -227,8 +235,26 @@ def test_cli(tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "corpus"
-    result = runner.invoke(app, ["synth", "--out", str(out), "--tracks-per-genre", "1", "--duration", "0.5", "--sr", str(SR),
-                                 "--channels", "2", "--format", "flac", "--genres", "jazz,metal"])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--out",
+            str(out),
+            "--tracks-per-genre",
+            "1",
+            "--duration",
+            "0.5",
+            "--sr",
+            str(SR),
+            "--channels",
+            "2",
+            "--format",
+            "flac",
+            "--genres",
+            "jazz,metal",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "manifest.csv" in result.output
     assert sf.info(str(out / "metal" / "metal.00000.flac")).channels == 2

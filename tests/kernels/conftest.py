@@ -35,7 +35,9 @@ def assert_spectrum_close(ours: np.ndarray, reference: np.ndarray, *, rtol: floa
     assert error <= rtol * max(peak, np.finfo(np.float32).tiny), f"max error {error} vs peak {peak}"
 
 
-def assert_db_close(ours: np.ndarray, reference: np.ndarray, *, floor_db: float | None = None, atol: float = DB_ATOL) -> None:
+def assert_db_close(
+    ours: np.ndarray, reference: np.ndarray, *, floor_db: float | None = None, atol: float = DB_ATOL
+) -> None:
     """dB values within ``atol`` (1e-3 dB); with ``floor_db``, only where the reference is above peak - floor_db.
 
     Without a top_db floor, levels 150 dB below the peak carry float32 rounding

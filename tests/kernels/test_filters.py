@@ -37,15 +37,19 @@ def test_mel_scale_round_trip_and_naive(htk):
     np.testing.assert_allclose(kernels.mel_to_hz(kernels.hz_to_mel(hz, htk=htk), htk=htk), hz, rtol=1e-10, atol=1e-9)
     np.testing.assert_allclose(kernels.hz_to_mel(hz, htk=htk), [naive.hz_to_mel(f, htk=htk) for f in hz], rtol=1e-12)
     mels = np.linspace(0.0, 3500.0 if htk else 80.0, 37)
-    np.testing.assert_allclose(kernels.mel_to_hz(mels, htk=htk), [naive.mel_to_hz(m, htk=htk) for m in mels], rtol=1e-12)
+    np.testing.assert_allclose(
+        kernels.mel_to_hz(mels, htk=htk), [naive.mel_to_hz(m, htk=htk) for m in mels], rtol=1e-12
+    )
 
 
 def test_slaney_mel_scale_landmarks():
     # Linear at 200/3 Hz per mel up to 1 kHz (15 mels), then 27 mels per factor 6.4.
-    np.testing.assert_allclose(kernels.hz_to_mel(np.array([0.0, 200.0 / 3, 1000.0, 6400.0])), [0.0, 1.0, 15.0, 42.0],
-                               rtol=1e-12, atol=1e-12)  # fmt: skip
-    np.testing.assert_allclose(kernels.hz_to_mel(np.array([0.0, 700.0]), htk=True), [0.0, 2595.0 * np.log10(2.0)],
-                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        kernels.hz_to_mel(np.array([0.0, 200.0 / 3, 1000.0, 6400.0])), [0.0, 1.0, 15.0, 42.0], rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        kernels.hz_to_mel(np.array([0.0, 700.0]), htk=True), [0.0, 2595.0 * np.log10(2.0)], rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("htk", [False, True])

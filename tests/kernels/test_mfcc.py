@@ -16,7 +16,9 @@ from .conftest import MFCC_ATOL
 @pytest.mark.parametrize("n_mfcc, dct_type, norm", [(20, 2, "ortho"), (13, 2, None), (40, 3, "ortho"), (12, 1, None)])
 def test_mfcc_from_audio_equals_librosa(n_mfcc, dct_type, norm, lifter, librosa):
     y = make_tone_mix(seconds=1.5, seed=n_mfcc)
-    kwargs = dict(sr=22050, n_mfcc=n_mfcc, dct_type=dct_type, norm=norm, lifter=lifter, n_fft=2048, hop_length=512, n_mels=128)
+    kwargs = dict(
+        sr=22050, n_mfcc=n_mfcc, dct_type=dct_type, norm=norm, lifter=lifter, n_fft=2048, hop_length=512, n_mels=128
+    )
     ours = kernels.mfcc(y=y, **kwargs)
     reference = librosa.feature.mfcc(y=y, **kwargs)
     assert ours.shape == reference.shape and ours.dtype == reference.dtype
@@ -27,7 +29,9 @@ def test_mfcc_from_audio_equals_librosa(n_mfcc, dct_type, norm, lifter, librosa)
     np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=MFCC_ATOL * gain)
 
 
-MEL_KWARGS = dict(sr=16000, n_mfcc=13, n_fft=512, hop_length=160, win_length=400, n_mels=40, fmin=20.0, fmax=7600.0, htk=True)
+MEL_KWARGS = dict(
+    sr=16000, n_mfcc=13, n_fft=512, hop_length=160, win_length=400, n_mels=40, fmin=20.0, fmax=7600.0, htk=True
+)
 
 
 def test_mfcc_with_mel_arguments_and_stacked_input(librosa):
@@ -48,7 +52,9 @@ def test_mfcc_stacked_input_shape_and_each_signal():
 def test_mfcc_from_db_spectrogram_equals_librosa(rng, librosa):
     S = kernels.log_melspectrogram(make_tone_mix(seconds=1.0), sr=22050).astype(np.float64)
     np.testing.assert_allclose(
-        kernels.mfcc(S=S, n_mfcc=20), librosa.feature.mfcc(S=S, n_mfcc=20, dct_type=2, norm="ortho", lifter=0), atol=1e-9
+        kernels.mfcc(S=S, n_mfcc=20),
+        librosa.feature.mfcc(S=S, n_mfcc=20, dct_type=2, norm="ortho", lifter=0),
+        atol=1e-9,
     )
 
 
@@ -74,7 +80,10 @@ def test_mfcc_needs_audio_or_spectrogram():
 # --- Without librosa: the DCT-II written out as a matrix, and its invariants. ---
 
 
-@pytest.mark.parametrize("n_mfcc, n_mels, norm, lifter", [(20, 128, "ortho", 0), (13, 40, None, 0), (26, 26, "ortho", 22), (1, 7, "ortho", 0)])
+@pytest.mark.parametrize(
+    "n_mfcc, n_mels, norm, lifter",
+    [(20, 128, "ortho", 0), (13, 40, None, 0), (26, 26, "ortho", 22), (1, 7, "ortho", 0)],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_mfcc_from_db_spectrogram_equals_naive(n_mfcc, n_mels, norm, lifter, dtype, rng):
     S = (rng.uniform(-80.0, 20.0, (2, n_mels, 30))).astype(dtype)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import soundfile
 
 import kernels
@@ -35,4 +34,6 @@ def test_real_stereo_recording_stacked_channels(shared_audio, librosa):
     y, sr = soundfile.read(path, dtype="float32", frames=44100 * 5, always_2d=True)
     channels = np.ascontiguousarray(y.T)
     kwargs = dict(sr=sr, n_fft=4096, hop_length=1024, n_mels=128)
-    assert_spectrum_close(kernels.melspectrogram(channels, **kwargs), librosa.feature.melspectrogram(y=channels, **kwargs))
+    assert_spectrum_close(
+        kernels.melspectrogram(channels, **kwargs), librosa.feature.melspectrogram(y=channels, **kwargs)
+    )

@@ -43,7 +43,8 @@ def test_log_melspectrogram_equals_librosa_power_to_db(kwargs, librosa):
 
 
 @pytest.mark.parametrize(
-    "ref, amin, top_db", [(1.0, 1e-10, 80.0), (np.max, 1e-10, 80.0), (np.max, 1e-5, 60.0), (2.5, 1e-8, None), (np.median, 1e-10, 120.0)]
+    "ref, amin, top_db",
+    [(1.0, 1e-10, 80.0), (np.max, 1e-10, 80.0), (np.max, 1e-5, 60.0), (2.5, 1e-8, None), (np.median, 1e-10, 120.0)],
 )
 def test_power_to_db_equals_librosa(ref, amin, top_db, rng, librosa):
     S = np.abs(rng.standard_normal((3, 64, 50)).astype(np.float32)) ** 2 * 1e3
@@ -132,8 +133,19 @@ def test_bad_arguments_raise_parameter_error(call, match):
 
 NAIVE_GRID = [
     dict(sr=16000, n_fft=512, hop_length=160, n_mels=40),
-    dict(sr=16000, n_fft=400, hop_length=100, win_length=300, n_mels=26, htk=True, center=False, power=1.0, norm=None,
-         fmin=50.0, fmax=7000.0),
+    dict(
+        sr=16000,
+        n_fft=400,
+        hop_length=100,
+        win_length=300,
+        n_mels=26,
+        htk=True,
+        center=False,
+        power=1.0,
+        norm=None,
+        fmin=50.0,
+        fmax=7000.0,
+    ),
     dict(sr=16000, n_fft=1024, hop_length=256, n_mels=64, pad_mode="reflect", power=1.5),
     dict(sr=8000, n_fft=255, hop_length=64, n_mels=20, pad_mode="edge", fmax=3500.0),
 ]
@@ -158,7 +170,15 @@ def test_melspectrogram_and_log_mel_equal_naive(kwargs, dtype):
 
 
 @pytest.mark.parametrize(
-    "ref, amin, top_db", [(1.0, 1e-10, 80.0), (np.max, 1e-10, 80.0), (np.max, 1e-5, 60.0), (2.5, 1e-8, None), (np.median, 1e-10, 120.0), (-4.0, 1e-10, 0.0)]
+    "ref, amin, top_db",
+    [
+        (1.0, 1e-10, 80.0),
+        (np.max, 1e-10, 80.0),
+        (np.max, 1e-5, 60.0),
+        (2.5, 1e-8, None),
+        (np.median, 1e-10, 120.0),
+        (-4.0, 1e-10, 0.0),
+    ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_power_to_db_equals_naive(ref, amin, top_db, dtype, rng):
@@ -175,7 +195,8 @@ def test_power_to_db_equals_naive(ref, amin, top_db, dtype, rng):
 def test_power_to_db_known_values():
     S = np.array([[1.0, 10.0, 100.0, 1e-12, 0.0]])
     np.testing.assert_allclose(kernels.power_to_db(S, top_db=None), [[0.0, 10.0, 20.0, -100.0, -100.0]], atol=1e-12)
-    np.testing.assert_allclose(kernels.power_to_db(S, ref=np.max, top_db=30.0), [[-20.0, -10.0, 0.0, -30.0, -30.0]],
-                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        kernels.power_to_db(S, ref=np.max, top_db=30.0), [[-20.0, -10.0, 0.0, -30.0, -30.0]], atol=1e-12
+    )
     assert kernels.power_to_db(np.array([[2.0]], np.float32)).dtype == np.float32
     assert kernels.power_to_db(np.array([[2]], np.int64)).dtype == np.float64

@@ -33,14 +33,18 @@ GRID = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stft_equals_librosa(n_fft, hop_length, win_length, window, center, pad_mode, dtype, librosa):
     y = make_tone_mix(seconds=1.3, seed=n_fft + hop_length, dtype=dtype)
-    kwargs = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode)
+    kwargs = dict(
+        n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
+    )
     assert_spectrum_close(kernels.stft(y, **kwargs), librosa.stft(y, **kwargs))
 
 
 def test_stft_defaults_follow_librosa(librosa):
     y = make_tone_mix(seconds=1.0)
     ours = kernels.stft(y)
-    reference = librosa.stft(y, n_fft=2048, hop_length=512, win_length=2048, window="hann", center=True, pad_mode="constant")
+    reference = librosa.stft(
+        y, n_fft=2048, hop_length=512, win_length=2048, window="hann", center=True, pad_mode="constant"
+    )
     assert_spectrum_close(ours, reference)
 
 
@@ -49,9 +53,7 @@ def test_stft_window_array_and_callable(librosa):
     window = np.kaiser(400, 8.0)
     kwargs = dict(n_fft=512, hop_length=128, win_length=400)
     assert_spectrum_close(kernels.stft(y, window=window, **kwargs), librosa.stft(y, window=window, **kwargs))
-    assert_spectrum_close(
-        kernels.stft(y, window=np.hanning, **kwargs), librosa.stft(y, window=np.hanning, **kwargs)
-    )
+    assert_spectrum_close(kernels.stft(y, window=np.hanning, **kwargs), librosa.stft(y, window=np.hanning, **kwargs))
 
 
 def test_stft_stacked_input_equals_each_signal(rng):
@@ -79,8 +81,23 @@ def test_block_size_does_not_change_results(rng):
 @pytest.mark.parametrize("center", [True, False])
 @pytest.mark.parametrize("n_fft, hop_length", [(2048, 512), (512, 100), (255, 64)])
 def test_frame_counts_match_librosa_for_every_length(n_fft, hop_length, center, librosa):
-    lengths = sorted({0, 1, 2, hop_length - 1, hop_length, hop_length + 1, n_fft // 2, n_fft - 1, n_fft, n_fft + 1,
-                      n_fft + hop_length - 1, n_fft + hop_length, 3 * n_fft + 17})
+    lengths = sorted(
+        {
+            0,
+            1,
+            2,
+            hop_length - 1,
+            hop_length,
+            hop_length + 1,
+            n_fft // 2,
+            n_fft - 1,
+            n_fft,
+            n_fft + 1,
+            n_fft + hop_length - 1,
+            n_fft + hop_length,
+            3 * n_fft + 17,
+        }
+    )
     for length in lengths:
         y = np.linspace(-0.5, 0.5, length, dtype=np.float32)
         try:
@@ -253,10 +270,14 @@ def test_feature_spec_n_frames_agrees_with_frame_count(n_fft, hop_length):
     from engine import FeatureSpec
 
     spec = FeatureSpec(n_fft=n_fft, hop_length=hop_length, n_mels=40)
-    lengths = sorted({0, 1, hop_length - 1, hop_length, n_fft - 1, n_fft, n_fft + 1, 22050, 22050 * 30 + 7}
-                     | set(range(5 * hop_length, 5 * hop_length + 2 * hop_length + 1, 17)))
+    lengths = sorted(
+        {0, 1, hop_length - 1, hop_length, n_fft - 1, n_fft, n_fft + 1, 22050, 22050 * 30 + 7}
+        | set(range(5 * hop_length, 5 * hop_length + 2 * hop_length + 1, 17))
+    )
     for n in lengths:
         expected = _frames_expected(n, n_fft, hop_length, True)
-        assert spec.n_frames(n) == expected == kernels.frame_count(n, n_fft=n_fft, hop_length=hop_length, center=True), n
+        assert (
+            spec.n_frames(n) == expected == kernels.frame_count(n, n_fft=n_fft, hop_length=hop_length, center=True)
+        ), n
     for n in (0, n_fft - 1, 3 * n_fft + 5):  # and what the engine stores is what stft returns
         assert kernels.stft(np.zeros(n, np.float32), n_fft=n_fft, hop_length=hop_length).shape[-1] == spec.n_frames(n)

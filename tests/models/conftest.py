@@ -26,8 +26,9 @@ def train_config():
     return TrainConfig(epochs=2, batch_size=8, lr=3e-3, crop_seconds=1.0, prefetch=2, eval_crops=3)
 
 
-def make_batch(rng: np.random.Generator, batch: int = 8, n_frames: int = 24, n_mels: int = N_MELS,
-               n_classes: int = N_CLASSES) -> dict[str, np.ndarray]:
+def make_batch(
+    rng: np.random.Generator, batch: int = 8, n_frames: int = 24, n_mels: int = N_MELS, n_classes: int = N_CLASSES
+) -> dict[str, np.ndarray]:
     """A batch of random crops with one-hot targets."""
     labels = rng.integers(0, n_classes, size=batch)
     return {

@@ -14,8 +14,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from engine import FeatureSpec
 
+from engine import FeatureSpec
 from models.checkpoint import Checkpoints, check_spec, load_model
 from models.config import ModelError, TrainConfig
 from models.steps import init_state, make_optimizer
@@ -40,7 +40,9 @@ def test_round_trip_keeps_every_array_and_the_meta(model_config, tmp_path):
 def test_spec_mismatch_names_the_fields():
     check_spec(FeatureSpec(hop_length=256).to_dict(), FeatureSpec(hop_length=256), where="the model", store_path="s")
     with pytest.raises(ModelError, match="hop_length: model 256 vs store 128"):
-        check_spec(FeatureSpec(hop_length=256).to_dict(), FeatureSpec(hop_length=128), where="the model", store_path="s")
+        check_spec(
+            FeatureSpec(hop_length=256).to_dict(), FeatureSpec(hop_length=128), where="the model", store_path="s"
+        )
 
 
 CHILD = textwrap.dedent(
@@ -62,8 +64,13 @@ CHILD = textwrap.dedent(
 
 def _child(store, out, delay):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(store), str(out), str(delay)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(store), str(out), str(delay)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _rows(model_dir):
@@ -106,4 +113,6 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tone_store, tmp_path
                 assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
     for which in ("latest", "best"):
         final, reference = load_model(killed_dir, which), load_model(tmp_path / "straight", which)
-        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), final.params, reference.params)
+        jax.tree.map(
+            lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), final.params, reference.params
+        )

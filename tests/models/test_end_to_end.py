@@ -72,7 +72,7 @@ def test_evaluate_prints_tables_and_writes_files(model_dir, tone_store, tmp_path
 def test_predict_skips_unreadable_files_and_continues(model_dir, tmp_path):
     import models
 
-    fresh = write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
+    write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
     (tmp_path / "fresh" / "broken.wav").write_text("this is not audio")
     result = invoke("predict", model_dir, tmp_path / "fresh", tmp_path / "missing.wav", "--top-k", "2", "--json")
     assert result.exit_code == 0, result.output
@@ -100,7 +100,9 @@ def test_python_predict_api(model_dir, tmp_path):
     fresh = write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
     results = models.predict(model_dir, [fresh / "tone0" / "tone0.00000.wav", fresh / "tone2"], top_k=3)
     assert [len(r["top"]) for r in results] == [3, 3]
-    assert [t["probability"] for t in results[0]["top"]] == sorted((t["probability"] for t in results[0]["top"]), reverse=True)
+    assert [t["probability"] for t in results[0]["top"]] == sorted(
+        (t["probability"] for t in results[0]["top"]), reverse=True
+    )
     label_names = json.loads((model_dir / "model.json").read_text())["label_names"]
     for result in results:
         # top_k = every class: a probability distribution over the model's labels, each listed once.
@@ -136,8 +138,24 @@ def test_pmap_path_trains_end_to_end_with_split_files(tone_store, tmp_path):
     for name, chosen in lists.items():
         (tmp_path / f"{name}_filtered.txt").write_text("".join(f"{i}\n" for i in chosen))
         args += ["--split-file", f"{name}={tmp_path / f'{name}_filtered.txt'}"]
-    result = invoke("train", tone_store, "--out", tmp_path / "m", "--parallel", "pmap", "--epochs", "1",
-                    "--batch-size", "4", "--crop-seconds", "0.5", "--widths", "4,8", "--json", *args)
+    result = invoke(
+        "train",
+        tone_store,
+        "--out",
+        tmp_path / "m",
+        "--parallel",
+        "pmap",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--crop-seconds",
+        "0.5",
+        "--widths",
+        "4,8",
+        "--json",
+        *args,
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["parallel"] == "pmap" and summary["devices"] == 4 and summary["steps"] == 4
@@ -175,7 +193,6 @@ def test_store_streams_shard_by_shard_when_it_does_not_fit(tone_store):
 
 def test_manifest_split_and_artist_columns_reach_the_splits(tmp_path):
     import engine
-
     from models.splits import make_splits
 
     corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=4, seconds=0.5)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
-import pytest
 
 from models.config import TrainConfig
 from models.input_pipeline import Normalizer, TrackSource, TrainLoader, eval_crops
@@ -67,11 +64,13 @@ def test_batch_shapes_masks_and_mixup(rng):
 def test_epoch_visits_every_track_once_in_memory_and_streaming(rng):
     tracks = _tracks(rng, n=12)
     config = TrainConfig(batch_size=4)
-    streamed = TrackSource(lambda i: tracks[i], range(12), [len(t) for t in tracks], 16, memory_limit_mb=0,
-                           block_tracks=5)
+    streamed = TrackSource(
+        lambda i: tracks[i], range(12), [len(t) for t in tracks], 16, memory_limit_mb=0, block_tracks=5
+    )
     assert not streamed.in_memory
-    loader = TrainLoader(streamed, np.zeros(12, int), 3, Normalizer(np.zeros(16, np.float32), np.ones(16, np.float32)),
-                         8, config)
+    loader = TrainLoader(
+        streamed, np.zeros(12, int), 3, Normalizer(np.zeros(16, np.float32), np.ones(16, np.float32)), 8, config
+    )
     order = loader.epoch_order(0)
     assert sorted(order.tolist()) == list(range(12))
     blocks = streamed.blocks[order]
@@ -79,8 +78,9 @@ def test_epoch_visits_every_track_once_in_memory_and_streaming(rng):
     loader.batch(0, 0)
     assert len(streamed._cache) <= 5  # only the current block is held
     in_memory = TrackSource.from_arrays(tracks)
-    assert in_memory.in_memory and sorted(TrainLoader(in_memory, np.zeros(12, int), 3, loader.normalizer, 8, config)
-                                          .epoch_order(0).tolist()) == list(range(12))
+    assert in_memory.in_memory and sorted(
+        TrainLoader(in_memory, np.zeros(12, int), 3, loader.normalizer, 8, config).epoch_order(0).tolist()
+    ) == list(range(12))
 
 
 def test_fewer_tracks_than_a_batch_still_make_one(rng):

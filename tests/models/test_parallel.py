@@ -46,7 +46,9 @@ def test_jit_matches_one_device_with_dropout(rng, train_config):
     ref_losses, ref_state = _run("jit", jax.devices()[:1], config, train_config, batch)
     losses, state = _run("jit", jax.devices()[:4], config, train_config, batch)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-6)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state["params"], ref_state["params"])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), state["params"], ref_state["params"]
+    )
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error(model_config, train_config):

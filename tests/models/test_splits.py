@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 
 from models.config import ModelError
-from models.splits import make_splits, track_columns
+from models.splits import _ALIASES, SPLITS, _from_files, make_splits, track_columns
 
 
 def _table(n_per_class=10, n_classes=3, **extra):
     labels = np.repeat(np.arange(n_classes), n_per_class)
-    ids = np.array([f"genre{l}/genre{l}.{i:05d}.wav" for i, l in enumerate(labels)], dtype=object)
+    ids = np.array([f"genre{k}/genre{k}.{i:05d}.wav" for i, k in enumerate(labels)], dtype=object)
     return {"track_id": ids, "path": ids.copy(), "label": labels, **extra}
 
 
 def _assert_partition(splits, table):
     sets = [set(splits[s]) for s in ("train", "valid", "test")]
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
-    labeled = {t for t, l in zip(table["track_id"], table["label"]) if l >= 0}
+    labeled = {t for t, k in zip(table["track_id"], table["label"]) if k >= 0}
     assert set().union(*sets) <= labeled
 
 
@@ -90,3 +90,178 @@ def test_track_columns_accepts_rows_and_bytes():
     cols = track_columns(rows)
     assert cols["track_id"].tolist() == ["a", "b"] and cols["split"].tolist() == ["", "test"]
     assert cols["label"].dtype == np.int64
+
+
+# --- the vectorised splits equal the per-track implementation they replaced --------------------
+# The reference below is models/splits.py as it was before the vectorisation (git history),
+# kept verbatim apart from names so that the new code can be compared with it forever.
+
+
+def _old_stratified(ids, labels, rng, val, test):
+    out = {s: [] for s in SPLITS}
+    for label in np.unique(labels):
+        members = ids[labels == label]
+        members = members[rng.permutation(members.size)]
+        n_test, n_val = _old_counts(members.size, val, test)
+        out["test"] += list(members[:n_test])
+        out["valid"] += list(members[n_test : n_test + n_val])
+        out["train"] += list(members[n_test + n_val :])
+    return out
+
+
+def _old_counts(n, val, test):
+    # At least one held-out track per class once a class has enough tracks, so
+    # that every class is scored.
+    n_test = max(int(round(n * test)), 1 if test > 0 and n >= 3 else 0)
+    n_val = max(int(round(n * val)), 1 if val > 0 and n - n_test >= 2 else 0)
+    return n_test, n_val
+
+
+def _old_artist_disjoint(ids, labels, artists, rng, val, test):
+    out = {s: [] for s in SPLITS}
+    unique_artists = np.unique(artists)
+    # Each artist goes, with all of their tracks, to one split; artists are
+    # dealt out per majority label so that every split keeps the label mix.
+    majority = {a: np.bincount(labels[artists == a]).argmax() for a in unique_artists}
+    for label in np.unique(labels):
+        group = [a for a in unique_artists if majority[a] == label]
+        group = [group[i] for i in rng.permutation(len(group))]
+        n_tracks = sum(int(np.sum(artists == a)) for a in group)
+        n_test, n_val = _old_counts(n_tracks, val, test)
+        taken = {"test": 0, "valid": 0}
+        for a in group:
+            members = list(ids[artists == a])
+            if taken["test"] < n_test and len(group) >= 3:
+                split = "test"
+            elif taken["valid"] < n_val and len(group) >= 2:
+                split = "valid"
+            else:
+                split = "train"
+            taken[split] = taken.get(split, 0) + len(members)
+            out[split] += members
+    return out
+
+
+def _old_make_splits(
+    tracks,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    split_files=None,
+):
+    cols = track_columns(tracks)
+    labeled = cols["label"] >= 0
+    ids, labels = cols["track_id"][labeled], cols["label"][labeled]
+    rng = np.random.default_rng(seed)
+    if split_files:
+        method = "split files"
+        labeled_ids = set(ids)
+        out = {k: [t for t in v if t in labeled_ids] for k, v in _from_files(cols, split_files).items()}
+    elif "split" in cols and np.any(cols["split"][labeled] != ""):
+        method = "manifest split column"
+        splits = cols["split"][labeled]
+        unknown = sorted({s for s in splits if s and s.lower() not in _ALIASES})
+        if unknown:
+            raise ModelError(f"unknown split names {unknown} in the manifest; use train, valid or test")
+        out = {s: [t for t, v in zip(ids, splits) if v and _ALIASES[v.lower()] == s] for s in SPLITS}
+        missing = splits == ""
+        if np.any(missing):  # rows the manifest left blank are split at random
+            extra = _old_stratified(ids[missing], labels[missing], rng, val_fraction, test_fraction)
+            for s in SPLITS:
+                out[s] += extra[s]
+    elif "artist" in cols and np.any(cols["artist"][labeled] != ""):
+        method = "artist-disjoint stratified"
+        artists = cols["artist"][labeled].copy()
+        # Tracks without an artist are their own artist.
+        artists[artists == ""] = np.array(["\0" + t for t in ids[artists == ""]], dtype=object)
+        out = _old_artist_disjoint(ids, labels, artists, rng, val_fraction, test_fraction)
+    else:
+        method = "stratified"
+        out = _old_stratified(ids, labels, rng, val_fraction, test_fraction)
+    out = {s: sorted(str(t) for t in out[s]) for s in SPLITS}
+    seen = set()
+    for s in SPLITS:
+        if seen & set(out[s]):
+            raise ModelError(f"tracks in more than one split, e.g. {sorted(seen & set(out[s]))[:3]}")
+        seen |= set(out[s])
+    if not out["train"]:
+        raise ModelError(f"no labeled training tracks ({method}); the store needs labels to train")
+    return {"method": method, **out}
+
+
+def _random_table(rng, n, n_labels=4, n_artists=None, blank_artists=0.0, split=None, unlabeled=0.1):
+    labels = rng.integers(0, n_labels, n)
+    labels[rng.random(n) < unlabeled] = -1
+    ids = np.array([f"g{k}/t{i:04d}.wav" for i, k in enumerate(labels)], dtype=object)[rng.permutation(n)]
+    table = {"track_id": ids, "path": ids.copy(), "label": labels}
+    if n_artists:
+        artists = np.array([f"Art{rng.integers(n_artists)}é" for _ in range(n)], dtype=object)
+        artists[rng.random(n) < blank_artists] = ""
+        table["artist"] = artists
+    if split is not None:
+        table["split"] = split
+    return table
+
+
+def _as_engine_table(table):
+    """The same table with string columns as the engine's StringColumn (what FeatureStore gives)."""
+    from engine.tables import StringColumn
+
+    return {k: StringColumn.from_strings(v) if np.asarray(v).dtype == object else v for k, v in table.items()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_splits_equal_the_old_implementation(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 400))
+    tables = [
+        _random_table(rng, n),
+        _random_table(rng, n, n_artists=max(n // 7, 1)),
+        _random_table(rng, n, n_artists=max(n // 3, 1), blank_artists=0.3),
+        _random_table(rng, n, n_artists=5, blank_artists=0.9),
+        _random_table(rng, n, split=rng.choice(np.array(["train", "valid", "Test", "dev", ""], dtype=object), n)),
+    ]
+    for table in tables:
+        for val, test in ((0.1, 0.1), (0.2, 0.3), (0.0, 0.5)):
+            old = _old_make_splits(table, seed=seed, val_fraction=val, test_fraction=test)
+            assert make_splits(table, seed=seed, val_fraction=val, test_fraction=test) == old
+            assert make_splits(_as_engine_table(table), seed=seed, val_fraction=val, test_fraction=test) == old
+
+
+def test_splits_of_a_real_store(tmp_path):
+    from engine import FeatureStore, extract
+    from tests.engine.conftest import make_genre_folder
+
+    extract(make_genre_folder(tmp_path / "corpus", per_label=4), tmp_path / "store", workers=1, shard_size=2)
+    store = FeatureStore(tmp_path / "store")
+    cols = track_columns(store.tracks)
+    assert hasattr(cols["track_id"], "lookup")  # kept as the engine's column, no object per row
+    plain = {k: np.asarray(v) for k, v in cols.items()}
+    assert make_splits(store.tracks, seed=4) == _old_make_splits(plain, seed=4) == make_splits(plain, seed=4)
+
+
+def test_store_rows_and_bulk_sources(tmp_path):
+    from engine import FeatureStore, extract
+    from models.data import StoreTracks, split_source
+    from tests.engine.conftest import make_genre_folder
+
+    extract(make_genre_folder(tmp_path / "corpus", per_label=4), tmp_path / "store", workers=1, shard_size=3)
+    tracks = StoreTracks.of(FeatureStore(tmp_path / "store", max_open=2))
+    ids = list(tracks.columns["track_id"])
+    wanted = [ids[5], ids[0], ids[7], ids[5]]
+    assert tracks.rows_of(wanted).tolist() == [5, 0, 7, 5]
+    plain = StoreTracks(tracks.store, {k: np.asarray(v) for k, v in tracks.columns.items()})
+    assert plain.rows_of(wanted).tolist() == [5, 0, 7, 5]
+    for table in (tracks, plain):
+        with pytest.raises(ModelError, match="1 track ids"):
+            table.rows_of([ids[0], "nowhere.wav"])
+    rows = np.array([6, 1, 2, 7, 0, 3])  # positions interleave shards
+    for limit in (1e6, 0.0):  # held in memory, then streamed a shard at a time
+        source = split_source(tracks, rows, memory_limit_mb=limit)
+        assert source.in_memory == (limit > 0)
+        for position, row in enumerate(rows):
+            np.testing.assert_array_equal(source[position], tracks.store.read(int(row)))
+        for position, frames in enumerate(source):
+            np.testing.assert_array_equal(frames, tracks.store.read(int(rows[position])))
+    assert tracks.store.open_files <= 2

@@ -28,7 +28,8 @@ def test_steps_learn_a_fixed_batch_and_are_pure(model_config, rng):
     assert int(state["step"]) == 20
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.6 * losses[0]
     probs = jax.jit(eval_step, static_argnames="graphdef")(
-        state["params"], state["batch_stats"], batch["x"], graphdef=make_graphdef(model_config))
+        state["params"], state["batch_stats"], batch["x"], graphdef=make_graphdef(model_config)
+    )
     np.testing.assert_allclose(np.asarray(probs).sum(-1), 1.0, rtol=1e-5)
 
 
