@@ -26,6 +26,7 @@ import soundfile as sf
 
 from engine.errors import MgcError
 from engine.progress import ProgressCallback, Reporter
+from kernels.validate import integer
 
 from .render import render
 from .styles import GENRES_TABLE
@@ -58,15 +59,7 @@ def _genre_key(genre: str) -> int:
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        raise SynthError(f"{name} must be {bound}, got {value!r}")
-    return int(value)
+    return integer(name, value, low, high, error=SynthError)
 
 
 def _check_genre(genre) -> str:
