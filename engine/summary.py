@@ -7,18 +7,24 @@ import os
 import h5py
 import numpy as np
 
+from . import schema
 from .store import FeatureStore
 
 __all__ = ["summarize_store"]
 
 
 def _storage(store: FeatureStore) -> tuple[int, int, int]:
-    """(bytes of all files named by the index, feature bytes on disk, feature bytes uncompressed).
+    """(bytes of the store's files, feature bytes on disk, feature bytes uncompressed).
 
     Uses the sizes the extraction recorded in each index entry; only shards
     written before those were recorded are opened (one at a time).
     """
-    on_disk = os.path.getsize(os.path.join(store.path, "index.json"))
+    on_disk = 0
+    for name in (schema.INDEX_NAME, schema.JOURNAL_NAME, schema.PLAN_NAME, schema.TABLE_NAME):
+        try:
+            on_disk += os.path.getsize(os.path.join(store.path, name))
+        except FileNotFoundError:
+            pass
     stored = raw = 0
     for entry in store.index["shards"]:
         path = os.path.join(store.path, entry["name"])

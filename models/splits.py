@@ -15,7 +15,6 @@ Unlabeled tracks (label -1) are never in a split.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 
 from models.config import ModelError
 
-__all__ = ["SPLITS", "track_columns", "make_splits", "save_splits", "load_splits"]
+__all__ = ["SPLITS", "track_columns", "make_splits"]
 
 SPLITS = ("train", "valid", "test")
 _ALIASES = {
@@ -313,11 +312,3 @@ def make_splits(
     if not rows["train"].size:
         raise ModelError(f"no labeled training tracks ({method}); the store needs labels to train")
     return {"method": method, **{s: _sorted_ids(cols["track_id"], np.asarray(rows[s], np.int64)) for s in SPLITS}}
-
-
-def save_splits(splits: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(splits, indent=1))
-
-
-def load_splits(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
