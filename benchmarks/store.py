@@ -8,7 +8,7 @@ Builds a real store of ``--tracks`` one-second tracks with ``engine.extract``
 (hard links to a few short WAV files under label folders; it reports the
 extraction rate), consolidates its track table, then prints, for both readers:
 open time and resident memory (each measured in a fresh process, median of 3),
-``mgc inspect``'s summarize time, per-track random read latency, whole-store
+``mgc inspect``'s summarize time (and the whole command end to end), per-track random read latency, whole-store
 streaming throughput (``iter_tracks`` vs a ``read(i)`` loop over
 ``--loop-tracks`` tracks vs plain h5py reading each shard's ``/features/logmel``
 whole), peak open shard files, and a linear extrapolation to a million tracks.
@@ -108,6 +108,17 @@ def open_in_fresh_process(reader: str, store: Path, repeats: int = 3) -> tuple[f
     return statistics.median(r["seconds"] for r in runs), statistics.median(r["rss"] for r in runs)
 
 
+def cli_inspect(store: Path, repeats: int = 3) -> tuple[float, float]:
+    """Median seconds of ``mgc inspect STORE`` end to end in a new interpreter, and of ``python -c pass``."""
+    runs = {"inspect": [], "python": []}
+    for _ in range(repeats):
+        for name, argv in (("inspect", [str(ROOT / "cli.py"), "inspect", str(store)]), ("python", ["-c", "pass"])):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, *argv], capture_output=True, check=True)
+            runs[name].append(time.perf_counter() - started)
+    return statistics.median(runs["inspect"]), statistics.median(runs["python"])
+
+
 def shard_fds(store: Path) -> int:
     prefix, count = os.fspath(store), 0
     for fd in os.listdir("/proc/self/fd"):
@@ -158,6 +169,7 @@ def main() -> None:
         "today": timed(lambda: _store_v0.summarize_store_v0(store_path), 1),
         "ours": timed(lambda: summarize_store(store_path), 1),
     }
+    command_seconds, python_seconds = cli_inspect(store_path)
     old, new = _store_v0.FeatureStore(store_path), FeatureStore(store_path)
     rng = np.random.default_rng(0)
 
@@ -228,6 +240,11 @@ def main() -> None:
             )
         )
     report(rows, ("", "today", "ours", "today/ours", "today @1M (linear)", "ours @1M (linear)"))
+
+    print(
+        f"mgc inspect end to end (new process, imports included): {command_seconds:.2f} s "
+        f"(an empty interpreter starts in {python_seconds:.2f} s)"
+    )
 
     print("\nwhole-store pass (float32 out)")
     rows = []

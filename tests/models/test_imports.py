@@ -8,7 +8,8 @@ from pathlib import Path
 import engine
 import engine.synth
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "models"
 
 
 #: The engine's public modules: the package and its synthetic-corpus subpackage.
@@ -39,3 +40,26 @@ def test_models_public_api():
     assert all(hasattr(models, name) for name in models.__all__)
     for path in MODELS.glob("*.py"):
         assert path.read_text().isascii(), f"{path.name} is not ASCII"
+
+
+def test_config_and_cli_load_without_jax():
+    """``models.config`` (the CLI's defaults) and ``mgc inspect`` never import JAX, Flax or matplotlib."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, cli, models; from models import ModelConfig, TrainConfig, ModelError; "
+        "print(sorted(m for m in ('jax', 'flax', 'orbax', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_submodule_import_does_not_hide_the_function():
+    import models
+    import models.evaluate
+    import models.predict
+    import models.train
+
+    assert callable(models.train) and callable(models.evaluate) and callable(models.predict)
+    assert models.train.__module__ == "models.train"
