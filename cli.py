@@ -87,6 +87,15 @@ def print_json(data) -> None:
     typer.echo(json.dumps(data, indent=1))
 
 
+def shown(text) -> str:
+    r"""``text`` for a person: a file name's bytes that are not UTF-8 (lone surrogates) as ``\xe9`` escapes."""
+    text = str(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name gives: escape it as it is
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":
@@ -233,7 +242,7 @@ def _extract_table(result) -> Group:
         parts.append(
             _failures_table(
                 "failures in this run",
-                [(t, k, m) for t, _p, k, m in result.failures],
+                [(shown(t), k, shown(m)) for t, _p, k, m in result.failures],
                 len(result.failures),
                 50,
                 "see `mgc inspect`",
@@ -342,7 +351,7 @@ def _store_tables(summary: dict) -> Group:
     spec = summary["spec"]
     ratio = summary["compression_ratio"]
     head = key_value_table(
-        f"store {summary['store']}",
+        f"store {shown(summary['store'])}",
         [
             ("spec", f"{summary['spec_hash']}  " + ", ".join(f"{k}={v}" for k, v in spec.items())),
             ("run", ", ".join(f"{k}={v}" for k, v in summary["run"].items())),
@@ -361,11 +370,11 @@ def _store_tables(summary: dict) -> Group:
     for column in ("label", "tracks", "frames", "hours"):
         labels.add_column(column, justify="right" if column != "label" else "left")
     for name, row in summary["labels"].items():
-        labels.add_row(Text(name), str(row["tracks"]), str(row["frames"]), f"{row['hours']:.3f}")
+        labels.add_row(Text(shown(name)), str(row["tracks"]), str(row["frames"]), f"{row['hours']:.3f}")
     parts = [head, labels]
     failures = summary["failures"]
     if failures["count"]:
-        rows = [(row["track_id"], row["kind"], row["message"]) for row in failures["list"]]
+        rows = [(shown(row["track_id"]), row["kind"], shown(row["message"])) for row in failures["list"]]
         table = _failures_table(
             f"failures ({failures['count']})", rows, failures["count"], 100, "mgc inspect --json lists them all"
         )

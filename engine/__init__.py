@@ -19,6 +19,7 @@ from .errors import (
 )
 from .extract import ExtractFailed, ExtractResult, extract
 from .features import compute_features
+from .lock import FolderLock
 from .progress import ProgressCallback, ProgressEvent
 from .progress import Reporter as ProgressReporter
 from .spec import FeatureSpec
@@ -35,6 +36,7 @@ __all__ = [
     "ExtractResult",
     "FeatureSpec",
     "FeatureStore",
+    "FolderLock",
     "ProgressCallback",
     "ProgressEvent",
     "ProgressReporter",

@@ -2,7 +2,10 @@
 
 The order of tracks is deterministic (sorted relative paths, or manifest order)
 and track ids are stable: the POSIX path relative to the corpus root, or the
-manifest's ``track_id`` column.
+manifest's ``track_id`` column. A folder's symlinks are followed once, never
+into a loop and never twice to one recording (see ``_scan``). A file name that
+is not valid UTF-8 is kept as Python's ``os`` functions give it (undecodable
+bytes as lone surrogates, "surrogateescape"): the store keeps its bytes exactly.
 """
 
 from __future__ import annotations
@@ -85,20 +88,89 @@ def is_audio_name(name: str) -> bool:
     return ext in AUDIO_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS
 
 
+def _listed(name: str) -> bool:
+    return not name.startswith(".") and is_audio_name(name)
+
+
+class _Scan:
+    """The audio-named entries under one root, each recording listed once (see ``_scan``)."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []  # relative POSIX paths, as reached from the root
+        self.seen: set[str] = set()  # real paths of the listed entries
+        self.walked: set[str] = set()  # real paths of the folders walked
+        self.links: list[tuple[str, str, str]] = []  # (relative path, path, real path of its folder) to follow
+
+    def walk(self, top: str, top_real: str, top_rel: str) -> None:
+        """List ``top`` without following symlinks (they are queued in ``links``); skip walked folders."""
+        stack = [(top, top_real, top_rel)]
+        while stack:
+            folder, real, rel = stack.pop()
+            if real in self.walked:
+                continue
+            self.walked.add(real)
+            try:
+                with os.scandir(folder) as scan:
+                    entries = sorted(scan, key=lambda entry: entry.name)
+            except OSError:  # unreadable or vanished: skipped, as os.walk does
+                continue
+            subfolders = []
+            for entry in entries:
+                entry_rel = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_symlink():
+                    self.links.append((entry_rel, entry.path, real))
+                    continue
+                # No component below ``real`` is a symlink, so this is the entry's real path.
+                entry_real = os.path.join(real, entry.name)
+                if _listed(entry.name) and entry_real not in self.seen:
+                    self.found.append(entry_rel)
+                    self.seen.add(entry_real)
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append((entry.path, entry_real, entry_rel))
+            stack.extend(reversed(subfolders))
+
+    def follow(self, rel: str, path: str, folder_real: str) -> None:
+        """Add what the symlink ``path`` leads to, unless it repeats a recording or loops."""
+        target = os.path.realpath(path)
+        name = rel.rsplit("/", 1)[-1]
+        if os.path.isdir(target):
+            # A target that holds the link (an ancestor: a loop) or that was walked already is never entered.
+            if target in self.walked or folder_real == target or folder_real.startswith(target.rstrip("/") + "/"):
+                return
+            if _listed(name):
+                self.found.append(rel)
+                self.seen.add(target)
+            self.walk(path, target, rel)
+        elif _listed(name) and target not in self.seen:
+            # A file, or a dangling link: listed so that extraction reports it as "missing".
+            self.found.append(rel)
+            self.seen.add(target)
+
+
 def _scan(root: Path) -> list[str]:
     """Relative POSIX paths of audio-named entries under ``root``, sorted.
 
     Directories named like audio files are listed too (they fail later with
     kind "is_directory", so the user sees them) and are searched as well.
+
+    Symlinks are followed once, never into a loop and never twice to one
+    recording: first every entry reached without passing through a symlink is
+    listed; then the symlinks met, in sorted order (and those met behind them,
+    round after round): a link to a file adds it unless its real path was
+    listed already; a link to a folder is walked the same way unless that
+    folder was walked already or holds the link (``ln -s .. up``), skipping
+    the folders walked already. An entry reached through a link keeps the
+    link's relative path (so its label is the folder the link sits in). A
+    dangling link is listed (extraction reports it as "missing"). Hard links
+    are distinct entries, each listed.
     """
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        rel_dir = Path(dirpath).relative_to(root)
-        for name in filenames + dirnames:
-            if not name.startswith(".") and is_audio_name(name):
-                found.append((rel_dir / name).as_posix())
-    return sorted(found)
+    scan = _Scan()
+    scan.walk(os.fspath(root), os.path.realpath(root), "")
+    while scan.links:
+        links, scan.links = sorted(scan.links), []
+        for rel, path, folder_real in links:
+            scan.follow(rel, path, folder_real)
+    return sorted(scan.found)
 
 
 def find_audio_files(inputs) -> list[Path]:

@@ -29,11 +29,16 @@ AUDIO_ERROR_KINDS = {
     "empty": "the file has zero bytes",
     "unsupported": "the file's format is not one soundfile (libsndfile) can decode",
     "unreadable": "the file is not valid audio (wrong content or corrupt header)",
+    "bad_sample_rate": "the sample rate is outside the accepted range",
+    "too_many_channels": "the file has more channels than accepted",
+    "too_long": "the audio to use is longer than accepted",
     "truncated": "the file ends before the length its header declares",
     "corrupt": "the audio stream is damaged and could not be decoded completely",
     "no_samples": "the file (or the requested offset/duration window) holds no samples",
     "non_finite": "the audio holds NaN or infinite samples",
     "too_short": "the audio is shorter than one analysis frame (n_fft samples)",
+    "non_finite_features": "the features hold NaN or inf (float samples far beyond -1..1 overflow the power spectrum)",
+    "crashed": "the worker process died twice while decoding or computing this track",
     "internal": "an unexpected error while processing this track (please report it)",
 }
 

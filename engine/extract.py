@@ -10,24 +10,27 @@ moment leaves the index naming only complete shards; the next run skips them.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import json
 import math
 import os
 import time
+import uuid
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from importlib import metadata
 
 from kernels.validate import integer, one_of, real_number
 
-from . import schema, tables
+from . import atomic, schema, tables
 from .corpus import Corpus, load_corpus
 from .diff import describe_differences, differences
 from .errors import EngineError, SpecError, SpecMismatchError, StoreError
 from .lock import StoreLock
 from .progress import ProgressCallback, Reporter
-from .shard import ShardTask, run_shard
+from .shard import ShardTask, read_marker, run_shard
 from .spec import FeatureSpec
+from .verify import changed_tracks, check_shards
 from .workers import default_workers, make_pool, one_thread_environment
 
 __all__ = ["extract", "ExtractResult", "ExtractFailed"]
@@ -75,19 +78,26 @@ def _versions() -> dict:
     return out
 
 
+_OWN_NAMES = (schema.INDEX_NAME, schema.PLAN_NAME, schema.JOURNAL_NAME, schema.TABLE_NAME)
+
+
+def _is_ours(name: str) -> bool:
+    """A file name an extraction writes (the lock, the index, shards, their temporary files...)."""
+    if name in _OWN_NAMES or name == schema.LOCK_NAME or schema.is_shard_name(name):
+        return True
+    if name.endswith(schema.TEMP_SUFFIX):
+        return name.startswith("shard-") or any(name.startswith(own + ".") for own in _OWN_NAMES)
+    return False
+
+
 def _clear(store: str) -> None:
     """Delete what an extraction wrote (only our own files: never a user's)."""
     for name in os.listdir(store):
-        if name in (schema.INDEX_NAME, schema.PLAN_NAME, schema.JOURNAL_NAME, schema.TABLE_NAME) or (
-            name.startswith("shard-") and ".h5" in name
-        ):
-            os.unlink(os.path.join(store, name))
-        elif name.endswith(schema.TEMP_SUFFIX) and name[: -len(schema.TEMP_SUFFIX)] in (
-            schema.INDEX_NAME,
-            schema.PLAN_NAME,
-            schema.TABLE_NAME,
-        ):
-            os.unlink(os.path.join(store, name))
+        if name != schema.LOCK_NAME and _is_ours(name):
+            try:
+                os.unlink(os.path.join(store, name))
+            except FileNotFoundError:
+                pass
 
 
 def _remove_temporary_shards(store: str) -> None:
@@ -99,15 +109,40 @@ def _remove_temporary_shards(store: str) -> None:
                 pass
 
 
-def _prepare_folder(store: str, overwrite: bool) -> None:
-    if os.path.exists(store) and not os.path.isdir(store):
-        raise StoreError(f"store path {store} exists and is a file; give a folder path")
+def _looks_like(path: str, check) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return check(json.load(handle))
+    except (OSError, ValueError):
+        return False
+
+
+def _prepare_folder(store: str) -> None:
+    """Create the store folder, or make sure an existing folder is a store before anything in it is touched.
+
+    A folder is a store when its ``index.json`` is an mgc index, or (a run killed
+    before its first index) when it holds only an mgc plan, shards and their
+    temporary files. Anything else is refused, ``--overwrite`` or not: mgc never
+    deletes files it did not write.
+    """
+    if os.path.lexists(store) and not os.path.isdir(store):
+        raise StoreError(f"store path {store} exists and is not a folder; give a folder path")
     os.makedirs(store, exist_ok=True)
-    ours = {schema.INDEX_NAME, schema.PLAN_NAME, schema.LOCK_NAME, schema.JOURNAL_NAME, schema.TABLE_NAME}
-    foreign = [n for n in os.listdir(store) if n not in ours and not n.startswith("shard-") and not n.endswith(".tmp")]
-    if foreign and not os.path.exists(os.path.join(store, schema.INDEX_NAME)):
+    names = os.listdir(store)
+    index, plan = os.path.join(store, schema.INDEX_NAME), os.path.join(store, schema.PLAN_NAME)
+    if schema.INDEX_NAME in names:
+        if not _looks_like(index, lambda d: isinstance(d, dict) and d.get("format") == schema.FORMAT_NAME):
+            raise StoreError(
+                f"{store} holds an {schema.INDEX_NAME} that is not an mgc feature store's: it is not a store, and "
+                "nothing in it was changed; choose a new or empty folder for the store"
+            )
+        return
+    foreign = sorted(n for n in names if not _is_ours(n))
+    if schema.PLAN_NAME in names and not _looks_like(plan, lambda d: isinstance(d, dict) and "shard_size" in d):
+        foreign.append(schema.PLAN_NAME)
+    if foreign:
         raise StoreError(
-            f"{store} is not empty and is not a feature store (it holds {foreign[:3]}); "
+            f"{store} is not empty and is not a feature store (it holds {foreign[:3]}); nothing in it was changed; "
             "choose a new or empty folder for the store"
         )
 
@@ -129,12 +164,33 @@ def _check_or_reset(store: str, spec: FeatureSpec, run: dict, overwrite: bool) -
     return index
 
 
+def _read_plan(path: str) -> dict:
+    """Load and check ``plan.json``: shard names must be shard file names, in order."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            plan = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {path} ({exc}); run with --overwrite to extract the store again") from None
+    ok = (
+        isinstance(plan, dict)
+        and isinstance(plan.get("shard_size"), int)
+        and plan["shard_size"] >= 1
+        and isinstance(plan.get("shards"), list)
+        and all(isinstance(s, dict) and isinstance(s.get("track_ids"), list) for s in plan["shards"])
+    )
+    if not ok:
+        raise StoreError(f"{path} is not an mgc plan; run with --overwrite to extract the store again")
+    for number, shard in enumerate(plan["shards"]):
+        if schema.check_shard_name(shard.get("name"), path) != schema.shard_name(number):
+            raise StoreError(f"{path}: shard {number} is named {shard['name']!r}; the plan was edited or damaged")
+    return plan
+
+
 def _extend_plan(store: str, corpus: Corpus, shard_size: int | None) -> dict:
     """Load ``plan.json`` and append shards for tracks it does not name yet."""
     path = os.path.join(store, schema.PLAN_NAME)
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            plan = json.load(handle)
+        plan = _read_plan(path)
     else:
         size = shard_size or min(_MAX_SHARD_TRACKS, max(1, math.ceil(len(corpus) / 16)))
         plan = {"shard_size": size, "shards": []}
@@ -147,6 +203,147 @@ def _extend_plan(store: str, corpus: Corpus, shard_size: int | None) -> dict:
     if new or not os.path.exists(path):
         schema.atomic.write_json(path, plan)
     return plan
+
+
+_DIED = (
+    "a worker process died (killed, out of memory, or a crash in native code; or unable to start because "
+    "the main script cannot be re-imported, e.g. code read from stdin: spawn needs a file guarded by "
+    "`if __name__ == '__main__':`)"
+)
+
+
+def _died(exc: BaseException) -> bool:
+    """Whether a task failed because its worker process died (ours, or a Dask worker)."""
+    return isinstance(exc, BrokenProcessPool) or type(exc).__name__ == "KilledWorker"
+
+
+def _with_marker(task: ShardTask, careful: bool = False) -> ShardTask:
+    """The task with a marker file unique to this attempt."""
+    marker = f"{task.name}.{uuid.uuid4().hex[:8]}.marker{schema.TEMP_SUFFIX}"
+    return dataclasses.replace(task, marker=marker, careful=careful)
+
+
+def _take_marker(store: str, task: ShardTask) -> int | None:
+    """Read and delete a dead attempt's marker (see :func:`engine.shard.read_marker`)."""
+    path = os.path.join(store, task.marker)
+    position = read_marker(path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return position
+
+
+def _run_parallel(tasks, store, executor, workers, record, fail) -> None:
+    """Run shard tasks on a pool (ours, or ``executor``), surviving workers that die.
+
+    A dead worker breaks our pool and fails every unfinished task with it. The
+    tasks that had not started run again in a fresh pool; each task that had
+    started runs again alone (:func:`_isolate`), where a second death names the
+    track that causes it.
+    """
+    own = executor is None
+    pending, suspects = [_with_marker(t) for t in tasks], []
+    while pending:
+        pool = make_pool(min(workers or default_workers(), len(pending))) if own else executor
+        again = []
+        try:
+            with one_thread_environment():  # workers are spawned by the first submits
+                futures = {pool.submit(run_shard, task): task for task in pending}
+            for future in cf.as_completed(futures):
+                task = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:
+                    if not _died(exc):
+                        fail(task, exc)  # the store itself failed (disk full, permissions...)
+                    elif _take_marker(store, task) is None:
+                        again.append(task)  # never started: the pool broke under another task
+                    else:
+                        suspects.append(task)
+                    continue
+                record(task, result)
+        finally:
+            if own:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if again and len(again) == len(pending):  # no task could even start: the workers cannot run
+            for task in again:
+                fail(task, _DIED)
+            again = []
+        pending = [_with_marker(t) for t in again]
+    for task in suspects:
+        _isolate(task, store, executor, record, fail)
+
+
+def _isolate(task, store, executor, record, fail) -> None:
+    """Run a task whose worker died alone, one track at a time, until it completes.
+
+    A track on which the worker dies twice (the first death may be the parallel
+    attempt's) is recorded as ``crashed`` and skipped, and the task goes on.
+    """
+    deaths: dict = {}
+    careful_attempts = 0
+    for _ in range(2 * len(task.tracks) + 2):
+        task = _with_marker(task, careful=True)
+        pool = make_pool(1) if executor is None else executor
+        try:
+            with one_thread_environment():
+                future = pool.submit(run_shard, task)
+            try:
+                record(task, future.result())
+                return
+            except Exception as exc:
+                if not _died(exc):
+                    fail(task, exc)
+                    return
+        finally:
+            if executor is None:
+                pool.shutdown(wait=True)
+        careful_attempts += 1
+        position = _take_marker(store, task)
+        if position is None or position < 0:
+            fail(task, f"{_DIED}; it died before opening a track, twice")
+            return
+        track_id, path = task.tracks[position][:2]
+        deaths[track_id] = deaths.get(track_id, 0) + 1
+        if deaths[track_id] >= 2 or careful_attempts == 1:  # the first careful death follows the parallel one
+            message = (
+                "the worker process died twice while reading or computing this file "
+                "(killed, out of memory, or a crash in native code); it is skipped"
+            )
+            task = dataclasses.replace(task, crashed={**task.crashed, track_id: message})
+    fail(task, f"{_DIED}: too many times")
+
+
+def _drop_stale_shards(store: str, index: dict, corpus: Corpus, progress) -> list[str]:
+    """Take damaged shards, and shards holding tracks that changed in the corpus, out of the store.
+
+    The index stops naming them first (written atomically), then their files are
+    deleted: the plan still lists their tracks, so this run extracts them again.
+    """
+    if not index["shards"]:
+        return []
+    damaged = check_shards(store, index)
+    bad = {name for name, _ in damaged}
+    changed = changed_tracks(store, index, corpus, skip=bad)
+    stale = bad | {name for name, _, _ in changed}
+    if not stale:
+        return []
+    index["shards"] = [entry for entry in index["shards"] if entry["name"] not in stale]
+    schema.fold_journal(store, index)
+    for name in sorted(stale):
+        try:
+            os.unlink(os.path.join(store, name))
+        except FileNotFoundError:
+            pass
+    atomic.fsync_folder(store)
+    parts = []
+    if damaged:
+        parts.append(f"{len(damaged)} damaged shard(s) (first: {damaged[0][0]}: {damaged[0][1]})")
+    if changed:
+        parts.append(f"{len(changed)} track(s) changed in the corpus (first: {changed[0][1]}: {changed[0][2]})")
+    Reporter(progress, "extract", "tracks")("note", message=f"re-extracting {len(stale)} shard(s): {'; '.join(parts)}")
+    return sorted(stale)
 
 
 def _new_index(spec: FeatureSpec, run: dict) -> dict:
@@ -240,13 +437,15 @@ def extract(
     one_of("compression", compression, schema.COMPRESSIONS, error=SpecError)
     store = os.path.abspath(os.fspath(store_path))
     run = {"offset": offset, "duration": duration}
-    _prepare_folder(store, overwrite)
+    _prepare_folder(store)
     with StoreLock(store):
         index = _check_or_reset(store, spec, run, overwrite) or _new_index(spec, run)
         _remove_temporary_shards(store)  # under the lock, a temporary shard is a killed run's
         index["label_names"] = sorted(set(index["label_names"]) | set(corpus.label_names))
         interrupted = bool(schema.read_journal(store))  # shards of a killed run, not in tracks.h5 yet
         schema.fold_journal(store, index)
+        redone = _drop_stale_shards(store, index, corpus, progress)
+        interrupted = interrupted or bool(redone)
         plan = _extend_plan(store, corpus, shard_size)
         order = {shard["name"]: i for i, shard in enumerate(plan["shards"])}
         complete = {shard["name"] for shard in index["shards"]}
@@ -283,6 +482,18 @@ def extract(
 
         def record(task, result):
             nonlocal written
+            try:
+                seen = os.stat(os.path.join(store, result.name)).st_size
+            except OSError:
+                seen = None
+            if seen != result.file_bytes:  # e.g. Dask workers writing to a folder of their own
+                fail(
+                    task,
+                    f"a worker wrote {result.name} ({result.file_bytes} bytes) but this process sees "
+                    f"{'no such file' if seen is None else f'{seen} bytes'} in {store}: every worker must "
+                    "write to the same store folder as this process (a shared filesystem)",
+                )
+                return
             entry = {
                 "name": result.name,
                 "n_tracks": result.n_tracks,
@@ -303,36 +514,18 @@ def extract(
             state["audio"] += result.audio_seconds
             report()
 
+        def fail(task, error):
+            message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            shard_errors.append((task.name, message))
+            state["done"] += len(task.tracks)
+            report()
+
         report("start")
         if tasks and executor is None and (workers or default_workers()) == 1:
             for task in tasks:
                 record(task, run_shard(task))
         elif tasks:
-            own = executor is None
-            pool = make_pool(min(workers or default_workers(), len(tasks))) if own else executor
-            try:
-                with one_thread_environment():  # workers are spawned by the first submits
-                    futures = {pool.submit(run_shard, task): task for task in tasks}
-                for future in cf.as_completed(futures):
-                    task = futures[future]
-                    try:
-                        result = future.result()
-                    except Exception as exc:  # the store itself failed (disk full, a dead worker...)
-                        message = f"{type(exc).__name__}: {exc}"
-                        if isinstance(exc, BrokenProcessPool):
-                            message += (
-                                " (a worker died: killed, out of memory, or unable to start because the main "
-                                "script cannot be re-imported, e.g. code read from stdin; spawn needs a file "
-                                "guarded by `if __name__ == '__main__':`)"
-                            )
-                        shard_errors.append((task.name, message))
-                        state["done"] += len(task.tracks)
-                        report()
-                        continue
-                    record(task, result)
-            finally:
-                if own:
-                    pool.shutdown(wait=True, cancel_futures=True)
+            _run_parallel(tasks, store, executor, workers, record, fail)
         _remove_temporary_shards(store)  # of workers that died during this run
         index["shards"].sort(key=lambda shard: order.get(shard["name"], len(order)))
         if written or interrupted:

@@ -5,6 +5,11 @@ so blocks are converted to dB without it, the running maximum is tracked, and
 the floor is applied once at the end: the result equals the one-shot
 ``power_to_db(melspectrogram(y))`` on the whole signal, while the raw audio of
 a long track is never held in memory (only its features are).
+
+Every block of features is checked to be finite as it is computed: float
+samples far beyond +-1 (1e38) are finite but overflow the power spectrum to
+inf, and one inf would be stored and later turn a training normaliser into NaN.
+Such a track fails with kind ``non_finite_features`` and nothing of it is stored.
 """
 
 from __future__ import annotations
@@ -53,10 +58,23 @@ class LogMelAccumulator:
     conceptually padded with ``n_fft // 2`` zeros on both sides and each block
     of complete frames is computed with ``center=False`` on a buffer that
     keeps the overlap (fewer than ``n_fft`` samples) between blocks.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    path : str, optional
+        The file the signal comes from, named by the errors.
+
+    Raises
+    ------
+    AudioError
+        kind "non_finite_features" (from ``push`` or ``finish``) as soon as a
+        block of frames holds NaN or inf.
     """
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, path: str = "") -> None:
         self.spec = spec
+        self.path = str(path)
         self.n_samples = 0
         self._pending = np.zeros(spec.n_fft // 2, dtype=np.float32)
         self._frames: list[np.ndarray] = []  # each (k, n_mels) float32, dB without top_db
@@ -84,6 +102,7 @@ class LogMelAccumulator:
             amin=1e-10,
             top_db=None,
         )
+        _check_finite(db, "logmel", self.path)
         self._frames.append(np.ascontiguousarray(db.T, dtype=np.float32))
         return buffer[n_frames * spec.hop_length :]
 
@@ -118,6 +137,12 @@ class LogMelAccumulator:
         return logmel
 
 
+def _check_finite(values: np.ndarray, feature: str, path: str) -> None:
+    """Raise AudioError "non_finite_features" if ``values`` holds NaN or inf."""
+    if not np.isfinite(values).all():
+        raise AudioError("non_finite_features", path, f"first in {feature}")
+
+
 def features_from_blocks(blocks: Iterable[np.ndarray], spec: FeatureSpec, path: str = "") -> tuple[dict, int]:
     """The spec's features from a stream of mono blocks at ``spec.sr``.
 
@@ -129,9 +154,10 @@ def features_from_blocks(blocks: Iterable[np.ndarray], spec: FeatureSpec, path: 
     Raises
     ------
     AudioError
-        kind "no_samples" for an empty stream, "too_short" below ``n_fft`` samples.
+        kind "no_samples" for an empty stream, "too_short" below ``n_fft`` samples,
+        "non_finite_features" when a feature would hold NaN or inf.
     """
-    accumulator = LogMelAccumulator(spec)
+    accumulator = LogMelAccumulator(spec, path)
     for block in blocks:
         accumulator.push(block)
     if accumulator.n_samples == 0:
@@ -148,7 +174,9 @@ def features_from_blocks(blocks: Iterable[np.ndarray], spec: FeatureSpec, path: 
         out["mfcc"] = np.empty((len(logmel), spec.n_mfcc), dtype=np.float32)
         for start in range(0, len(logmel), MFCC_SLICE_FRAMES):
             S = np.ascontiguousarray(logmel[start : start + MFCC_SLICE_FRAMES].T)
-            out["mfcc"][start : start + MFCC_SLICE_FRAMES] = mfcc(S=S, sr=spec.sr, n_mfcc=spec.n_mfcc).T
+            piece = mfcc(S=S, sr=spec.sr, n_mfcc=spec.n_mfcc).T
+            _check_finite(piece, "mfcc", path)
+            out["mfcc"][start : start + MFCC_SLICE_FRAMES] = piece
     if "logmel" in spec.features:
         out["logmel"] = logmel
     return {name: out[name] for name in spec.features}, accumulator.n_samples

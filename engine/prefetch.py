@@ -43,8 +43,10 @@ class _Track:
             return
 
 
-def _events(items, sr, offset, duration):
-    for item, path in items:
+def _events(items, sr, offset, duration, on_item):
+    for position, (item, path) in enumerate(items):
+        if on_item is not None:
+            on_item(position)
         try:
             stream = AudioStream(path, sr, offset=offset, duration=duration)
         except AudioError as exc:
@@ -66,8 +68,14 @@ def _events(items, sr, offset, duration):
             stream.close()
 
 
-def decoded_tracks(items: Iterable, sr: int, *, offset=None, duration=None, depth: int = 4) -> Iterator[_Track]:
+def decoded_tracks(
+    items: Iterable, sr: int, *, offset=None, duration=None, depth: int = 4, on_item=None
+) -> Iterator[_Track]:
     """Open and decode ``(item, path)`` pairs ahead of the consumer.
+
+    ``depth`` bounds how many events the decoder thread runs ahead; ``depth=0``
+    decodes in the calling thread, one track at a time. ``on_item(position)`` is
+    called (in the decoding thread) before the item at ``position`` is opened.
 
     Yields
     ------
@@ -78,7 +86,7 @@ def decoded_tracks(items: Iterable, sr: int, *, offset=None, duration=None, dept
         them is skipped when it asks for the next track. An error while skipping
         is dropped, since the consumer already gave up on that track.
     """
-    events = background(_events(list(items), sr, offset, duration), depth, name="mgc-decode")
+    events = background(_events(list(items), sr, offset, duration, on_item), depth, name="mgc-decode")
     try:
         for kind, payload in events:
             if kind != _TRACK:

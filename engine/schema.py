@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import h5py
 import numpy as np
@@ -74,13 +75,30 @@ TRACK_COLUMNS = {
     "duration": ("float64", "seconds of audio used (after offset/duration)"),
     "source_sr": ("int32", "sample rate of the file"),
     "source_channels": ("int16", "channel count of the file (mixed to mono by the mean)"),
+    "source_bytes": ("int64", "size of the file in bytes when it was extracted (-1: unknown)"),
+    "source_mtime_ns": ("int64", "modification time of the file then, ns since 1970 (-1: unknown)"),
 }
 FAILURE_COLUMNS = {
     "track_id": (_STR, "id of the track that failed"),
     "path": (_STR, "absolute path of the file"),
     "kind": (_STR, "reason, one of engine.errors.AUDIO_ERROR_KINDS"),
     "message": (_STR, "what went wrong, for a person"),
+    "source_bytes": ("int64", "size of the file in bytes when it was tried (-1: unknown or missing)"),
+    "source_mtime_ns": ("int64", "modification time of the file then, ns since 1970 (-1: unknown or missing)"),
 }
+#: Columns added after stores of this schema version were first written: a shard or
+#: table without them is read with this value in every row (resume then trusts the
+#: file, as before the column existed).
+OPTIONAL_COLUMNS = {"source_bytes": -1, "source_mtime_ns": -1}
+
+
+def fill_optional(columns: dict, present: dict, n_rows: int) -> dict:
+    """``present`` (column -> array) with the absent OPTIONAL_COLUMNS of ``columns`` filled in."""
+    out = dict(present)
+    for name, (dtype, _meaning) in columns.items():
+        if name not in out and name in OPTIONAL_COLUMNS:
+            out[name] = np.full(n_rows, OPTIONAL_COLUMNS[name], dtype=dtype)
+    return {name: out[name] for name in columns}
 
 
 def shard_name(number: int) -> str:
@@ -109,23 +127,38 @@ def create_feature(h5: h5py.File, feature: str, spec: FeatureSpec, compression: 
 
 
 def write_table(h5: h5py.File, group: str, columns: dict, rows: dict) -> None:
-    """Write ``rows`` (column name -> list) as one dataset per column under ``group``."""
+    """Write ``rows`` (column name -> list) as one dataset per column under ``group``.
+
+    Strings are written as their UTF-8 bytes with "surrogateescape": a file name
+    that is not valid UTF-8 (its bytes held as lone surrogates by Python's os
+    functions) is stored as its original bytes, which ``read_table`` gives back.
+    """
     grp = h5.create_group(group)
     for name, (dtype, _meaning) in columns.items():
-        grp.create_dataset(
-            name, data=np.asarray(rows[name], dtype=dtype if dtype != _STR else object), dtype=dtype, track_times=False
-        )
+        if dtype == _STR:
+            data = np.empty(len(rows[name]), dtype=object)
+            data[:] = [v if isinstance(v, bytes) else str(v).encode("utf-8", "surrogateescape") for v in rows[name]]
+        else:
+            data = np.asarray(rows[name], dtype=dtype)
+        grp.create_dataset(name, data=data, dtype=dtype, track_times=False)
 
 
 def read_table(h5: h5py.File, group: str, columns: dict) -> dict:
-    """Read a table written by ``write_table``; strings come back as ``str`` objects."""
+    """Read a table written by ``write_table``; strings come back as ``str`` objects.
+
+    Bytes that are not valid UTF-8 come back as lone surrogates ("surrogateescape"),
+    so ``os.fsencode(value)`` is the file name's original bytes.
+    """
     out = {}
     for name, (dtype, _meaning) in columns.items():
+        if name not in h5[group] and name in OPTIONAL_COLUMNS:
+            continue
         dataset = h5[group][name]
-        out[name] = dataset.asstr()[()] if dtype == _STR else dataset[()]
         if dtype == _STR:
-            out[name] = np.asarray(out[name], dtype=object)
-    return out
+            out[name] = np.asarray(dataset.asstr(errors="surrogateescape")[()], dtype=object)
+        else:
+            out[name] = dataset[()]
+    return fill_optional(columns, out, len(out["track_id"]))
 
 
 def write_shard_attrs(h5: h5py.File, spec: FeatureSpec, name: str) -> None:
@@ -140,7 +173,7 @@ def validate_shard(h5: h5py.File, spec: FeatureSpec) -> None:
     where = h5.filename
     version = h5.attrs.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise StoreError(f"{where}: schema version {version!r}, this mgc reads {SCHEMA_VERSION}; re-extract the store")
+        raise version_error(where, int(version) if isinstance(version, (int, np.integer)) else version)
     if h5.attrs.get("spec_hash") != spec.hash:
         raise StoreError(f"{where}: made with spec {h5.attrs.get('spec_hash')!r}, the store index says {spec.hash!r}")
     for group, columns in (("tracks", TRACK_COLUMNS), ("failures", FAILURE_COLUMNS)):
@@ -148,6 +181,8 @@ def validate_shard(h5: h5py.File, spec: FeatureSpec) -> None:
             raise StoreError(f"{where}: missing group /{group}; the shard is damaged, re-extract it")
         lengths = set()
         for name in columns:
+            if name not in h5[group] and name in OPTIONAL_COLUMNS:
+                continue
             if name not in h5[group]:
                 raise StoreError(f"{where}: missing /{group}/{name}; the shard is damaged, re-extract it")
             lengths.add(h5[group][name].shape[0])
@@ -164,12 +199,40 @@ def validate_shard(h5: h5py.File, spec: FeatureSpec) -> None:
             )
 
 
+_SHARD_NAME = re.compile(r"shard-[0-9]{5,9}\.h5")
+
+
+def is_shard_name(name) -> bool:
+    """Whether ``name`` is a shard file name (``shard-NNNNN.h5``: no folder part, no ``..``)."""
+    return isinstance(name, str) and _SHARD_NAME.fullmatch(name) is not None
+
+
+def check_shard_name(name, where: str) -> str:
+    """``name`` if it is a shard file name; a StoreError otherwise (never a path outside the store)."""
+    if not is_shard_name(name):
+        raise StoreError(
+            f"{where} names {name!r}, which is not a shard file name (shard-NNNNN.h5): the file was edited "
+            "or damaged; nothing outside the store is read or written"
+        )
+    return name
+
+
 def shard_number(name: str) -> int:
     """The number in a shard's file name (its position in the plan)."""
-    try:
-        return int(name[len("shard-") : -len(".h5")])
-    except ValueError:
-        raise StoreError(f"{name!r} is not a shard file name") from None
+    return int(check_shard_name(name, "the store")[len("shard-") : -len(".h5")])
+
+
+def version_error(where: str, version) -> StoreError:
+    """The error for a schema version this mgc does not read, with the advice that fits it."""
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        return StoreError(
+            f"{where}: schema version {version}, written by a newer mgc; this one reads version {SCHEMA_VERSION}. "
+            "Upgrade mgc (pip install -U mgc) to read or extend it; --overwrite would delete it"
+        )
+    return StoreError(
+        f"{where}: schema version {version!r}, which this mgc (version {SCHEMA_VERSION}) does not read; extract "
+        "the corpus again into a new folder (or with --overwrite, which deletes this store)"
+    )
 
 
 def read_journal(store: str) -> list[dict]:
@@ -247,10 +310,7 @@ def validate_index(index: dict, where: str = INDEX_NAME) -> None:
     if not isinstance(index, dict) or index.get("format") != FORMAT_NAME:
         raise StoreError(f"{where} is not an mgc feature store index")
     if index.get("schema_version") != SCHEMA_VERSION:
-        raise StoreError(
-            f"{where}: schema version {index.get('schema_version')!r}, this mgc reads {SCHEMA_VERSION}; "
-            "re-extract the store with this version (mgc extract --overwrite)"
-        )
+        raise version_error(where, index.get("schema_version"))
     for key, kind in (("spec", dict), ("spec_hash", str), ("label_names", list), ("shards", list), ("run", dict)):
         if not isinstance(index.get(key), kind):
             raise StoreError(f"{where}: field {key!r} is missing or not a {kind.__name__}")
@@ -260,6 +320,7 @@ def validate_index(index: dict, where: str = INDEX_NAME) -> None:
     for shard in index["shards"]:
         if not isinstance(shard, dict) or not {"name", "n_tracks", "n_failures", "n_frames"} <= set(shard):
             raise StoreError(f"{where}: malformed shard entry {shard!r}")
+        check_shard_name(shard["name"], where)
 
 
 # --- The consolidated track table (engine/tables.py writes and reads it) ------

@@ -19,8 +19,9 @@ from .errors import AudioError
 from .features import features_from_blocks
 from .prefetch import decoded_tracks
 from .spec import FeatureSpec
+from .verify import source_signature
 
-__all__ = ["ShardTask", "ShardResult", "run_shard"]
+__all__ = ["ShardTask", "ShardResult", "read_marker", "run_shard"]
 
 _WRITE_SLICE_FRAMES = 8192  # frames per write: bounds the float16 temporaries of long tracks
 
@@ -40,6 +41,16 @@ class ShardTask:
     offset: float | None = None
     duration: float | None = None
     compression: str = schema.DEFAULT_COMPRESSION
+    #: File name (in the store) where the worker writes the position in ``tracks`` of
+    #: the track it is about to open: after a worker dies, the parent learns that the
+    #: task had started and, in ``careful`` mode, which track it died on.
+    marker: str | None = None
+    #: Decode and compute one track at a time in one thread (no decoding ahead), so
+    #: that the marker names exactly the track being worked on.
+    careful: bool = False
+    #: track_id -> message: tracks on which a worker died twice. They are recorded as
+    #: failures of kind ``crashed`` and not opened again.
+    crashed: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -61,27 +72,46 @@ class ShardResult:
         return len(self.failures)
 
 
-def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec) -> ShardResult:
+def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec, marker: _Marker | None) -> ShardResult:
     started = time.perf_counter()
     datasets = {feature: schema.create_feature(h5, feature, spec, task.compression) for feature in spec.features}
     rows = {name: [] for name in schema.TRACK_COLUMNS}
     failures = {name: [] for name in schema.FAILURE_COLUMNS}
     total_frames, audio_seconds = 0, 0.0
-    items = [(row, row[1]) for row in task.tracks]
-    for decoded in decoded_tracks(items, spec.sr, offset=task.offset, duration=task.duration):
+    # Size and mtime before reading: a file changed during the run differs next time, and is redone.
+    signatures = {row[0]: source_signature(row[1]) if row[1] else (-1, -1) for row in task.tracks}
+
+    def fail(track_id, path, kind, message):
+        values = (track_id, path, kind, message, *signatures[track_id])
+        for name, value in zip(schema.FAILURE_COLUMNS, values):
+            failures[name].append(value)
+
+    positions = []  # position in task.tracks of each track to open
+    for position, row in enumerate(task.tracks):
+        if row[0] in task.crashed:
+            fail(row[0], row[1], "crashed", task.crashed[row[0]])
+        else:
+            positions.append(position)
+    items = [(task.tracks[k], task.tracks[k][1]) for k in positions]
+    decoded_stream = decoded_tracks(
+        items,
+        spec.sr,
+        offset=task.offset,
+        duration=task.duration,
+        depth=0 if task.careful else 4,
+        on_item=None if marker is None else lambda j: marker.write(positions[j]),
+    )
+    for decoded in decoded_stream:
         track_id, path, label, split, artist = decoded.item
         try:
             if decoded.error is not None:
                 raise decoded.error
             features, n_samples = features_from_blocks(decoded.blocks(), spec, path)
         except AudioError as exc:
-            for name, value in zip(schema.FAILURE_COLUMNS, (track_id, path, exc.kind, str(exc))):
-                failures[name].append(value)
+            fail(track_id, path, exc.kind, str(exc))
             continue
         except Exception as exc:  # never let one track stop the shard (decoded_tracks skips its other blocks)
-            message = f"{path}: {type(exc).__name__}: {exc}"
-            for name, value in zip(schema.FAILURE_COLUMNS, (track_id, path, "internal", message)):
-                failures[name].append(value)
+            fail(track_id, path, "internal", f"{path}: {type(exc).__name__}: {exc}")
             continue
         n_frames = next(iter(features.values())).shape[0]
         for feature, values in features.items():
@@ -106,6 +136,7 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec) -> ShardResult:
                 duration,
                 stream.source_sr,
                 stream.source_channels,
+                *signatures[track_id],
             ),
         ):
             rows[name].append(value)
@@ -121,10 +152,42 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec) -> ShardResult:
         n_frames=total_frames,
         audio_seconds=audio_seconds,
         elapsed=time.perf_counter() - started,
-        failures=list(zip(*failures.values())),
+        failures=list(zip(*(failures[c] for c in ("track_id", "path", "kind", "message")))),
         feature_bytes_stored=sum(d.id.get_storage_size() for d in datasets.values()),
         feature_bytes_raw=sum(d.size * d.dtype.itemsize for d in datasets.values()),
     )
+
+
+class _Marker:
+    """A tiny file holding one number, overwritten in place (no fsync: it must only outlive the process)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        self.write(-1)  # started, no track opened yet
+
+    def write(self, position: int) -> None:
+        os.pwrite(self._fd, f"{position:>12d}\n".encode("ascii"), 0)
+
+    def close(self) -> None:
+        os.close(self._fd)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def read_marker(path: str) -> int | None:
+    """The position a worker's marker names: None if it never started, -1 if it opened no track yet."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(64).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return -1
 
 
 def _remove_leftovers(final: str) -> None:
@@ -151,15 +214,20 @@ def run_shard(task: ShardTask) -> ShardResult:
     spec = FeatureSpec.from_dict(task.spec)
     final = os.path.join(task.store, task.name)
     results = []
+    marker = _Marker(os.path.join(task.store, task.marker)) if task.marker else None
 
     def write(temp: str) -> None:
         with h5py.File(temp, "w") as h5:
-            results.append(_write(h5, task, spec))
+            results.append(_write(h5, task, spec, marker))
 
     # The tag makes the temporary name unique per attempt: a worker orphaned by a
     # killed run, or a second attempt of the same task elsewhere (Dask), never
     # writes into the file of the one that redoes the shard.
-    atomic.write_atomic(final, write, tag=f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        atomic.write_atomic(final, write, tag=f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    finally:
+        if marker is not None:
+            marker.close()  # an error (not a death) is the shard's error: no crash to trace
     _remove_leftovers(final)
     result = results[0]
     result.file_bytes = os.path.getsize(final)

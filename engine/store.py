@@ -53,6 +53,8 @@ class TrackTable:
     source_channels: np.ndarray
     shard: np.ndarray
     first_frame: np.ndarray
+    source_bytes: np.ndarray
+    source_mtime_ns: np.ndarray
 
     def __len__(self) -> int:
         return len(self.track_id)
@@ -66,12 +68,18 @@ class TrackTable:
 
 @dataclass(frozen=True)
 class FailureTable:
-    """Tracks that could not be used: ``track_id``, ``path``, ``kind``, ``message`` (StringColumns)."""
+    """Tracks that could not be used: ``track_id``, ``path``, ``kind``, ``message`` (StringColumns).
+
+    ``source_bytes`` and ``source_mtime_ns`` (int64, -1 when unknown) describe the
+    file when it was tried: a resume tries it again once it changes.
+    """
 
     track_id: StringColumn
     path: StringColumn
     kind: StringColumn
     message: StringColumn
+    source_bytes: np.ndarray
+    source_mtime_ns: np.ndarray
 
     def __len__(self) -> int:
         return len(self.track_id)
@@ -137,6 +145,8 @@ class FeatureStore:
             source_channels=columns["source_channels"],
             shard=columns["shard"],
             first_frame=columns["first_frame"],
+            source_bytes=columns["source_bytes"],
+            source_mtime_ns=columns["source_mtime_ns"],
         )
         self.failures = FailureTable(**failed)
         # Rows of shard k are shard_rows[k]:shard_rows[k + 1] (rows are in shard order).

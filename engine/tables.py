@@ -23,8 +23,22 @@ __all__ = ["StringColumn", "consolidate", "load"]
 _OFFSETS = schema.TABLE_OFFSETS_SUFFIX
 
 
+def _encode(value) -> bytes:
+    """UTF-8 bytes of a row; a file name's undecodable bytes (lone surrogates) become those bytes again."""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
+
+
+def _decode(data: bytes) -> str:
+    """The row's ``str``; bytes that are not valid UTF-8 become lone surrogates (``os.fsencode`` inverts it)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
 class StringColumn:
     """A column of strings stored as UTF-8 bytes plus row offsets.
+
+    Bytes that are not valid UTF-8 (a file name's, on Linux) are kept as they
+    are and read as lone surrogates ("surrogateescape"), as Python's ``os``
+    functions give such names; a ``str`` holding them is encoded back to those bytes.
 
     ``column[i]`` is a ``str``; ``column[slice or rows or mask]`` an object
     array (for small uses); ``take(rows)`` a ``StringColumn``. Vectorised
@@ -43,7 +57,7 @@ class StringColumn:
     @classmethod
     def from_strings(cls, values) -> StringColumn:
         """From any sequence of ``str``/``bytes``/``None`` (one Python pass: for small inputs or per shard)."""
-        encoded = [v if isinstance(v, bytes) else ("" if v is None else str(v)).encode("utf-8") for v in values]
+        encoded = [_encode("" if v is None else v) for v in values]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
         return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
@@ -70,7 +84,7 @@ class StringColumn:
         return np.diff(self.offsets)
 
     def _one(self, i: int) -> str:
-        return self.data[self.offsets[i] : self.offsets[i + 1]].tobytes().decode("utf-8")
+        return _decode(self.data[self.offsets[i] : self.offsets[i + 1]].tobytes())
 
     def __getitem__(self, key):
         if isinstance(key, (int, np.integer)):
@@ -137,11 +151,11 @@ class StringColumn:
     def codes(self) -> tuple[list, np.ndarray]:
         """``(uniques, codes)``: the sorted distinct strings and each row's position among them."""
         uniques, inverse = np.unique(self.fixed(), return_inverse=True)
-        return [u.decode("utf-8") for u in uniques.tolist()], inverse.astype(np.int64).ravel()
+        return [_decode(u) for u in uniques.tolist()], inverse.astype(np.int64).ravel()
 
     def __eq__(self, other):
         if isinstance(other, (str, bytes)):
-            key = other if isinstance(other, bytes) else other.encode("utf-8")
+            key = _encode(other)
             lengths = self.lengths
             match = lengths == len(key)
             rows = np.flatnonzero(match)
@@ -160,7 +174,7 @@ class StringColumn:
 
     def isin(self, values) -> np.ndarray:
         """Boolean mask of the rows whose string is one of ``values``."""
-        keys = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values]
+        keys = [_encode(v) for v in values]
         if not keys:
             return np.zeros(len(self), dtype=bool)
         return np.isin(self.fixed(), np.array(keys, dtype=bytes))
@@ -176,7 +190,7 @@ class StringColumn:
             order = np.argsort(keys, kind="stable")
             self._sorted = (order, keys[order])
         order, keys = self._sorted
-        query = np.array([v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values], dtype=bytes)
+        query = np.array([_encode(v) for v in values], dtype=bytes)
         if not len(keys) or not len(query):
             return np.full(len(query), -1, dtype=np.int64)
         if query.dtype.itemsize > keys.dtype.itemsize:  # longer than every row: cannot match
@@ -212,11 +226,13 @@ def _read_group(group: h5py.Group, columns: dict) -> dict:
     strings = _string_columns(columns)
     out = {}
     for name in columns:
+        if name not in group and name in schema.OPTIONAL_COLUMNS:
+            continue
         if name in strings:
             out[name] = StringColumn(group[name][()], group[name + _OFFSETS][()])
         else:
             out[name] = group[name][()]
-    return out
+    return schema.fill_optional(columns, out, len(out["track_id"])) if "track_id" in columns else out
 
 
 def _write_group(group: h5py.Group, columns: dict, values: dict) -> None:
@@ -285,10 +301,12 @@ def _read_shard(store: str, name: str, spec) -> tuple[dict, dict]:
         raise StoreError(f"cannot open shard {path} named in the index: {exc}; re-run mgc extract") from None
     with h5:
         schema.validate_shard(h5, spec)
-        strings = _string_columns(schema.TRACK_COLUMNS)
-        tracks = {c: _from_shard_dataset(h5["tracks"][c], c in strings) for c in schema.TRACK_COLUMNS}
-        failures = {c: _from_shard_dataset(h5["failures"][c], True) for c in schema.FAILURE_COLUMNS}
-    return tracks, failures
+        out = []
+        for group, columns in (("tracks", schema.TRACK_COLUMNS), ("failures", schema.FAILURE_COLUMNS)):
+            strings = _string_columns(columns)
+            present = {c: _from_shard_dataset(h5[group][c], c in strings) for c in columns if c in h5[group]}
+            out.append(schema.fill_optional(columns, present, len(present["track_id"])))
+    return out[0], out[1]
 
 
 def _concat(parts: list, dtype):
@@ -350,7 +368,7 @@ def load(store: str, index: dict, spec) -> tuple[dict, dict, int]:
             failures[c].append(shard_failures[c])
     dtypes = {c: dt for c, (dt, _) in _TABLE_TRACKS.items()}
     tracks = {c: _concat(parts, dtypes[c]) for c, parts in tracks.items()}
-    failures = {c: _concat(parts, schema._STR) for c, parts in failures.items()}
+    failures = {c: _concat(parts, schema.FAILURE_COLUMNS[c][0]) for c, parts in failures.items()}
     return tracks, failures, n_read
 
 

@@ -7,6 +7,8 @@ position, normalisation, label names, the store's FeatureSpec, the model and
 train configs, the best validation score). Nothing is pickled.
 Checkpoints are written synchronously; orbax writes each under a temporary
 name and renames it when complete, so a killed run leaves the previous one intact.
+A training holds the model folder's lock exclusively and :func:`load_model`
+holds it shared while it reads (see :mod:`models.layout`).
 """
 
 from __future__ import annotations
@@ -97,22 +99,44 @@ class TrainedModel:
 
 
 def load_model(model_dir: str | Path, which: str = "best") -> TrainedModel:
-    """Load the ``best`` (falling back to ``latest``) checkpoint of ``model_dir``."""
+    """Load the ``best`` (falling back to ``latest``) checkpoint of ``model_dir``.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A folder written by :func:`models.train`.
+    which : str
+        ``best`` or ``latest``.
+
+    Returns
+    -------
+    TrainedModel
+        In memory: the folder's lock is held (shared) only while it is read.
+
+    Raises
+    ------
+    ModelError
+        When the folder holds no checkpoint, or a training is writing into it
+        (orbax deletes a checkpoint when it saves the next one; wait for the
+        training to finish, or copy the folder).
+    """
     from models.steps import init_state, make_optimizer
 
     model_dir = Path(model_dir)
     folder = ModelFolder(model_dir)
-    if not any(folder.has_checkpoint(kind) for kind in CHECKPOINT_KINDS):
-        raise ModelError(
-            f"{model_dir} holds no trained model (no checkpoints); run `mgc train STORE --out {model_dir}` first"
-        )
-    checkpoints = Checkpoints(model_dir)
-    if checkpoints.step(which) is None:
-        which = "latest"
-    meta = checkpoints.meta(which)
-    model_config = ModelConfig.from_dict(meta["model_config"])
-    train_config = TrainConfig.from_dict(meta["train_config"])
-    tx = make_optimizer(train_config, meta["total_steps"])
-    template = jax.tree.map(np.asarray, init_state(model_config, tx, seed=0))
-    state, meta = checkpoints.restore(which, template)
+    # Locked before looking for checkpoints: during a training's first epoch "being trained" is the answer.
+    with folder.lock(shared=True):
+        if not any(folder.has_checkpoint(kind) for kind in CHECKPOINT_KINDS):
+            raise ModelError(
+                f"{model_dir} holds no trained model (no checkpoints); run `mgc train STORE --out {model_dir}` first"
+            )
+        checkpoints = Checkpoints(model_dir)
+        if checkpoints.step(which) is None:
+            which = "latest"
+        meta = checkpoints.meta(which)
+        model_config = ModelConfig.from_dict(meta["model_config"])
+        train_config = TrainConfig.from_dict(meta["train_config"])
+        tx = make_optimizer(train_config, meta["total_steps"])
+        template = jax.tree.map(np.asarray, init_state(model_config, tx, seed=0))
+        state, meta = checkpoints.restore(which, template)
     return TrainedModel(state, meta)

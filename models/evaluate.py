@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from engine import atomic
-from models.checkpoint import check_spec, load_model
+from models.checkpoint import TrainedModel, check_spec, load_model
 from models.config import ModelError
 from models.data import StoreTracks, split_source
-from models.layout import EVAL_FILES, ModelFolder
+from models.layout import EVAL_FILES, ModelFolder, eval_folder_lock
 from models.metrics import classification_metrics, track_probabilities
 from models.plots import confusion_png, curves_png
 from models.steps import make_graphdef
@@ -20,13 +20,11 @@ from models.steps import make_graphdef
 __all__ = ["evaluate"]
 
 
-def _rows_for(split: str, model_dir: Path, tracks: StoreTracks) -> np.ndarray:
+def _rows_for(split: str, ids: list[str] | None, tracks: StoreTracks) -> np.ndarray:
+    """Store rows of the labeled tracks of ``split`` (``ids``: the model's saved split, None for ``all``)."""
     labeled = np.flatnonzero(tracks.columns["label"] >= 0)
-    if split == "all":
+    if ids is None:
         return labeled
-    if split not in ("train", "valid", "test"):
-        raise ModelError(f"unknown split {split!r}; use train, valid, test or all")
-    ids = ModelFolder(model_dir).read_splits()[split]
     track_ids = tracks.columns["track_id"]
     # Vectorised membership (a StringColumn's isin, or numpy's for a plain array): no loop over a million rows.
     member = track_ids.isin(ids) if hasattr(track_ids, "isin") else np.isin(np.asarray(track_ids, object), ids)
@@ -72,9 +70,24 @@ def evaluate(
     dict
         Accuracy, macro-F1, per-class precision/recall/F1/support, the
         confusion matrix, ``label_names`` and the paths of the files written.
+
+    Raises
+    ------
+    ModelError
+        Bad split, a store with another FeatureSpec or unknown labels, a
+        training writing into ``model_dir`` (the model is read under the
+        folder's shared lock, see :mod:`models.layout`), or another evaluation
+        writing into the same output folder (locked for the whole pass).
     """
     model_dir = Path(model_dir)
-    model = load_model(model_dir, which)
+    if split not in ("train", "valid", "test", "all"):
+        raise ModelError(f"unknown split {split!r}; use train, valid, test or all")
+    folder = ModelFolder(model_dir)
+    # The checkpoint and splits.json of one training, read under the readers' lock (released here:
+    # the evaluation itself works on the model in memory).
+    with folder.lock(shared=True):
+        model = load_model(model_dir, which)
+        split_ids = None if split == "all" else folder.read_splits()[split]
     tracks = StoreTracks.of(store)
     check_spec(
         model.spec,
@@ -82,7 +95,7 @@ def evaluate(
         where=f"the model in {model_dir}",
         store_path=getattr(tracks.store, "path", store),
     )
-    rows = _rows_for(split, model_dir, tracks)
+    rows = _rows_for(split, split_ids, tracks)
     store_names = [str(n) for n in tracks.store.label_names]
     unknown = sorted({store_names[label] for label in tracks.columns["label"][rows]} - set(model.label_names))
     if unknown:
@@ -90,6 +103,29 @@ def evaluate(
     # Store label index -> model label index, by name: the two may order labels differently.
     to_model = {i: model.label_names.index(n) for i, n in enumerate(store_names) if n in model.label_names}
     y_true = np.asarray([to_model[label] for label in tracks.columns["label"][rows]], np.int64)
+    out = Path(out_dir) if out_dir is not None else folder.eval_dir(split)
+    if out.resolve() == model_dir.resolve():
+        raise ModelError(f"--out must be a folder of its own, not the model folder {model_dir}")
+    # Locked before the long pass, so that a second evaluation into the same folder fails at once.
+    with eval_folder_lock(out):
+        return _evaluate_into(
+            out, model, model_dir, tracks, rows, y_true, split=split, max_crops=max_crops, which=which
+        )
+
+
+def _evaluate_into(
+    out: Path,
+    model: TrainedModel,
+    model_dir: Path,
+    tracks: StoreTracks,
+    rows: np.ndarray,
+    y_true: np.ndarray,
+    *,
+    split: str,
+    max_crops: int | None,
+    which: str,
+) -> dict[str, Any]:
+    """:func:`evaluate`'s pass over ``rows`` and its files, written into the locked folder ``out``."""
     source = split_source(tracks, rows, memory_limit_mb=model.train_config.memory_limit_mb)
     probs = track_probabilities(
         model.params,
@@ -102,9 +138,6 @@ def evaluate(
     )
     y_pred = probs.argmax(-1)
     metrics = classification_metrics(y_true, y_pred, len(model.label_names))
-    folder = ModelFolder(model_dir)
-    out = Path(out_dir) if out_dir is not None else folder.eval_dir(split)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {key: out / name for key, name in EVAL_FILES.items()}
     metrics.update(
         {
@@ -137,7 +170,7 @@ def evaluate(
         title=f"{split}: accuracy {metrics['accuracy']:.3f}",
     )
     files = {key: str(paths[key]) for key in ("metrics", "predictions", "confusion_png")}
-    rows_log = folder.read_metrics()
+    rows_log = ModelFolder(model_dir).read_metrics()
     if rows_log:
         files["curves_png"] = str(curves_png(rows_log, paths["curves_png"]))
     metrics["files"] = files

@@ -4,6 +4,9 @@ As :mod:`engine.schema` describes a feature store, this module describes a
 model folder::
 
     MODEL_DIR/
+      .lock                      flock: held exclusively by the training writing the folder, shared by
+                                 readers while they load a checkpoint (see ModelFolder.lock); the
+                                 training's pid inside, or empty
       model.json                 configs, label names, FeatureSpec, normalisation, store path (JSON, at start)
       splits.json                {"method": str, "train": [track_id...], "valid": [...], "test": [...]}
       metrics.jsonl              one JSON object per finished epoch (epoch, step, train_loss, train_accuracy,
@@ -11,6 +14,7 @@ model folder::
       checkpoints/latest/STEP/   orbax checkpoint of the last saved step (items "state" and "meta", no pickle)
       checkpoints/best/STEP/     orbax checkpoint of the best validation accuracy so far
       eval-SPLIT/                what ``mgc evaluate`` writes (or the folder given with --out):
+        .lock                    held exclusively by the evaluation writing this folder
         metrics.json             accuracy, macro_f1, per-class precision/recall/f1/support, confusion, ...
         predictions.jsonl        one {"track_id", "true", "predicted", "probability"} per track
         confusion_matrix.png     row-normalised confusion matrix
@@ -21,6 +25,16 @@ fsync, rename, fsync of the folder): a killed run leaves the previous version
 or the new one, never half a file. ``metrics.jsonl`` is rewritten whole (one
 row more) per epoch; a reader still skips a torn last line, which a file
 copied mid-write by another tool could have.
+
+Concurrency: ``mgc train`` holds ``.lock`` exclusively for its whole run, so a
+second training into the same folder fails at once, naming the first one's
+pid. ``load_model`` (and so ``mgc predict`` and ``mgc evaluate``) holds it
+shared only while it reads: reading during a training fails at once with a
+clear error (orbax deletes the previous checkpoint when it saves the next),
+and a training waits up to ``READERS_WAIT_SECONDS`` for readers to finish. The
+kernel releases a lock when its holder dies, even by SIGKILL. An evaluation
+holds its output folder's ``.lock`` exclusively, so two evaluations never
+write the same files at once.
 """
 
 from __future__ import annotations
@@ -29,10 +43,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine import atomic
+from engine import FolderLock, atomic
 from models.config import ModelError
 
-__all__ = ["EVAL_FILES", "ModelFolder"]
+__all__ = ["EVAL_FILES", "ModelFolder", "eval_folder_lock"]
+
+LOCK_NAME = ".lock"
+#: How long a training waits for readers, who hold the lock only while they load a checkpoint.
+READERS_WAIT_SECONDS = 30.0
 
 MODEL_JSON = "model.json"
 SPLITS_JSON = "splits.json"
@@ -83,6 +101,43 @@ class ModelFolder:
         """True when a complete checkpoint ``which`` is saved (orbax names complete steps by number)."""
         folder = self.checkpoint_dir(which)
         return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+    def lock(self, *, shared: bool = False) -> FolderLock:
+        """The folder's lock: exclusive for the training writing it, shared for readers.
+
+        Parameters
+        ----------
+        shared : bool
+            A reader's lock (never creates the folder or the lock file). An
+            exclusive lock creates the folder.
+
+        Returns
+        -------
+        engine.FolderLock
+            A context manager; entering it raises :class:`ModelError` when a
+            conflicting lock is held (the message names the training's pid) or
+            when ``.lock`` is a symbolic link or not a regular file.
+        """
+        if shared:
+            return FolderLock(
+                self.root,
+                shared=True,
+                what="a training",
+                advice="wait for it to finish, or copy the folder and use the copy",
+                error=ModelError,
+                invalid=ModelError,
+                name=LOCK_NAME,
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FolderLock(
+            self.root,
+            what="another training",
+            advice="wait for it to finish, or train into another --out",
+            error=ModelError,
+            invalid=ModelError,
+            wait_for_readers=READERS_WAIT_SECONDS,
+            name=LOCK_NAME,
+        )
 
     def eval_dir(self, split: str) -> Path:
         """The default folder of an evaluation of ``split``."""
@@ -139,3 +194,16 @@ class ModelFolder:
         kept = [row for row in rows if row.get("step", 0) <= step]
         if kept != rows or not self.metrics_log.exists():
             self.write_metrics(kept)
+
+
+def eval_folder_lock(out: str | Path) -> FolderLock:
+    """Exclusive lock of an evaluation's output folder (created): one evaluation writes it at a time."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return FolderLock(
+        out,
+        what="another evaluation",
+        advice="wait for it to finish, or pass another --out",
+        error=ModelError,
+        invalid=ModelError,
+        name=LOCK_NAME,
+    )

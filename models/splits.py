@@ -47,7 +47,7 @@ def _text(values: Any) -> np.ndarray:
         if v is None or (isinstance(v, float) and np.isnan(v)):
             out.append("")
         elif isinstance(v, bytes):
-            out.append(v.decode("utf-8"))
+            out.append(v.decode("utf-8", "surrogateescape"))
         else:
             out.append(str(v))
     return np.array(out, dtype=object)

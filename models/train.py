@@ -7,6 +7,7 @@ data-parallel by :mod:`models.parallel`; batches come from
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
@@ -78,11 +79,49 @@ def train(
     -------
     dict
         ``model_dir``, ``steps``, ``best_val_accuracy`` and the ``last`` metrics row.
+
+    Raises
+    ------
+    ModelError
+        Bad settings, a store that does not fit a resumed run, or another
+        training (or, for longer than ``READERS_WAIT_SECONDS``, a reader) holding the
+        folder's lock. The lock (``out_dir/.lock``, see :mod:`models.layout`)
+        is held for the whole run and released on any exit.
     """
     out_dir = Path(out_dir)
+    tracks = StoreTracks.of(store)
+    # In a multi-process run every process trains into the same folder (often a shared file
+    # system): the first process locks it for all of them.
+    lock = ModelFolder(out_dir).lock() if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:
+        return _train_locked(
+            store,
+            tracks,
+            out_dir,
+            config,
+            model_config=model_config,
+            resume=resume,
+            split_files=split_files,
+            progress=progress,
+            devices=devices,
+        )
+
+
+def _train_locked(
+    store: Any,
+    tracks: StoreTracks,
+    out_dir: Path,
+    config: TrainConfig | Mapping[str, Any] | None,
+    *,
+    model_config: ModelConfig | None,
+    resume: bool,
+    split_files: Mapping[str, str | Path] | None,
+    progress: ProgressCallback | None,
+    devices: Sequence[Any] | None,
+) -> dict[str, Any]:
+    """:func:`train`'s run, with the model folder locked."""
     folder = ModelFolder(out_dir)
     report = ProgressReporter(progress, "train", "steps")
-    tracks = StoreTracks.of(store)
     spec, label_names = tracks.store.spec, [str(n) for n in tracks.store.label_names]
     resuming = resume and has_checkpoint(out_dir)
     if has_checkpoint(out_dir) and not resume:

@@ -94,6 +94,71 @@ def test_predict_skips_unreadable_files_and_continues(model_dir, tmp_path):
     assert invoke("predict", model_dir, tmp_path / "fresh" / "broken.wav").exit_code == 1
 
 
+def test_one_file_failing_in_an_unexpected_way_never_aborts_a_batch(model_dir, tmp_path, monkeypatch):
+    import engine
+    import models
+
+    fresh = write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
+    files = sorted(fresh.rglob("*.wav"))
+    boom = files[1]
+    # A real unexpected error: a path holding a NUL byte makes the OS layer raise ValueError.
+    nul = str(fresh / "bad\x00name.wav")
+    compute_features = engine.compute_features
+
+    def failing_for_one_file(path, *args, **kwargs):
+        if str(path) == str(boom):
+            raise RuntimeError("decoder exploded")
+        return compute_features(path, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "compute_features", failing_for_one_file)
+    results = models.predict(model_dir, [files[0], boom, nul, files[2], tmp_path / "missing.wav"], top_k=2)
+    assert [r["path"] for r in results] == [str(files[0]), str(boom), nul, str(files[2]), str(tmp_path / "missing.wav")]
+    assert [len(r["top"]) for r in results] == [2, 0, 0, 2, 0]
+    assert results[0]["error"] is None and results[3]["error"] is None
+    assert results[1]["error"] == "unexpected RuntimeError: decoder exploded (please report it)"
+    assert results[2]["error"]  # whatever the engine calls it, the file is reported and skipped
+    assert results[4]["error"].startswith("missing: ")
+
+    def interrupted(path, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "compute_features", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # the user's Ctrl-C still stops the batch
+        models.predict(model_dir, files)
+
+
+def test_a_second_evaluation_into_the_same_folder_fails_at_once(model_dir, tone_store, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import models
+    from models.config import ModelError
+
+    repo = Path(__file__).resolve().parents[2]
+    hold = "import sys, time\nfrom models.layout import eval_folder_lock\nwith eval_folder_lock(sys.argv[1]):\n"
+    hold += "    print('locked', flush=True)\n    time.sleep(120)\n"
+    out = tmp_path / "eval"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(out)],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ModelError, match=rf"another evaluation \(pid {holder.pid}\) is writing into"):
+            models.evaluate(model_dir, tone_store, split="all", out_dir=out)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(os.listdir(out)) == [".lock"]
+    with pytest.raises(ModelError, match="a folder of its own"):
+        models.evaluate(model_dir, tone_store, split="all", out_dir=model_dir)
+
+
 def test_python_predict_api(model_dir, tmp_path):
     import models
 
