@@ -262,6 +262,37 @@ def _failures_table(title: str, rows, count: int, limit: int, more: str) -> Tabl
     return table
 
 
+def _verify_store(tracks, store: str) -> None:
+    """Print what ``mgc extract --verify`` found; exit 1 when a run would redo anything."""
+    from engine.verify import verify
+
+    check = verify(tracks, store)
+    table = Table(title=f"verify {shown(check.store)}", show_header=False)
+    for name, value in (
+        ("tracks in the corpus", check.corpus_tracks),
+        ("stored tracks", check.stored_tracks),
+        ("failed tracks", check.failed_tracks),
+        ("damaged shards", len(check.damaged_shards)),
+        ("tracks changed in the corpus", len(check.changed_tracks)),
+        ("new tracks (not planned yet)", len(check.new_tracks)),
+        ("planned shards not written yet", len(check.unfinished_shards)),
+        ("stored tracks no longer in the corpus (kept)", check.gone_tracks),
+    ):
+        table.add_row(name, str(value))
+    console.print(table)
+    for name, reason in check.damaged_shards[:50]:
+        console.print(Text(f"damaged {name}: {reason}"), soft_wrap=True)
+    for name, track_id, what in check.changed_tracks[:50]:
+        console.print(Text(f"changed {shown(track_id)} (in {name}): {shown(what)}"), soft_wrap=True)
+    for track_id in check.new_tracks[:20]:
+        console.print(Text(f"new {shown(track_id)}"), soft_wrap=True)
+    if check.clean:
+        console.print("the store is complete and matches the corpus: a run would do nothing")
+        return
+    console.print("run the same command without --verify to redo what is listed (it resumes)")
+    raise typer.Exit(1)
+
+
 @command("extract")
 def extract_command(
     corpus: str = typer.Argument(..., help="Folder (one sub-folder per label, or plain) or a CSV manifest."),
@@ -287,6 +318,12 @@ def extract_command(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing store and start again."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any track failed."),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Write nothing: open every shard and compare the store with the corpus; list what a run would redo "
+        "(exit 1 if anything).",
+    ),
     scheduler: str = typer.Option(
         None,
         "--scheduler",
@@ -311,6 +348,9 @@ def extract_command(
         logmel_dtype=logmel_dtype.value,
     )
     tracks = load_corpus(corpus, manifest)
+    if verify:
+        _verify_store(tracks, store)
+        return
     try:
         with contextlib.ExitStack() as stack:
             executor = None

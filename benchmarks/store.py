@@ -78,7 +78,9 @@ def build(workdir: Path, n_tracks: int, workers: int) -> tuple[Path, float, floa
         done = json.loads(marker.read_text())
         return store, done["extract"], done["consolidate"]
     shutil.rmtree(workdir, ignore_errors=True)
-    sources = [write_audio(workdir / "sources" / f"s{k}.wav", 1.0, seed=k) for k in range(4)]
+    # ext4 allows 65,000 links to one file: one source per 50,000 tracks (4 at least)
+    n_sources = max(4, -(-n_tracks // 50_000))
+    sources = [write_audio(workdir / "sources" / f"s{k}.wav", 1.0, seed=k) for k in range(n_sources)]
     labels = [f"genre{k}" for k in range(8)]
     for label in labels:
         (corpus / label).mkdir(parents=True)

@@ -80,6 +80,8 @@ def _check_path(path: str) -> None:
         raise AudioError("unreadable", path, exc.strerror or str(exc)) from None
     if stat.S_ISDIR(info.st_mode):
         raise AudioError("is_directory", path)
+    if not stat.S_ISREG(info.st_mode):
+        raise AudioError("not_a_file", path)
     try:
         with open(path, "rb") as handle:
             handle.read(1)

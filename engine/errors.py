@@ -25,6 +25,7 @@ __all__ = [
 AUDIO_ERROR_KINDS = {
     "missing": "the file does not exist",
     "is_directory": "the path is a directory, not an audio file",
+    "not_a_file": "the path is a pipe, socket or device, not a regular file (reading it could block forever)",
     "permission": "the file exists but cannot be read by this user",
     "empty": "the file has zero bytes",
     "unsupported": "the file's format is not one soundfile (libsndfile) can decode",

@@ -342,7 +342,8 @@ def _drop_stale_shards(store: str, index: dict, corpus: Corpus, progress) -> lis
         parts.append(f"{len(damaged)} damaged shard(s) (first: {damaged[0][0]}: {damaged[0][1]})")
     if changed:
         parts.append(f"{len(changed)} track(s) changed in the corpus (first: {changed[0][1]}: {changed[0][2]})")
-    Reporter(progress, "extract", "tracks")("note", message=f"re-extracting {len(stale)} shard(s): {'; '.join(parts)}")
+    message = f"re-extracting {len(stale)} shard(s): {'; '.join(parts)}"
+    Reporter(progress, "extract", "tracks")("stage", message=message, stage="resume")
     return sorted(stale)
 
 
@@ -398,7 +399,9 @@ def extract(
         Raise ExtractFailed when any track failed.
     progress : callable, optional
         Receives :class:`engine.progress.ProgressEvent` values of task ``"extract"``
-        counting ``"tracks"``: ``start``, an ``update`` after each shard, ``end``.
+        counting ``"tracks"``: ``start``, an ``update`` after each shard, ``end``;
+        a ``stage`` event (``info["stage"] == "resume"``) when a resume redoes
+        damaged shards or shards whose tracks changed in the corpus.
         ``info`` holds ``failed`` (tracks that failed so far), ``audio_seconds``
         (decoded so far), ``elapsed`` (seconds) and ``skipped`` (tracks already in
         complete shards before this run).

@@ -21,6 +21,7 @@ import numpy as np
 from engine import FeatureStore, extract
 
 from .conftest import write_audio
+from .test_extract import assert_same_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,3 +111,163 @@ def test_a_worker_that_dies_on_one_file_costs_only_that_file(tmp_path: Path):
     assert len(clean) == len(again) == 8
     for track_id in np.asarray(clean.tracks.track_id):
         np.testing.assert_array_equal(clean.read(track_id), again.read(track_id))
+
+
+def _corpus(folder: Path, n: int = 6) -> Path:
+    for i in range(n):
+        write_audio(folder / ("rock" if i % 2 else "jazz") / f"t{i}.wav", 1.0, seed=i)
+    return folder
+
+
+def test_a_damaged_shard_is_found_and_rebuilt(tmp_path: Path):
+    corpus, store = _corpus(tmp_path / "corpus"), tmp_path / "store"
+    assert mgc("extract", corpus, store, "--workers", "1", "--shard-size", "2").returncode == 0
+    shard = store / "shard-00001.h5"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a torn copy, a bad disk
+    verified = mgc("extract", corpus, store, "--verify")
+    assert verified.returncode == 1, verified.stdout + verified.stderr
+    assert "damaged shard-00001.h5" in verified.stdout + verified.stderr
+    assert shard.stat().st_size > 0, "--verify must not write"
+    again = mgc("extract", corpus, store, "--workers", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "re-extracting 1 shard" in again.stdout + again.stderr
+    extract(corpus, tmp_path / "clean", workers=1, shard_size=2)
+    assert_same_store(store, tmp_path / "clean")
+    assert mgc("extract", corpus, store, "--verify").returncode == 0
+
+
+def test_a_missing_shard_is_rebuilt(tmp_path: Path):
+    corpus, store = _corpus(tmp_path / "corpus"), tmp_path / "store"
+    extract(corpus, store, workers=1, shard_size=2)
+    (store / "shard-00002.h5").unlink()
+    assert mgc("extract", corpus, store, "--workers", "1").returncode == 0
+    extract(corpus, tmp_path / "clean", workers=1, shard_size=2)
+    assert_same_store(store, tmp_path / "clean")
+
+
+def test_resume_follows_changes_of_labels_and_files(tmp_path: Path):
+    audio = _corpus(tmp_path / "audio")
+    manifest = tmp_path / "m.csv"
+    rows = [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name}" for p in sorted(audio.rglob("*.wav"))]
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
+    store = tmp_path / "store"
+    assert mgc("extract", manifest, store, "--workers", "1", "--shard-size", "2").returncode == 0
+    # A label fixed in the manifest, and one recording replaced by another of another length.
+    manifest.write_text(manifest.read_text().replace("audio/jazz/t0.wav,jazz", "audio/jazz/t0.wav,blues"))
+    time.sleep(0.01)
+    write_audio(audio / "rock" / "t3.wav", 1.5, seed=33)
+    verified = mgc("extract", manifest, store, "--verify")
+    assert verified.returncode == 1
+    said = verified.stdout + verified.stderr
+    assert "changed audio/jazz/t0.wav" in said and "changed audio/rock/t3.wav" in said
+    assert mgc("extract", manifest, store, "--workers", "1").returncode == 0
+    with FeatureStore(store) as reader:
+        assert reader.tracks.label_name[reader.row("audio/jazz/t0.wav")] == "blues"
+        assert reader.tracks.duration[reader.row("audio/rock/t3.wav")] == 1.5
+    extract(manifest, tmp_path / "clean", workers=1, shard_size=2)
+    assert_same_store(store, tmp_path / "clean")
+    assert mgc("extract", manifest, store, "--verify").returncode == 0
+
+
+def test_a_fixed_file_that_had_failed_is_tried_again(tmp_path: Path):
+    corpus, store = _corpus(tmp_path / "corpus", 4), tmp_path / "store"
+    broken = corpus / "rock" / "broken.wav"
+    broken.write_text("not audio")
+    extract(corpus, store, workers=1)
+    assert list(np.asarray(FeatureStore(store).failures.kind)) == ["unreadable"]
+    write_audio(broken, 1.0, seed=7)
+    assert mgc("extract", corpus, store, "--workers", "1").returncode == 0
+    with FeatureStore(store) as reader:
+        assert len(reader.failures) == 0 and len(reader) == 5
+
+
+def test_a_folder_that_is_not_a_store_is_never_emptied(tmp_path: Path):
+    corpus = _corpus(tmp_path / "corpus", 2)
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "index.json").write_text('{"name": "my web site"}')
+    (folder / "shard-00000.h5").write_text("someone's file")
+    for extra in ((), ("--overwrite",)):
+        done = mgc("extract", corpus, folder, "--workers", "1", *extra)
+        assert done.returncode != 0
+        assert "not an mgc feature store" in done.stdout + done.stderr
+    assert (folder / "index.json").read_text() == '{"name": "my web site"}'
+    assert (folder / "shard-00000.h5").read_text() == "someone's file"
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "plan.json").write_text("my plan")
+    assert mgc("extract", corpus, mine, "--overwrite", "--workers", "1").returncode != 0
+    assert (mine / "plan.json").read_text() == "my plan"
+
+
+def test_names_from_json_never_leave_the_store(tmp_path: Path):
+    corpus, store = _corpus(tmp_path / "corpus", 4), tmp_path / "store"
+    extract(corpus, store, workers=1, shard_size=2)
+    outside = tmp_path / "x.h5"
+    outside.write_text("precious")
+    index = (store / "index.json").read_text()
+    (store / "index.json").write_text(index.replace('"shard-00001.h5"', '"../x.h5"'))
+    for args in (("inspect", store), ("extract", corpus, store, "--workers", "1")):
+        done = mgc(*args)
+        assert done.returncode != 0
+        assert "not a shard file name" in done.stdout + done.stderr
+    assert outside.read_text() == "precious"
+    (store / "index.json").write_text(index)
+    plan = (store / "plan.json").read_text()
+    (store / "plan.json").write_text(plan.replace('"shard-00001.h5"', '"../x.h5"'))
+    (store / "shard-00001.h5").unlink()  # so that the run would write that shard again
+    done = mgc("extract", corpus, store, "--workers", "1")
+    assert done.returncode != 0 and "not a shard file name" in done.stdout + done.stderr
+    assert outside.read_text() == "precious"
+
+
+def test_a_store_of_a_newer_schema_is_not_offered_to_be_overwritten(tmp_path: Path):
+    corpus, store = _corpus(tmp_path / "corpus", 2), tmp_path / "store"
+    extract(corpus, store, workers=1)
+    index = (store / "index.json").read_text()
+    (store / "index.json").write_text(index.replace('"schema_version": 1', '"schema_version": 7'))
+    for args in (("inspect", store), ("extract", corpus, store, "--workers", "1")):
+        done = mgc(*args)
+        text = " ".join((done.stdout + done.stderr).split())
+        assert done.returncode != 0
+        assert "newer mgc" in text and "Upgrade mgc" in text, text
+
+
+def test_a_fifo_in_the_corpus_is_recorded_not_waited_on(tmp_path: Path):
+    corpus = _corpus(tmp_path / "corpus", 2)
+    os.mkfifo(corpus / "rock" / "stream.wav")
+    done = mgc("extract", corpus, tmp_path / "store", "--workers", "1", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with FeatureStore(tmp_path / "store") as reader:
+        assert list(np.asarray(reader.failures.kind)) == ["not_a_file"] and len(reader) == 2
+
+
+class _ElsewhereExecutor:
+    """An executor whose workers write into another folder than the one the run names (a mount not shared)."""
+
+    def __init__(self, folder: Path) -> None:
+        import concurrent.futures as cf
+        import dataclasses
+
+        from engine.shard import run_shard
+
+        self.folder, self._pool, self._run, self._replace = folder, cf.ThreadPoolExecutor(1), run_shard, dataclasses
+        folder.mkdir()
+
+    def submit(self, fn, task):
+        return self._pool.submit(self._run, self._replace.replace(task, store=str(self.folder)))
+
+
+def test_workers_that_cannot_see_the_store_fail_the_run_loudly(tmp_path: Path):
+    from engine import ExtractFailed
+
+    corpus, store = _corpus(tmp_path / "corpus", 4), tmp_path / "store"
+    executor = _ElsewhereExecutor(tmp_path / "their-disk")
+    try:
+        extract(corpus, store, executor=executor, shard_size=2)
+    except ExtractFailed as exc:
+        assert "shared filesystem" in str(exc)
+    else:
+        raise AssertionError("the run should fail")
+    assert not list(store.glob("shard-*.h5"))
+    assert mgc("extract", corpus, store, "--verify").returncode == 1
