@@ -66,13 +66,13 @@ def real_features(audio: Path, n_tracks: int, seconds: float, spec: FeatureSpec)
     """``n_tracks`` feature dicts of ``seconds`` each from the files in ``audio``; and seconds spent computing."""
     from engine import find_audio_files
 
-    files = [f for f in find_audio_files(audio) if ".hq." not in os.path.basename(f)] if audio.is_dir() else []
+    files = [f for f in find_audio_files([audio]) if ".hq." not in os.path.basename(f)] if audio.is_dir() else []
     if not files:
         from engine.synth import make_corpus
 
         folder = Path(tempfile.mkdtemp(prefix="mgc-compression-"))
         make_corpus(folder, tracks_per_genre=2, seconds=seconds)
-        files = find_audio_files(folder)
+        files = find_audio_files([folder])
         print(f"({audio} not found: generated corpus in {folder})")
     import soundfile
 

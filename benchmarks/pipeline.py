@@ -114,6 +114,8 @@ def _librosa_task(args):
     import h5py
     import librosa
 
+    from engine import schema
+
     paths, out = args
     with h5py.File(out, "w") as h5:
         for i, path in enumerate(paths):
@@ -122,14 +124,13 @@ def _librosa_task(args):
             logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)
             mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=20)
             # The same on-disk format as our store (float16 log-mel, float32 MFCC,
-            # chunks of 512 frames, shuffle + LZF), so both sides pay for the same output.
+            # chunks of 512 frames, the default filter), so both sides pay for the same output.
             for name, values in (("logmel", logmel.T.astype(np.float16)), ("mfcc", mfcc.T.astype(np.float32))):
                 h5.create_dataset(
                     f"{i}/{name}",
                     data=values,
                     chunks=(min(512, len(values)), values.shape[1]),
-                    compression="lzf",
-                    shuffle=True,
+                    **schema.FILTERS[schema.DEFAULT_COMPRESSION],
                 )
     return len(paths)
 

@@ -407,10 +407,11 @@ def extract(
         complete shards before this run).
     shard_size : int, optional
         Tracks per shard for a new store (default: up to 128, at least 16 shards).
-    compression : {"lzf", "gzip", "none"}
+    compression : {"none", "lzf", "gzip"}
         Filter of the feature arrays of the shards this run writes (the numbers
-        do not change; a store may mix filters). lzf (default) is read by h5py
-        and is fast; gzip (level 1) is read by every HDF5 tool and ~15% smaller.
+        do not change; a store may mix filters). "none" (default) reads ten times
+        faster than lzf and every HDF5 tool reads it; "lzf" (h5py only) is 13%
+        smaller, "gzip" (level 1, every HDF5 tool) 22% smaller, on real music.
 
     Returns
     -------

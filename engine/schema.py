@@ -21,7 +21,7 @@ shard file that they do not name is incomplete or stale and is ignored. Every sh
     /                       attrs: schema_version (int), spec_hash (str), spec (JSON str), shard (its name)
     /features/<name>        (total_frames, n_bins), the frames of all the shard's tracks
                             concatenated in track order; logmel float16 (or float32), mfcc float32;
-                            chunks (CHUNK_FRAMES, n_bins), shuffle + lzf (or gzip level 1, see COMPRESSIONS)
+                            chunks (CHUNK_FRAMES, n_bins), uncompressed (or shuffle + lzf/gzip 1: COMPRESSIONS)
     /tracks/<column>        one 1-D dataset per column of TRACK_COLUMNS, one row per stored track
     /failures/<column>      one 1-D dataset per column of FAILURE_COLUMNS, one row per failed track
 
@@ -52,14 +52,24 @@ TEMP_SUFFIX = atomic.TEMP_SUFFIX
 
 # 512 frames x 128 bins x 2 bytes = 128 KiB: one 30 s track is ~3 chunks.
 CHUNK_FRAMES = 512
-# Filters for /features/*, all readable by plain h5py. lzf (the default) ships with
-# h5py and costs a third of gzip's time (about 2 ms instead of 6 per 30 s track:
-# a third of the whole per-track cost); gzip ("deflate") is built into every HDF5
-# library (h5dump, MATLAB, netCDF...) and compresses ~15% better; "none" is
-# fastest and largest. Level 1 costs half of level 4 for 97% of its ratio.
-COMPRESSIONS = ("lzf", "gzip", "none")
-DEFAULT_COMPRESSION = "lzf"
+# Filters for /features/*, all readable by plain h5py. Measured by
+# benchmarks/compression.py on a shard of real music (128 tracks x 30 s, float16
+# log-mel + float32 MFCC): float16 dB values hardly compress (lzf + shuffle 1.15x,
+# gzip 1.29x), while decoding costs a lot: whole-dataset reads at 4,251 MB/s
+# uncompressed, 440 MB/s with lzf, 293 MB/s with gzip, and writes cost 4% of the
+# feature computation uncompressed, 15% with lzf, 32% with gzip. Training reads a
+# store many times and must feed an accelerator, so "none" is the default (and,
+# like gzip, every HDF5 tool reads it; lzf only h5py). "lzf" saves 13% of the disk,
+# "gzip" (level 1: half of level 4's time for 98% of its ratio) 22%.
+COMPRESSIONS = ("none", "lzf", "gzip")
+DEFAULT_COMPRESSION = "none"
 GZIP_LEVEL = 1
+#: h5py ``create_dataset`` keyword arguments of each compression choice.
+FILTERS = {
+    "none": {},
+    "lzf": dict(compression="lzf", shuffle=True),
+    "gzip": dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True),
+}
 FEATURE_DTYPES = {"logmel": None, "mfcc": "float32"}  # None: spec.logmel_dtype
 
 _STR = h5py.string_dtype("utf-8")
@@ -110,11 +120,7 @@ def create_feature(h5: h5py.File, feature: str, spec: FeatureSpec, compression: 
     """An empty, growable, chunked, compressed ``/features/<feature>`` dataset."""
     dtype = FEATURE_DTYPES[feature] or spec.logmel_dtype
     n_bins = spec.n_bins(feature)
-    filters = {
-        "gzip": dict(compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True),
-        "lzf": dict(compression="lzf", shuffle=True),
-        "none": {},
-    }[compression]
+    filters = FILTERS[compression]
     return h5.create_dataset(
         f"features/{feature}",
         shape=(0, n_bins),

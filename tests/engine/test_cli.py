@@ -34,7 +34,8 @@ def test_extract_then_inspect(genre_folder: Path, tmp_path: Path):
     assert summary["tracks"] == 6 and summary["spec"]["n_mels"] == 64 and summary["spec"]["features"] == ["logmel"]
     assert summary["labels"]["rock"]["tracks"] == 3
     assert summary["failures"]["by_kind"] == {"unreadable": 1}
-    assert summary["bytes_on_disk"] > 0 and summary["compression_ratio"] > 1
+    # Uncompressed by default; the tiny tracks do not fill their 512-frame chunks, so less than 1.
+    assert summary["bytes_on_disk"] > 0 and 0 < summary["compression_ratio"] <= 1
     text = runner.invoke(app, ["inspect", str(store)])
     assert text.exit_code == 0 and "unreadable" in text.stdout and "compression" in text.stdout
     strict = runner.invoke(
