@@ -136,7 +136,10 @@ class FeatureStore:
             shard=_concat(shard_numbers, np.int32),
             first_frame=columns["first_frame"],
         )
-        self.failures = FailureTable(**{c: _concat(failures[c], object) for c in schema.FAILURE_COLUMNS})
+        # (the failure columns this reader knew; it reads the newer ones too, as it would have)
+        self.failures = FailureTable(
+            **{c: _concat(failures[c], object) for c in ("track_id", "path", "kind", "message")}
+        )
         self._row_of = {track_id: row for row, track_id in enumerate(self.tracks.track_id)}
 
     def _open(self, number: int) -> h5py.File:

@@ -271,3 +271,42 @@ def test_workers_that_cannot_see_the_store_fail_the_run_loudly(tmp_path: Path):
         raise AssertionError("the run should fail")
     assert not list(store.glob("shard-*.h5"))
     assert mgc("extract", corpus, store, "--verify").returncode == 1
+
+
+def test_memory_bombs_are_refused_under_a_memory_limit(tmp_path: Path):
+    """The files that would ask for gigabytes, extracted by the CLI with its address space capped at 6 GiB."""
+    import resource
+
+    import soundfile as sf
+
+    corpus = _corpus(tmp_path / "corpus", 2)
+    bombs = corpus / "bombs"
+    bombs.mkdir()
+    # 300,000 samples at 1 Hz: resampled to 22,050 Hz that is 6.6e9 samples (26 GB).
+    sf.write(bombs / "one_hertz.wav", np.zeros(300_000, np.int16), 1, subtype="PCM_16")
+    sf.write(bombs / "channels.wav", np.zeros((16, 1024), np.int16), 22050, subtype="PCM_16")  # a 1 GiB buffer
+    loud = np.full(22050, 1e38, np.float32)
+    loud[::2] *= -1
+    sf.write(bombs / "loud.wav", loud, 22050, subtype="FLOAT")  # the power spectrum overflows
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "extract", str(corpus), str(tmp_path / "store"), "--workers", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=cap,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    with FeatureStore(tmp_path / "store") as store:
+        kinds = dict(zip(np.asarray(store.failures.track_id), np.asarray(store.failures.kind)))
+        assert kinds == {
+            "bombs/one_hertz.wav": "bad_sample_rate",
+            "bombs/channels.wav": "too_many_channels",
+            "bombs/loud.wav": "non_finite_features",
+        }
+        assert len(store) == 2
+        assert all(np.isfinite(logmel).all() for _row, logmel in store.iter_tracks())
