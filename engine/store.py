@@ -299,17 +299,18 @@ class FeatureStore:
         bounds = np.flatnonzero(np.diff(shards[wanted])) + 1
         for group in np.split(wanted, bounds) if len(wanted) else []:
             number = int(shards[group[0]])
-            starts = first[group].tolist()
-            stops = (first[group] + counts[group]).tolist()
-            rows_of_group = group.tolist()
-            # A new span where the gap to the previous track is large or the span would grow too long.
-            span_start = 0
-            for k in range(1, len(group) + 1):
-                if (
-                    k == len(group)
-                    or starts[k] - stops[k - 1] > GAP_FRAMES
-                    or stops[k] - starts[span_start] > span_frames
-                ):
+            starts_a = first[group]
+            stops_a = starts_a + counts[group]
+            starts, stops, rows_of_group = starts_a.tolist(), stops_a.tolist(), group.tolist()
+            # Runs of tracks with no large gap between them; each run is read in spans of at most
+            # span_frames frames (a few per shard: the per-track work is only the slice and the yield).
+            gaps = (np.flatnonzero(starts_a[1:] - stops_a[:-1] > GAP_FRAMES) + 1).tolist()
+            for run_start, run_stop in zip([0, *gaps], [*gaps, len(group)]):
+                span_start = run_start
+                while span_start < run_stop:
+                    limit = starts[span_start] + span_frames
+                    k = span_start + int(np.searchsorted(stops_a[span_start:run_stop], limit, side="right"))
+                    k = max(k, span_start + 1)
                     lo, hi = starts[span_start], stops[k - 1]
                     block = self._read_frames(number, dataset, lo, hi).astype(np.float32, copy=False)
                     for j in range(span_start, k):

@@ -91,26 +91,26 @@ def changed_tracks(store: str, index: dict, corpus: Corpus, *, skip=()) -> list[
     tracks, failures, _ = tables.load(store, index, spec)
     names = [entry["name"] for entry in index["shards"]]
     failures["shard"] = np.repeat(np.arange(len(names)), [int(e["n_failures"]) for e in index["shards"]])
-    by_id = {t.track_id: t for t in corpus}
+    tracks_of_corpus = list(corpus)
+    ids = [t.track_id for t in tracks_of_corpus]
     out = []
     for table, fields in ((tracks, ("label", "split", "artist")), (failures, ())):
-        ids = table["track_id"]
-        shards = table["shard"]
-        sizes, mtimes = table.get("source_bytes"), table.get("source_mtime_ns")
-        columns = {f: table[f] for f in fields}
-        for row in range(len(ids)):
-            track = by_id.get(ids[row])
-            if track is None:
-                continue
-            what = [
-                f"{f} {columns[f][row]!r} -> {getattr(track, f) or ''!r}"
-                for f in fields
-                if columns[f][row] != (getattr(track, f) or "")
-            ]
-            if sizes is not None and sizes[row] >= 0 and source_signature(track.path) != (sizes[row], mtimes[row]):
-                what.append("its file changed (size or modification time)")
-            if what:
-                out.append((names[int(shards[row])], ids[row], "; ".join(what)))
+        rows = table["track_id"].lookup(ids) if len(table["track_id"]) else np.full(len(ids), -1)
+        found = np.flatnonzero(rows >= 0)  # corpus positions of tracks this table holds
+        stored = rows[found]
+        reasons = [[] for _ in found]
+        for f in fields:  # vectorised: one object-array comparison per field
+            now = np.array([getattr(tracks_of_corpus[k], f) or "" for k in found], dtype=object)
+            before = np.asarray(table[f], dtype=object)[stored] if len(found) else now
+            for j in np.flatnonzero(before != now):
+                reasons[j].append(f"{f} {before[j]!r} -> {now[j]!r}")
+        sizes, mtimes = table["source_bytes"][stored], table["source_mtime_ns"][stored]
+        for j in np.flatnonzero(sizes >= 0):  # one stat per track whose signature was recorded
+            if source_signature(tracks_of_corpus[found[j]].path) != (sizes[j], mtimes[j]):
+                reasons[j].append("its file changed (size or modification time)")
+        for j, why in enumerate(reasons):
+            if why:
+                out.append((names[int(table["shard"][stored[j]])], ids[found[j]], "; ".join(why)))
     return out
 
 
