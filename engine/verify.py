@@ -74,6 +74,14 @@ def check_shards(store: str, index: dict, *, deep: bool = False) -> list[tuple[s
     return damaged
 
 
+def _utf8(value) -> bytes:
+    return (value or "").encode("utf-8", "surrogateescape")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
 def changed_tracks(store: str, index: dict, corpus: Corpus, *, skip=()) -> list[tuple[str, str, str]]:
     """Tracks of complete shards that differ from the corpus now, as ``(shard name, track_id, what)``.
 
@@ -99,11 +107,11 @@ def changed_tracks(store: str, index: dict, corpus: Corpus, *, skip=()) -> list[
         found = np.flatnonzero(rows >= 0)  # corpus positions of tracks this table holds
         stored = rows[found]
         reasons = [[] for _ in found]
-        for f in fields:  # vectorised: one object-array comparison per field
-            now = np.array([getattr(tracks_of_corpus[k], f) or "" for k in found], dtype=object)
-            before = np.asarray(table[f], dtype=object)[stored] if len(found) else now
+        for f in fields:  # vectorised: fixed-width bytes, no Python string per stored row
+            now = np.array([_utf8(getattr(tracks_of_corpus[k], f)) for k in found], dtype="S")
+            before = table[f].take(stored).fixed() if len(found) else now
             for j in np.flatnonzero(before != now):
-                reasons[j].append(f"{f} {before[j]!r} -> {now[j]!r}")
+                reasons[j].append(f"{f} {_text(before[j])!r} -> {_text(now[j])!r}")
         sizes, mtimes = table["source_bytes"][stored], table["source_mtime_ns"][stored]
         for j in np.flatnonzero(sizes >= 0):  # one stat per track whose signature was recorded
             if source_signature(tracks_of_corpus[found[j]].path) != (sizes[j], mtimes[j]):
