@@ -52,6 +52,7 @@ def _choices(name: str, values) -> type[enum.Enum]:
 
 
 Compression = _choices("Compression", COMPRESSIONS)
+Precision = _choices("Precision", ("float32", "bfloat16"))
 LogmelDtype = _choices("LogmelDtype", ("float16", "float32"))
 Parallel = _choices("Parallel", ("jit", "pmap"))
 Which = _choices("Which", ("best", "latest"))
@@ -497,7 +498,29 @@ def _parse_split_files(items: list[str] | None) -> dict[str, str] | None:
 def train_command(
     store: str = typer.Argument(..., help="Feature store made by `mgc extract`."),
     out: str = typer.Option(..., "--out", "-o", help="Model folder to write (checkpoints, metrics log, splits)."),
-    epochs: int = typer.Option(None, help=f"Passes over the training tracks (default: {TRAIN['epochs']})."),
+    epochs: int = typer.Option(
+        None, help=f"Epochs of training: one pass over the tracks unless --epoch-examples (default: {TRAIN['epochs']})."
+    ),
+    steps: int = typer.Option(None, "--steps", min=1, help="Optimizer steps of the whole run (instead of --epochs)."),
+    crops_per_track: int = typer.Option(
+        None,
+        "--crops-per-track",
+        min=1,
+        help=f"Random crops of each track per pass (default: {TRAIN['crops_per_track']}).",
+    ),
+    epoch_examples: int = typer.Option(
+        None, "--epoch-examples", min=1, help="Examples per epoch (validation, checkpoint) (default: one pass)."
+    ),
+    precision: Precision = typer.Option(
+        None,
+        help=f"bfloat16: compute in bfloat16 for GPUs/TPUs, parameters float32 (default: {TRAIN['precision']}).",
+    ),
+    memory_limit_mb: float = typer.Option(
+        None,
+        "--memory-limit-mb",
+        help=f"Log-mel the input may hold: all of it when it fits, else shuffle windows (default: "
+        f"{TRAIN['memory_limit_mb']:g}).",
+    ),
     batch_size: int = typer.Option(
         None,
         "--batch-size",
@@ -540,6 +563,11 @@ def train_command(
         "seed": seed,
         "mixup_alpha": mixup,
         "checkpoint_every": checkpoint_every,
+        "steps": steps,
+        "crops_per_track": crops_per_track,
+        "epoch_examples": epoch_examples,
+        "precision": precision.value if precision else None,
+        "memory_limit_mb": memory_limit_mb,
     }
     # Overrides of the defaults for a new run, checked against the saved run on --resume.
     given = {k: v for k, v in given.items() if v is not None}

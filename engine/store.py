@@ -279,13 +279,14 @@ class FeatureStore:
         stop = start + int(self.tracks.n_frames[row])
         return self._read_frames(int(self.tracks.shard[row]), dataset, start, stop).astype(np.float32, copy=False)
 
-    def iter_tracks(self, feature: str = "logmel", rows=None, *, span_frames: int = SPAN_FRAMES):
+    def iter_tracks(self, feature: str = "logmel", rows=None, *, span_frames: int = SPAN_FRAMES, dtype=np.float32):
         """Yield ``(row, frames)`` for every track (or ``rows``), in storage order.
 
         Each shard's wanted frames are read in a few large contiguous slices
         (at most ``span_frames`` frames each, split where wanted tracks are far
-        apart) and cut into tracks; ``frames`` is float32 ``(n_frames, n_bins)``,
-        a view into the slice it came from.
+        apart) and cut into tracks; ``frames`` is ``(n_frames, n_bins)`` of
+        ``dtype`` (float32 by default; ``None`` keeps the on-disk dtype, e.g.
+        float16 log-mel, with no conversion), a view into the slice it came from.
         """
         dataset = self._dataset(feature)
         if rows is None:
@@ -312,7 +313,9 @@ class FeatureStore:
                     k = span_start + int(np.searchsorted(stops_a[span_start:run_stop], limit, side="right"))
                     k = max(k, span_start + 1)
                     lo, hi = starts[span_start], stops[k - 1]
-                    block = self._read_frames(number, dataset, lo, hi).astype(np.float32, copy=False)
+                    block = self._read_frames(number, dataset, lo, hi)
+                    if dtype is not None:
+                        block = block.astype(dtype, copy=False)
                     for j in range(span_start, k):
                         yield rows_of_group[j], block[starts[j] - lo : stops[j] - lo]
                     span_start = k

@@ -8,6 +8,8 @@ of log-mel, global max pooling, a dense head. Width and depth come from
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -20,9 +22,22 @@ __all__ = ["ShortChunkCNN"]
 class ConvBlock(nnx.Module):
     """3x3 conv, BatchNorm, ReLU, 2x2 max-pool: halves time and frequency."""
 
-    def __init__(self, in_features: int, out_features: int, *, axis_name: str | None, rngs: nnx.Rngs):
-        # No conv bias: the BatchNorm shift that follows makes it redundant.
-        self.conv = nnx.Conv(in_features, out_features, kernel_size=(3, 3), padding="SAME", use_bias=False, rngs=rngs)
+    def __init__(
+        self, in_features: int, out_features: int, *, axis_name: str | None, dtype: Any = None, rngs: nnx.Rngs
+    ):
+        # No conv bias: the BatchNorm shift that follows makes it redundant. The conv computes in
+        # ``dtype`` (bfloat16 for mixed precision); BatchNorm always in float32 (its parameters'
+        # dtype), which keeps its statistics exact.
+        self.conv = nnx.Conv(
+            in_features,
+            out_features,
+            kernel_size=(3, 3),
+            padding="SAME",
+            use_bias=False,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            rngs=rngs,
+        )
         self.norm = nnx.BatchNorm(out_features, momentum=0.9, axis_name=axis_name, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -41,6 +56,10 @@ class ShortChunkCNN(nnx.Module):
         Name of the ``pmap`` axis over which BatchNorm averages its batch
         statistics (so that they are global, as under ``jit`` with a sharded
         batch). ``None`` for single-device and ``jit`` runs.
+    dtype : jnp.dtype, optional
+        Compute dtype of the convolutions and dense layers (``jnp.bfloat16`` for
+        mixed precision); parameters are float32 whatever it is, BatchNorm and
+        the returned logits too. ``None``: float32.
     rngs : nnx.Rngs
         Initialisation keys.
 
@@ -50,20 +69,23 @@ class ShortChunkCNN(nnx.Module):
     logits ``(batch, n_classes)``. In training mode pass ``dropout_key``.
     """
 
-    def __init__(self, config: ModelConfig, *, axis_name: str | None = None, rngs: nnx.Rngs):
+    def __init__(self, config: ModelConfig, *, axis_name: str | None = None, dtype: Any = None, rngs: nnx.Rngs):
         self.config = config
         widths = (1,) + tuple(config.widths)
         self.blocks = nnx.List(
-            [ConvBlock(widths[i], widths[i + 1], axis_name=axis_name, rngs=rngs) for i in range(len(config.widths))]
+            [
+                ConvBlock(widths[i], widths[i + 1], axis_name=axis_name, dtype=dtype, rngs=rngs)
+                for i in range(len(config.widths))
+            ]
         )
         head_in = widths[-1]
         if config.dense > 0:
-            self.hidden = nnx.Linear(head_in, config.dense, rngs=rngs)
+            self.hidden = nnx.Linear(head_in, config.dense, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
             head_in = config.dense
         else:
             self.hidden = None
         self.dropout = nnx.Dropout(config.dropout)
-        self.out = nnx.Linear(head_in, config.n_classes, rngs=rngs)
+        self.out = nnx.Linear(head_in, config.n_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, dropout_key: jax.Array | None = None) -> jax.Array:
         x = x[..., None]
@@ -74,4 +96,4 @@ class ShortChunkCNN(nnx.Module):
         if self.hidden is not None:
             x = nnx.relu(self.hidden(x))
         x = self.dropout(x, rngs=dropout_key)
-        return self.out(x)
+        return self.out(x).astype(jnp.float32)

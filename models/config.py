@@ -110,7 +110,22 @@ class TrainConfig:
     prefetch : int
         Batches assembled ahead of the step by the background thread.
     memory_limit_mb : float
-        Hold the store in memory when its log-mel fits under this; stream otherwise.
+        Log-mel the training input may hold (in the store's dtype): the whole
+        training split, read once, when it fits; otherwise two shuffle windows
+        of whole shards of half this size each (see ``models.input_pipeline``).
+    crops_per_track : int
+        Random crops taken from each training track per pass over the tracks.
+    epoch_examples : int
+        Examples per epoch (validation and the per-epoch checkpoint); 0: one pass,
+        ``n_train_tracks * crops_per_track``. An epoch may end within a pass.
+    steps : int
+        Optimizer steps of the whole run; 0: ``epochs`` epochs.
+    readers : int
+        Threads reading a shuffle window's shards.
+    precision : str
+        ``"float32"``, or ``"bfloat16"``: convolutions and dense layers compute in
+        bfloat16 (for GPUs and TPUs) while parameters, optimizer state, BatchNorm
+        statistics and the loss stay float32.
     checkpoint_every : int
         Also save the latest checkpoint every this many steps (0: only per epoch).
     """
@@ -135,6 +150,11 @@ class TrainConfig:
     prefetch: int = 4
     memory_limit_mb: float = 4096.0
     checkpoint_every: int = 0
+    crops_per_track: int = 1
+    epoch_examples: int = 0
+    steps: int = 0
+    readers: int = 2
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.parallel not in ("jit", "pmap"):
@@ -145,6 +165,12 @@ class TrainConfig:
             raise ModelError("learning rate and crop length must be positive")
         if not 0 <= self.val_fraction + self.test_fraction < 1:
             raise ModelError("val_fraction + test_fraction must be in [0, 1)")
+        if self.crops_per_track < 1 or self.readers < 1 or self.steps < 0 or self.epoch_examples < 0:
+            raise ModelError("crops_per_track and readers must be at least 1, steps and epoch_examples at least 0")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ModelError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+        if self.memory_limit_mb <= 0:
+            raise ModelError(f"memory_limit_mb must be positive, got {self.memory_limit_mb}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,20 +1,21 @@
 """Batches of random log-mel crops, normalised and augmented, built ahead of the step.
 
-Every batch is a pure function of ``(seed, epoch, batch index)``: the epoch's
-track order comes from ``default_rng([seed, epoch])`` and each batch's crops,
-masks and mixup from ``default_rng([seed, epoch, index])``. A run resumed at
-``(epoch, index)`` therefore sees exactly the batches an uninterrupted run
-would have seen. The training loop assembles batches ahead of the step in
-:func:`engine.background.background` (numpy releases the GIL for the copies).
+:class:`TrainStream` streams training batches from a feature store through its
+streaming reader: a shuffle window of whole shards at a time, several crops per
+track, normalisation, masks and mixup vectorised per batch, memory bounded by
+the window and not the store. Every batch is a pure function of ``(seed,
+step)``, so a resumed run sees exactly the batches an uninterrupted run would
+have seen. The training loop assembles batches ahead of the step in
+:func:`engine.background` (numpy releases the GIL for the copies).
 
-Tracks come from a :class:`TrackSource`: the whole store's training tracks held
-in memory when they fit under a budget, otherwise read block by block (a shard
-at a time when the store's table says which shard a track lives in) with the
-epoch order shuffled between blocks and within each block.
+:class:`TrackSource` reads a fixed list of tracks by position (evaluation);
+:class:`Normalizer` holds the per-band statistics; :func:`eval_crops` cuts a
+track into evenly spaced crops for prediction.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from engine import background
 from models.config import ModelError, TrainConfig
 
-__all__ = ["Normalizer", "TrackSource", "TrainLoader", "crop_frames_for", "eval_crops"]
+__all__ = ["Normalizer", "TrackSource", "TrainStream", "crop_frames_for", "eval_crops", "fit_normalizer"]
 
 
 def crop_frames_for(seconds: float, frames_per_second: float) -> int:
@@ -160,15 +162,31 @@ def eval_crops(x: np.ndarray, crop_frames: int, max_crops: int | None = None) ->
     return np.stack([x[s : s + crop_frames] for s in starts])
 
 
-class TrainLoader:
-    """Deterministic training batches over a :class:`TrackSource`.
+class TrainStream:
+    """Training batches streamed from a feature store, a shuffle window of shards at a time.
+
+    The examples of a *pass* are ``crops_per_track`` random crops of every
+    training track. A pass visits the tracks' shards in an order drawn from
+    ``default_rng([seed, pass])``, grouped into *windows* of whole shards whose
+    log-mel fits in half of ``memory_limit_mb`` (the next window is read while
+    the current one is used); the examples of a window are shuffled together
+    with ``default_rng([seed, pass, window])``, which also draws each crop's
+    start. When the whole training split fits in ``memory_limit_mb`` a pass is a
+    single window, read once and kept: the in-memory case is the same pipeline
+    with everything cached. Passes follow each other without a gap, and step
+    ``s`` takes examples ``s * batch_size`` to ``(s + 1) * batch_size - 1`` of
+    that endless sequence; its masks and mixup come from ``default_rng([seed,
+    s])``. Every batch is therefore a function of ``(seed, step)`` alone, and a
+    resumed run reads only the window it resumes in.
 
     Parameters
     ----------
-    source : TrackSource
-        The training tracks.
+    store : engine.FeatureStore
+        The store (read with ``iter_tracks``, in the on-disk dtype).
+    rows : array of int
+        Store rows of the training tracks.
     labels : array of int
-        Label index per source position.
+        Label index per row of ``rows``.
     n_classes : int
         Width of the one-hot targets.
     normalizer : Normalizer
@@ -176,18 +194,23 @@ class TrainLoader:
     crop_frames : int
         Frames per crop.
     config : TrainConfig
-        Batch size, seed and augmentation switches.
+        ``batch_size``, ``seed``, ``crops_per_track``, ``epoch_examples``,
+        ``memory_limit_mb``, ``readers`` and the augmentation settings.
+    batch_size : int, optional
+        Overrides ``config.batch_size``.
 
     Notes
     -----
     A batch is ``{"x": float32 (batch, crop_frames, n_mels), "y": float32 (batch, n_classes)}``.
-    The last partial batch of an epoch is dropped so every batch splits evenly
-    over devices; with fewer tracks than a batch, the epoch repeats tracks.
+    Tracks shorter than a crop repeat from their start (``mode="wrap"``).
+    Memory: at most two windows of log-mel in the on-disk dtype, plus the batches
+    being assembled; never the store.
     """
 
     def __init__(
         self,
-        source: TrackSource,
+        store: Any,
+        rows: np.ndarray,
         labels: np.ndarray,
         n_classes: int,
         normalizer: Normalizer,
@@ -196,59 +219,180 @@ class TrainLoader:
         *,
         batch_size: int | None = None,
     ):
-        self.source, self.labels = source, np.asarray(labels, np.int64)
-        self.n_classes, self.normalizer, self.crop_frames, self.config = n_classes, normalizer, crop_frames, config
+        rows, labels = np.asarray(rows, np.int64), np.asarray(labels, np.int64)
+        if not len(rows):
+            raise ModelError("no training tracks: the training split is empty")
+        order = np.argsort(rows, kind="stable")  # positions in storage order: iter_tracks yields them so
+        self.rows, self.labels = rows[order], labels[order]
+        self.store, self.n_classes, self.normalizer = store, n_classes, normalizer
+        self.crop_frames, self.config = crop_frames, config
         self.batch_size = batch_size or config.batch_size
-        self.steps_per_epoch = max(len(source) // self.batch_size, 1)
+        self.n_frames = np.asarray(store.tracks.n_frames, np.int64)[self.rows]
+        shard = np.asarray(store.tracks.shard, np.int64)[self.rows]
+        starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]])
+        self.groups = np.split(np.arange(len(self.rows)), starts[1:])  # positions of each shard
+        itemsize = np.dtype(store.spec.logmel_dtype).itemsize
+        self.n_mels = int(store.spec.n_mels)
+        self.track_bytes = self.n_frames * self.n_mels * itemsize
+        budget = config.memory_limit_mb * 2**20
+        self.cached = int(self.track_bytes.sum()) <= budget
+        self.window_bytes = budget if self.cached else budget / 2
+        self.examples_per_pass = len(self.rows) * config.crops_per_track
+        per_epoch = config.epoch_examples or self.examples_per_pass
+        self.steps_per_epoch = max(per_epoch // self.batch_size, 1)
+        self._cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        self._inv_std = (1.0 / normalizer.std).astype(np.float32)
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """Source positions in the order epoch ``epoch`` visits them."""
-        rng = np.random.default_rng([self.config.seed, epoch])
-        need = self.steps_per_epoch * self.batch_size
-        if self.source.in_memory:
-            order = np.concatenate([rng.permutation(len(self.source)) for _ in range(-(-need // len(self.source)))])
+    # --- the plan: which examples, in which order (no reading) ----------------
+
+    def windows(self, pass_index: int) -> list[np.ndarray]:
+        """Positions (sorted) of each window of pass ``pass_index``, in the order the pass visits them."""
+        if self.cached:
+            return [np.arange(len(self.rows))]
+        rng = np.random.default_rng([self.config.seed, pass_index])
+        out, current, size = [], [], 0
+        for g in rng.permutation(len(self.groups)):
+            group_bytes = int(self.track_bytes[self.groups[g]].sum())
+            if current and size + group_bytes > self.window_bytes:
+                out.append(np.sort(np.concatenate(current)))
+                current, size = [], 0
+            current.append(self.groups[g])
+            size += group_bytes
+        out.append(np.sort(np.concatenate(current)))
+        return out
+
+    def window_examples(self, pass_index: int, window: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(position, crop start)`` of every example of a window, in the order they are used."""
+        rng = np.random.default_rng([self.config.seed, pass_index, window])
+        pos = rng.permutation(np.repeat(positions, self.config.crops_per_track))
+        last_start = np.maximum(self.n_frames[pos] - self.crop_frames, 0)
+        return pos, rng.integers(0, last_start + 1)
+
+    # --- reading ---------------------------------------------------------------
+
+    def _read_window(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-mel of ``positions`` (sorted) as one array in the on-disk dtype, and each track's first frame."""
+        key = (len(positions), int(positions[0]), int(positions[-1]), int(positions.sum()))
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1], self._cache[2]
+        first = np.r_[0, np.cumsum(self.n_frames[positions])]
+        data = np.empty((int(first[-1]), self.n_mels), self.store.spec.logmel_dtype)
+        readers = max(1, min(self.config.readers, len(positions)))
+        chunks = np.array_split(np.arange(len(positions)), readers)
+
+        def read(chunk: np.ndarray) -> None:
+            for k, (_row, frames) in zip(chunk, self.store.iter_tracks(rows=self.rows[positions[chunk]], dtype=None)):
+                data[first[k] : first[k + 1]] = frames
+
+        if readers == 1:
+            read(chunks[0])
         else:
-            # Blocks in random order, tracks shuffled within a block: one block read at a time.
-            blocks = self.source.blocks
-            order = np.concatenate(
-                [rng.permutation(np.flatnonzero(blocks == b)) for b in rng.permutation(np.unique(blocks))]
-            )
-            order = np.resize(order, max(need, order.size))
-        return order[:need]
+            with cf.ThreadPoolExecutor(readers, thread_name_prefix="mgc-reader") as pool:
+                list(pool.map(read, [c for c in chunks if len(c)]))
+        if self.cached:
+            self._cache = (key, data, first)
+        return data, first
 
-    def batch(self, epoch: int, index: int, order: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Batch ``index`` of epoch ``epoch``."""
-        order = self.epoch_order(epoch) if order is None else order
-        positions = order[index * self.batch_size : (index + 1) * self.batch_size]
-        rng = np.random.default_rng([self.config.seed, epoch, index])
+    def _windows_from(self, example: int) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """``(pass, window, positions, examples to skip)`` from the window holding ``example`` on."""
+        pass_index, offset = divmod(example, self.examples_per_pass)
+        while True:
+            for w, positions in enumerate(self.windows(pass_index)):
+                count = len(positions) * self.config.crops_per_track
+                if offset >= count:
+                    offset -= count
+                    continue
+                yield pass_index, w, positions, offset
+                offset = 0
+            pass_index += 1
+
+    def _loaded(self, example: int) -> Iterator[tuple]:
+        """Windows with their data and examples, read one window ahead in a background thread."""
+
+        def load():
+            for pass_index, w, positions, skip in self._windows_from(example):
+                pos, starts = self.window_examples(pass_index, w, positions)
+                data, first = self._read_window(positions)
+                local = np.searchsorted(positions, pos)
+                yield data, first[local], self.n_frames[pos], starts, pos, skip
+
+        return background(load(), 1, name="mgc-window")
+
+    # --- batches ---------------------------------------------------------------
+
+    def batches(self, start_step: int = 0, end_step: int | None = None) -> Iterator[tuple[int, dict]]:
+        """``(step, batch)`` for ``start_step <= step < end_step`` (endless without ``end_step``)."""
+        b, step = self.batch_size, start_step
+        windows = self._loaded(start_step * b)
+        pieces: list = []
+        held = 0
+        try:
+            for data, first, n_frames, starts, pos, skip in windows:
+                at = skip
+                while at < len(pos):
+                    if end_step is not None and step >= end_step:
+                        return
+                    take = min(b - held, len(pos) - at)
+                    cut = slice(at, at + take)
+                    pieces.append((data, first[cut], n_frames[cut], starts[cut], pos[cut]))
+                    held += take
+                    at += take
+                    if held == b:
+                        yield step, self._assemble(step, pieces)
+                        step, pieces, held = step + 1, [], 0
+        finally:
+            windows.close()
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """The batch of step ``step`` alone (reads what it needs)."""
+        return next(self.batches(step, step + 1))[1]
+
+    def _assemble(self, step: int, pieces: list) -> dict[str, np.ndarray]:
         c, cfg = self.crop_frames, self.config
-        x = np.empty((len(positions), c, self.normalizer.mean.size), np.float32)
-        for row, pos in enumerate(positions):
-            track = _pad_to(self.source[int(pos)], c)
-            start = rng.integers(0, track.shape[0] - c + 1)
-            x[row] = track[start : start + c]
-        x = self.normalizer(x)
-        y = np.eye(self.n_classes, dtype=np.float32)[self.labels[positions]]
-        for row in range(len(positions)):
-            # Masked regions are set to 0, the training mean after normalisation.
-            for _ in range(cfg.time_masks):
-                width = rng.integers(0, min(cfg.max_time_mask, c // 4) + 1)
-                start = rng.integers(0, c - width + 1)
-                x[row, start : start + width, :] = 0.0
-            for _ in range(cfg.freq_masks):
-                width = rng.integers(0, min(cfg.max_freq_mask, x.shape[2] // 4) + 1)
-                start = rng.integers(0, x.shape[2] - width + 1)
-                x[row, :, start : start + width] = 0.0
+        frame = np.arange(c)
+        n = sum(len(piece[4]) for piece in pieces)
+        x = np.empty((n, c, self.n_mels), np.float32)
+        at = 0
+        for data, first, n_frames, starts, _pos in pieces:
+            # Wrapping indices repeat a short track from its start; a long track never wraps.
+            index = first[:, None] + (starts[:, None] + frame[None, :]) % n_frames[:, None]
+            # Gather in the stored dtype, then cast and centre in one pass into the batch.
+            np.subtract(data[index], self.normalizer.mean, out=x[at : at + len(index)], casting="unsafe")
+            at += len(index)
+        x *= self._inv_std  # normalised: (x - mean) / std, without temporaries of the batch's size
+        pos = np.concatenate([piece[4] for piece in pieces])
+        y = np.eye(self.n_classes, dtype=np.float32)[self.labels[pos]]
+        n_mels = x.shape[2]
+        rng = np.random.default_rng([cfg.seed, 1 << 20, step])
+        # Masked regions are set to 0, the training mean after normalisation.
+        for _ in range(cfg.time_masks):
+            width = rng.integers(0, min(cfg.max_time_mask, c // 4) + 1, size=n)
+            begin = rng.integers(0, c - width + 1)
+            x[(frame >= begin[:, None]) & (frame < (begin + width)[:, None])] = 0.0
+        band = np.arange(n_mels)
+        for _ in range(cfg.freq_masks):
+            width = rng.integers(0, min(cfg.max_freq_mask, n_mels // 4) + 1, size=n)
+            begin = rng.integers(0, n_mels - width + 1)
+            x.transpose(0, 2, 1)[(band >= begin[:, None]) & (band < (begin + width)[:, None])] = 0.0
         if cfg.mixup_alpha > 0:
-            lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, size=len(positions)).astype(np.float32)
-            partner = rng.permutation(len(positions))
-            x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner]
+            lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, size=n).astype(np.float32)
+            partner = rng.permutation(n)
+            other = x[partner]
+            other *= (1 - lam)[:, None, None]
+            x *= lam[:, None, None]
+            x += other
             y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
-        return {"x": x.astype(np.float32, copy=False), "y": y.astype(np.float32, copy=False)}
+        return {"x": x, "y": y.astype(np.float32, copy=False)}
 
-    def batches(self, start_epoch: int, start_index: int, end_epoch: int) -> Iterator[tuple[int, int, dict]]:
-        """``(epoch, index, batch)`` from position ``(start_epoch, start_index)`` to the end of ``end_epoch - 1``."""
-        for epoch in range(start_epoch, end_epoch):
-            order = self.epoch_order(epoch)
-            for index in range(start_index if epoch == start_epoch else 0, self.steps_per_epoch):
-                yield epoch, index, self.batch(epoch, index, order)
+
+def fit_normalizer(store: Any, rows: np.ndarray, *, seed: int, max_tracks: int = 2000) -> Normalizer:
+    """:class:`Normalizer` statistics from at most ``max_tracks`` training tracks drawn with ``seed``.
+
+    A sample, so that the first step starts within seconds whatever the store's
+    size; a few thousand tracks pin per-band means and deviations far below the
+    spread the augmentation adds.
+    """
+    rows = np.asarray(rows, np.int64)
+    if len(rows) > max_tracks:
+        rows = np.random.default_rng([seed, 1 << 21]).choice(rows, max_tracks, replace=False)
+    return Normalizer.fit(lambda: (frames for _row, frames in store.iter_tracks(rows=np.sort(rows))))

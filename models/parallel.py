@@ -38,12 +38,18 @@ AXIS = "data"
 class JitParallel:
     """``jax.jit`` of the train step over a 1-D device mesh with a ``data`` axis."""
 
-    def __init__(self, model_config: ModelConfig, tx: optax.GradientTransformation, devices: Sequence[Any]):
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        tx: optax.GradientTransformation,
+        devices: Sequence[Any],
+        precision: str = "float32",
+    ):
         self.devices = list(devices)
         self.mesh = Mesh(np.array(self.devices), (AXIS,))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.sharded = NamedSharding(self.mesh, PartitionSpec(AXIS))
-        step = functools.partial(train_step, graphdef=make_graphdef(model_config), tx=tx)
+        step = functools.partial(train_step, graphdef=make_graphdef(model_config, precision=precision), tx=tx)
         self._step = jax.jit(step, out_shardings=(self.replicated, self.replicated), donate_argnums=0)
 
     def put_state(self, state: Any) -> Any:
@@ -64,10 +70,19 @@ class JitParallel:
 class PmapParallel:
     """``jax.pmap`` of the train step with ``lax.pmean`` of gradients and BatchNorm statistics."""
 
-    def __init__(self, model_config: ModelConfig, tx: optax.GradientTransformation, devices: Sequence[Any]):
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        tx: optax.GradientTransformation,
+        devices: Sequence[Any],
+        precision: str = "float32",
+    ):
         self.devices = list(devices)
         step = functools.partial(
-            train_step, graphdef=make_graphdef(model_config, axis_name=AXIS), tx=tx, axis_name=AXIS
+            train_step,
+            graphdef=make_graphdef(model_config, axis_name=AXIS, precision=precision),
+            tx=tx,
+            axis_name=AXIS,
         )
         self._step = jax.pmap(step, axis_name=AXIS, devices=self.devices, donate_argnums=0)
         self._to_devices = jax.pmap(lambda tree: tree, devices=self.devices)
@@ -99,8 +114,15 @@ def make_parallel(
     *,
     devices: Sequence[Any] | None = None,
     batch_size: int | None = None,
+    precision: str = "float32",
 ):
-    """The data-parallel runner ``kind`` (``"jit"`` or ``"pmap"``) over ``devices`` (default: all local)."""
+    """The data-parallel runner ``kind`` (``"jit"`` or ``"pmap"``) over ``devices`` (default: all local).
+
+    ``precision="bfloat16"`` computes the network in bfloat16 (parameters,
+    optimizer state and BatchNorm in float32): meant for GPUs and TPUs, where it
+    halves activation memory and doubles matrix throughput. On a CPU it is
+    correct but not faster (XLA's CPU backend emulates much of bfloat16).
+    """
     devices = list(devices) if devices is not None else jax.local_devices()
     if batch_size is not None and batch_size % (len(devices) * jax.process_count()) != 0:
         raise ModelError(
@@ -108,7 +130,7 @@ def make_parallel(
             f"pick e.g. {len(devices) * jax.process_count() * max(1, batch_size // len(devices))}"
         )
     if kind == "jit":
-        return JitParallel(model_config, tx, devices)
+        return JitParallel(model_config, tx, devices, precision)
     if kind == "pmap":
-        return PmapParallel(model_config, tx, devices)
+        return PmapParallel(model_config, tx, devices, precision)
     raise ModelError(f"unknown parallel mode {kind!r}; use 'jit' or 'pmap'")

@@ -47,9 +47,19 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTrans
     )
 
 
-def make_graphdef(config: ModelConfig, *, axis_name: str | None = None) -> nnx.GraphDef:
-    """The static structure of the network (no arrays are allocated)."""
-    abstract = nnx.eval_shape(lambda: ShortChunkCNN(config, axis_name=axis_name, rngs=nnx.Rngs(0)))
+#: TrainConfig.precision -> compute dtype of the network (parameters stay float32).
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+def make_graphdef(config: ModelConfig, *, axis_name: str | None = None, precision: str = "float32") -> nnx.GraphDef:
+    """The static structure of the network (no arrays are allocated).
+
+    ``precision`` (``"float32"`` or ``"bfloat16"``) sets the compute dtype of the
+    convolutions and dense layers; it is part of the structure, not of the
+    parameters, so one checkpoint serves both.
+    """
+    dtype = COMPUTE_DTYPES[precision]
+    abstract = nnx.eval_shape(lambda: ShortChunkCNN(config, axis_name=axis_name, dtype=dtype, rngs=nnx.Rngs(0)))
     graphdef, _, _ = nnx.split(abstract, nnx.Param, nnx.BatchStat)
     return graphdef
 

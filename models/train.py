@@ -20,8 +20,8 @@ import numpy as np
 from engine import ProgressCallback, ProgressReporter, background, describe_differences, differences
 from models.checkpoint import Checkpoints, check_spec
 from models.config import ModelConfig, ModelError, TrainConfig
-from models.data import StoreTracks, split_source
-from models.input_pipeline import Normalizer, TrainLoader, crop_frames_for
+from models.data import StoreTracks
+from models.input_pipeline import Normalizer, TrainStream, crop_frames_for, fit_normalizer
 from models.layout import ModelFolder
 from models.metrics import classification_metrics, track_probabilities
 from models.parallel import make_parallel
@@ -174,11 +174,9 @@ def _train_locked(
         normalizer = None
 
     train_rows = tracks.rows_of(splits["train"])
-    valid_rows = tracks.rows_of(splits["valid"])
-    train_source = split_source(tracks, train_rows, memory_limit_mb=config.memory_limit_mb)
-    valid_source = split_source(tracks, valid_rows, memory_limit_mb=config.memory_limit_mb)
+    valid_rows = np.sort(tracks.rows_of(splits["valid"]))  # storage order: validation streams the store
     if normalizer is None:
-        normalizer = Normalizer.fit(lambda: iter(train_source))
+        normalizer = fit_normalizer(tracks.store, train_rows, seed=config.seed)
     crop_frames = crop_frames_for(config.crop_seconds, spec.frames_per_second)
     if crop_frames < 2 ** len(model_config.widths):
         raise ModelError(
@@ -186,13 +184,17 @@ def _train_locked(
             f"{2 ** len(model_config.widths)} that {len(model_config.widths)} pooling blocks need"
         )
     n_devices = len(devices) if devices is not None else jax.local_device_count()
-    loader = TrainLoader(
-        train_source, tracks.columns["label"][train_rows], len(label_names), normalizer, crop_frames, config
+    stream = TrainStream(
+        tracks.store, train_rows, tracks.columns["label"][train_rows], len(label_names), normalizer, crop_frames, config
     )
-    total_steps = config.epochs * loader.steps_per_epoch
+    steps_per_epoch = stream.steps_per_epoch
+    total_steps = config.steps or config.epochs * steps_per_epoch
+    n_epochs = -(-total_steps // steps_per_epoch)
     tx = make_optimizer(config, total_steps)
     checkpoints = Checkpoints(out_dir)
-    runner = make_parallel(config.parallel, model_config, tx, devices=devices, batch_size=config.batch_size)
+    runner = make_parallel(
+        config.parallel, model_config, tx, devices=devices, batch_size=config.batch_size, precision=config.precision
+    )
     schedule = make_schedule(config, total_steps)
 
     static_meta = {
@@ -204,13 +206,12 @@ def _train_locked(
         "normalizer": normalizer.to_dict(),
         "crop_frames": crop_frames,
         "total_steps": total_steps,
-        "steps_per_epoch": loader.steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
         "splits_method": splits["method"],
     }
     state = jax.tree.map(np.asarray, init_state(model_config, tx, seed=config.seed))
     if resuming:
-        state, meta = checkpoints.restore("latest", state)
-        epoch, index = meta["position"]
+        state, meta = checkpoints.restore("latest", state)  # resumes at state["step"]
         sums, best = meta["epoch_sums"], meta["best_val_accuracy"]
         last_row = meta.get("metrics") or {}
         folder.truncate_metrics(int(state["step"]))
@@ -218,20 +219,20 @@ def _train_locked(
         folder.write_splits(splits)
         folder.write_model({**static_meta, "store": str(getattr(tracks.store, "path", ""))})
         folder.write_metrics([])
-        epoch, index, sums, best = 0, 0, {"loss": 0.0, "accuracy": 0.0, "steps": 0}, -1.0
+        sums, best = {"loss": 0.0, "accuracy": 0.0, "steps": 0}, -1.0
         last_row = {}
 
     eval_graphdef = make_graphdef(model_config)
     valid_labels = tracks.columns["label"][valid_rows]
 
     def validate(host_state: Any) -> dict[str, Any] | None:
-        if not len(valid_source):
+        if not len(valid_rows):
             return None
         probs = track_probabilities(
             host_state["params"],
             host_state["batch_stats"],
             eval_graphdef,
-            iter(valid_source),
+            (frames for _row, frames in tracks.store.iter_tracks(rows=valid_rows)),
             normalizer=normalizer,
             crop_frames=crop_frames,
             max_crops=config.eval_crops,
@@ -241,14 +242,15 @@ def _train_locked(
     n_processes, process = jax.process_count(), jax.process_index()
     local_batch = config.batch_size // n_processes
     step = int(state["step"])
-    report("start", step, total_steps, epochs=config.epochs, devices=n_devices)
+    report("start", step, total_steps, epochs=n_epochs, devices=n_devices)
     device_state = runner.put_state(state)
     val_accuracy = last_row.get("val_accuracy")
     timer_start, timed_examples = None, 0
     epoch_start = time.perf_counter()
-    batches = background(loader.batches(epoch, index, config.epochs), config.prefetch, name="mgc-batches")
+    batches = background(stream.batches(step, total_steps), config.prefetch, name="mgc-batches")
     try:
-        for epoch, index, batch in batches:
+        for step_index, batch in batches:
+            epoch, index = divmod(step_index, steps_per_epoch)
             if n_processes > 1:
                 # Every process builds the same global batch (a function of seed and position) and
                 # feeds its own rows; put_batch assembles the global array from the local parts.
@@ -264,7 +266,7 @@ def _train_locked(
             rate = timed_examples / max(time.perf_counter() - timer_start, 1e-9)
             sums = {"loss": sums["loss"] + loss, "accuracy": sums["accuracy"] + accuracy, "steps": sums["steps"] + 1}
             report("update", step, total_steps, epoch=epoch, loss=loss, examples_per_s=rate, val_accuracy=val_accuracy)
-            end_of_epoch = index + 1 == loader.steps_per_epoch
+            end_of_epoch = index + 1 == steps_per_epoch or step == total_steps
             if not end_of_epoch and not (config.checkpoint_every and step % config.checkpoint_every == 0):
                 continue
             host = runner.get_state(device_state)

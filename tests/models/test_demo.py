@@ -22,9 +22,9 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert set(report["stages_seconds"]) == {"corpus", "extract", "train", "evaluate", "predict"}
     assert report["chance"] == 0.1
-    # The quick run learns: 3x chance on the held-out tracks (seed 0 scores 0.5 on CPU, deterministically;
-    # other seeds give 0.1 to 0.5 on 10 test tracks, so do not read more into the number than that).
-    assert report["test_accuracy"] >= 3 * report["chance"], report
+    # The quick run learns: with 8 crops per track seeds 0, 1, 2 score 0.8, 0.9, 0.7 on its 10 test
+    # tracks (0.3, 0.2, 0.2 with one crop); at least 5x chance.
+    assert report["test_accuracy"] >= 5 * report["chance"] - 1e-9, report
     _check_report_matches_files(out, report)
     assert "test accuracy" in result.output and "fresh tracks" in result.output
     for path in report["artefacts"].values():

@@ -237,7 +237,7 @@ def test_missing_model_is_a_clear_error(tone_store, tmp_path):
 def test_store_streams_shard_by_shard_when_it_does_not_fit(tone_store):
     from models.config import TrainConfig
     from models.data import StoreTracks, split_source
-    from models.input_pipeline import Normalizer, TrainLoader
+    from models.input_pipeline import Normalizer, TrainStream
 
     tracks = StoreTracks.of(tone_store)
     rows = np.arange(len(tracks.columns["track_id"]))
@@ -249,11 +249,13 @@ def test_store_streams_shard_by_shard_when_it_does_not_fit(tone_store):
         np.testing.assert_array_equal(streamed[i], tracks.store.read(i))
         np.testing.assert_array_equal(in_memory[i], streamed[i])
     normalizer = Normalizer.fit(lambda: iter(streamed))
-    loader = TrainLoader(streamed, tracks.columns["label"], 3, normalizer, 32, TrainConfig(batch_size=4))
-    order = loader.epoch_order(0)
-    assert sorted(order.tolist()) == rows.tolist()
-    blocks = streamed.blocks[order]
-    assert np.sum(blocks[1:] != blocks[:-1]) == len(np.unique(blocks)) - 1  # each shard is visited once
+    config = TrainConfig(batch_size=4, memory_limit_mb=0.01)
+    stream = TrainStream(tracks.store, rows, tracks.columns["label"], 3, normalizer, 32, config)
+    windows = stream.windows(0)
+    assert len(windows) > 1 and sorted(np.concatenate(windows).tolist()) == rows.tolist()
+    shard = np.asarray(tracks.columns["shard"])
+    owner = {int(s): k for k, w in enumerate(windows) for s in shard[w]}
+    assert all(owner[int(shard[p])] == k for k, w in enumerate(windows) for p in w)  # shards are never split
 
 
 def test_manifest_split_and_artist_columns_reach_the_splits(tmp_path):
