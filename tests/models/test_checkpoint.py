@@ -56,16 +56,16 @@ CHILD = textwrap.dedent(
             time.sleep(float(sys.argv[3]))
 
     config = TrainConfig(epochs=4, batch_size=4, crop_seconds=0.5, lr=0.01, checkpoint_every=2, seed=5,
-                         val_fraction=0.1, test_fraction=0.1, prefetch=2)
+                         val_fraction=0.1, test_fraction=0.1, prefetch=2, memory_limit_mb=float(sys.argv[4]))
     train(sys.argv[1], sys.argv[2], config, model_config=tiny_model_config(dropout=0.3), resume=True, progress=slow)
     """
 )
 
 
-def _child(store, out, delay):
+def _child(store, out, delay, memory_limit_mb):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(store), str(out), str(delay)],
+        [sys.executable, "-c", CHILD, str(store), str(out), str(delay), str(memory_limit_mb)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -80,13 +80,15 @@ def _rows(model_dir):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tone_store, tmp_path):
-    straight = _child(tone_store, tmp_path / "straight", 0)
+@pytest.mark.parametrize("memory_limit_mb", [4096.0, 0.005], ids=["in-memory", "streaming"])
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tone_store, tmp_path, memory_limit_mb):
+    # 0.005 MB: shuffle windows of one shard each, read while training; 4096 MB: the split cached.
+    straight = _child(tone_store, tmp_path / "straight", 0, memory_limit_mb)
     out, err = straight.communicate(timeout=300)
     assert straight.returncode == 0, err.decode()[-3000:]
 
     killed_dir = tmp_path / "killed"
-    killed = _child(tone_store, killed_dir, 0.4)
+    killed = _child(tone_store, killed_dir, 0.4, memory_limit_mb)
     latest = killed_dir / "checkpoints" / "latest"
     deadline = time.monotonic() + 240
     # Kill once a mid-run checkpoint exists (the run has 16 steps, one checkpoint every 2).
@@ -101,7 +103,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tone_store, tmp_path
     assert killed.returncode == -signal.SIGKILL
     assert len(_rows(killed_dir)) < 4
 
-    resumed = _child(tone_store, killed_dir, 0)
+    resumed = _child(tone_store, killed_dir, 0, memory_limit_mb)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()[-3000:]
 
