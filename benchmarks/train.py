@@ -13,6 +13,17 @@ Prints examples/s of:
   the store's tracks (loading the store into memory is timed apart);
 - the step fed by the pipeline through the background prefetch thread.
 
+With ``--stream`` it measures streaming instead (each row in a fresh process,
+peak resident memory from ``ru_maxrss``): a store of ``--stream-tracks``
+ten-second tracks (hard links to 8 generated WAV files under 10 labels, log-mel
+of 128 bands, built once under ``--workdir``), read by ``TrainStream`` with
+``--memory-limit-mb`` far below the store's size, 3 s crops, batch 256: the
+pipeline alone (examples/s, time to the first batch, resident memory); then a
+tiny network (widths 4,8) trained by ``models.train`` from that store,
+streaming, beside the same network fed from memory (the split cached whole);
+and the examples/s one H100 would need for the default network, from XLA's
+FLOP count of its train step.
+
 Each figure is the median of ``--repeats`` runs of ``--steps`` steps after a
 warm-up. The target is pipeline >= 5x step, so training runs at the step's speed.
 On one CPU the faked devices share the same cores: 2 devices measure the cost
@@ -127,6 +138,143 @@ def time_both(runner, state, loader, steps, repeats, prefetch_size):
     return statistics.median(rates)
 
 
+_PIPELINE_PROBE = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+started = time.perf_counter()
+import numpy as np
+from engine import FeatureStore
+from models.config import TrainConfig
+from models.input_pipeline import TrainStream, crop_frames_for, fit_normalizer
+store = FeatureStore({store!r})
+rows = np.arange(len(store))
+config = TrainConfig(batch_size={batch}, memory_limit_mb={memory}, crops_per_track={crops})
+normalizer = fit_normalizer(store, rows, seed=0)
+crop = crop_frames_for(3.0, store.spec.frames_per_second)
+stream = TrainStream(store, rows, store.tracks.label, len(store.label_names), normalizer, crop, config)
+batches = stream.batches(0, {steps})
+next(batches)
+first = time.perf_counter() - started
+begin = time.perf_counter()
+n = sum(1 for _ in batches)
+rate = n * {batch} / (time.perf_counter() - begin)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"first_batch_s": first, "examples_per_s": rate, "rss_mb": rss, "cached": stream.cached,
+                  "window_mb": stream.window_bytes / 2**20, "store_mb": int(stream.track_bytes.sum()) / 2**20}}))
+"""
+
+_TRAIN_PROBE = """
+import json, resource, sys, tempfile, time
+sys.path.insert(0, {root!r})
+started = time.perf_counter()
+from models import ModelConfig, TrainConfig, train
+events = {{}}
+def progress(event):
+    if event.kind == "update":
+        events.setdefault("first_step_s", time.perf_counter() - started)
+        events["examples_per_s"] = event.info["examples_per_s"]
+config = TrainConfig(steps={steps}, batch_size={batch}, memory_limit_mb={memory}, val_fraction=0.005,
+                     test_fraction=0.005)
+with tempfile.TemporaryDirectory() as out:
+    train({store!r}, out + "/model", config, model_config=ModelConfig(widths=(4, 8), dense=16), progress=progress)
+events["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(events))
+"""
+
+
+def _probe(code: str) -> dict:
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def build_stream_store(workdir: Path, n_tracks: int) -> Path:
+    """A store of ``n_tracks`` ten-second tracks (hard links to 8 WAV files), log-mel only; reused."""
+    import json
+    import shutil
+
+    import engine
+    from tests.engine.conftest import write_audio
+
+    store, marker = workdir / "store", workdir / f"built-{n_tracks}.json"
+    if marker.exists():
+        return store
+    shutil.rmtree(workdir, ignore_errors=True)
+    sources = [write_audio(workdir / "sources" / f"s{k}.wav", 10.0, seed=k) for k in range(max(8, n_tracks // 50_000))]
+    for i in range(n_tracks):
+        folder = workdir / "corpus" / f"genre{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.link(sources[i % len(sources)], folder / f"t{i:07d}.wav")
+    started = time.perf_counter()
+    engine.extract(workdir / "corpus", store, engine.FeatureSpec(features=("logmel",)))
+    marker.write_text(json.dumps({"extract_s": time.perf_counter() - started}))
+    return store
+
+
+def default_network_flops(n_mels: int = 128, crop: int = 130, batch: int = 256) -> float:
+    """FLOPs per example of one train step of the default network (XLA's count of the compiled step)."""
+    import functools
+
+    from models.steps import make_graphdef, train_step
+
+    model_config = ModelConfig(n_mels=n_mels, n_classes=10)
+    tx = make_optimizer(TrainConfig(), total_steps=1000)
+    state = init_state(model_config, tx, seed=0)
+    batch_arrays = {"x": np.zeros((batch, crop, n_mels), np.float32), "y": np.zeros((batch, 10), np.float32)}
+    step = jax.jit(functools.partial(train_step, graphdef=make_graphdef(model_config), tx=tx))
+    cost = step.lower(state, batch_arrays).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"]) / batch
+
+
+def run_streaming(args) -> None:
+    root = str(Path(__file__).resolve().parents[1])
+    store = build_stream_store(Path(args.workdir), args.stream_tracks)
+    common = dict(root=root, store=str(store), batch=256)
+    rows = []
+    for name, memory, crops in (
+        (f"pipeline alone, streaming ({args.memory_limit_mb:g} MB)", args.memory_limit_mb, 1),
+        (f"pipeline alone, streaming, 4 crops per track ({args.memory_limit_mb:g} MB)", args.memory_limit_mb, 4),
+    ):
+        got = _probe(_PIPELINE_PROBE.format(**common, memory=memory, crops=crops, steps=args.stream_steps))
+        rows.append((name, f"{got['examples_per_s']:,.0f}", f"{got['first_batch_s']:.1f}", f"{got['rss_mb']:,.0f}"))
+        store_mb = got["store_mb"]
+    trained = {}
+    for name, memory in (
+        ("tiny network (4,8), streaming", args.memory_limit_mb),
+        ("tiny network (4,8), from memory", 1e6),
+    ):
+        got = _probe(_TRAIN_PROBE.format(**common, memory=memory, steps=args.train_steps))
+        trained[name] = got
+        rows.append((name, f"{got['examples_per_s']:,.0f}", f"{got['first_step_s']:.1f}", f"{got['rss_mb']:,.0f}"))
+    print(
+        f"store: {args.stream_tracks} tracks x 10 s, {store_mb:,.0f} MB of float16 log-mel (128 bands); "
+        f"3 s crops, batch 256; page cache warm"
+    )
+    header = ("", "examples/s", "first batch or step, s", "peak RSS MB")
+    table = [header] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    for k, row in enumerate(table):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    names = list(trained)
+    ratio = trained[names[0]]["examples_per_s"] / trained[names[1]]["examples_per_s"]
+    print(f"streaming / from memory, end to end: {ratio:.2f}")
+    flops = default_network_flops()
+    h100 = 0.4 * 989e12 / flops
+    per_core = float(rows[0][1].replace(",", ""))
+    print(
+        f"default network: {flops / 1e9:.2f} GFLOP per example per train step (XLA's count); one H100 (989 TFLOP/s "
+        f"bf16 dense) at 40% utilisation would take {h100:,.0f} examples/s, which needs {h100 / per_core:.1f} "
+        f"pipeline threads at this machine's {per_core:,.0f} examples/s each"
+    )
+
+
 def report(rows):
     """Print aligned rows of (what, devices, compile s, examples/s, note)."""
     header = ("measurement", "devices", "compile s", "examples/s", "note")
@@ -151,7 +299,16 @@ def main() -> None:
     parser.add_argument("--widths", default="32,64,64,128,128")
     parser.add_argument("--tracks-per-genre", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--stream", action="store_true", help="measure streaming from a large store instead")
+    parser.add_argument("--stream-tracks", type=int, default=20_000)
+    parser.add_argument("--stream-steps", type=int, default=200, help="batches of the pipeline-alone rows")
+    parser.add_argument("--train-steps", type=int, default=60, help="steps of the end-to-end rows")
+    parser.add_argument("--memory-limit-mb", type=float, default=256.0)
+    parser.add_argument("--workdir", default="/tmp/mgc-train-stream")
     args = parser.parse_args()
+    if args.stream:
+        run_streaming(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         store_path = args.store

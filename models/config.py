@@ -114,7 +114,10 @@ class TrainConfig:
         training split, read once, when it fits; otherwise two shuffle windows
         of whole shards of half this size each (see ``models.input_pipeline``).
     crops_per_track : int
-        Random crops taken from each training track per pass over the tracks.
+        Random crops taken from each training track per pass over the tracks; 0
+        (default): ``ceil(4096 / training tracks)`` between 1 and 8, so that a small
+        set gets enough steps per epoch (see
+        ``models.input_pipeline.auto_crops_per_track``) and a large one one crop.
     epoch_examples : int
         Examples per epoch (validation and the per-epoch checkpoint); 0: one pass,
         ``n_train_tracks * crops_per_track``. An epoch may end within a pass.
@@ -150,7 +153,7 @@ class TrainConfig:
     prefetch: int = 4
     memory_limit_mb: float = 4096.0
     checkpoint_every: int = 0
-    crops_per_track: int = 1
+    crops_per_track: int = 0
     epoch_examples: int = 0
     steps: int = 0
     readers: int = 2
@@ -165,8 +168,8 @@ class TrainConfig:
             raise ModelError("learning rate and crop length must be positive")
         if not 0 <= self.val_fraction + self.test_fraction < 1:
             raise ModelError("val_fraction + test_fraction must be in [0, 1)")
-        if self.crops_per_track < 1 or self.readers < 1 or self.steps < 0 or self.epoch_examples < 0:
-            raise ModelError("crops_per_track and readers must be at least 1, steps and epoch_examples at least 0")
+        if self.crops_per_track < 0 or self.readers < 1 or self.steps < 0 or self.epoch_examples < 0:
+            raise ModelError("readers must be at least 1; crops_per_track, steps and epoch_examples at least 0")
         if self.precision not in ("float32", "bfloat16"):
             raise ModelError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         if self.memory_limit_mb <= 0:

@@ -23,7 +23,7 @@ def model_config():
 
 @pytest.fixture
 def train_config():
-    return TrainConfig(epochs=2, batch_size=8, lr=3e-3, crop_seconds=1.0, prefetch=2, eval_crops=3)
+    return TrainConfig(epochs=2, batch_size=8, lr=3e-3, crop_seconds=1.0, prefetch=2, eval_crops=3, crops_per_track=1)
 
 
 def make_batch(

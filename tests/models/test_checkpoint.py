@@ -56,7 +56,8 @@ CHILD = textwrap.dedent(
             time.sleep(float(sys.argv[3]))
 
     config = TrainConfig(epochs=4, batch_size=4, crop_seconds=0.5, lr=0.01, checkpoint_every=2, seed=5,
-                         val_fraction=0.1, test_fraction=0.1, prefetch=2, memory_limit_mb=float(sys.argv[4]))
+                         val_fraction=0.1, test_fraction=0.1, prefetch=2, memory_limit_mb=float(sys.argv[4]),
+                         crops_per_track=1)
     train(sys.argv[1], sys.argv[2], config, model_config=tiny_model_config(dropout=0.3), resume=True, progress=slow)
     """
 )

@@ -41,7 +41,7 @@ def test_dropout_only_in_training_mode():
 def test_configs_round_trip_through_dicts():
     config = ModelConfig(n_mels=64, n_classes=6, widths=(8, 16, 32), dense=0, dropout=0.1)
     assert ModelConfig.from_dict(config.to_dict()) == config
-    train_config = TrainConfig(epochs=3, parallel="pmap", mixup_alpha=0.0)
+    train_config = TrainConfig(epochs=3, parallel="pmap", mixup_alpha=0.0, crops_per_track=1)
     assert TrainConfig.from_dict(train_config.to_dict()) == train_config
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.n_mels = 3

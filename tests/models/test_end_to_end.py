@@ -12,7 +12,20 @@ from cli import app
 from tests.models.conftest import N_CLASSES, small_spec, write_tone_corpus
 
 runner = CliRunner()
-TRAIN_ARGS = ["--epochs", "8", "--batch-size", "4", "--crop-seconds", "0.5", "--lr", "0.01", "--widths", "4,8"]
+TRAIN_ARGS = [
+    "--epochs",
+    "8",
+    "--crops-per-track",
+    "1",
+    "--batch-size",
+    "4",
+    "--crop-seconds",
+    "0.5",
+    "--lr",
+    "0.01",
+    "--widths",
+    "4,8",
+]
 
 
 def invoke(*args):
@@ -211,6 +224,8 @@ def test_pmap_path_trains_end_to_end_with_split_files(tone_store, tmp_path):
         "--parallel",
         "pmap",
         "--epochs",
+        "1",
+        "--crops-per-track",
         "1",
         "--batch-size",
         "4",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.config import TrainConfig
-from models.input_pipeline import Normalizer, TrainStream, fit_normalizer
+from models.input_pipeline import Normalizer, TrainStream, auto_crops_per_track, eval_crops, fit_normalizer
 
 
 def _tracks(rng, n=10, n_mels=16):
@@ -31,7 +31,7 @@ def _expected_x(stream, step):
     for example in wanted:
         pass_index, offset = divmod(example, per_pass)
         for w, positions in enumerate(stream.windows(pass_index)):
-            count = len(positions) * stream.config.crops_per_track
+            count = len(positions) * stream.crops_per_track
             if offset < count:
                 pos, starts = stream.window_examples(pass_index, w, positions)
                 track = stream.store.read(int(stream.rows[pos[offset]]))
@@ -107,7 +107,7 @@ def test_the_cached_and_the_windowed_stream_cover_the_same_examples(tone_store):
 
 
 def test_batch_shapes_masks_and_mixup(tone_store):
-    plain = _stream(tone_store, crop=32, mixup_alpha=0.0, time_masks=0, freq_masks=0)
+    plain = _stream(tone_store, crop=32, crops_per_track=1, mixup_alpha=0.0, time_masks=0, freq_masks=0)
     batch = plain.batch(0)
     assert batch["x"].shape == (4, 32, 16) and batch["x"].dtype == np.float32
     assert set(np.unique(batch["y"])) <= {0.0, 1.0}
@@ -124,8 +124,11 @@ def test_batch_shapes_masks_and_mixup(tone_store):
 def test_epochs_in_examples_and_small_sets(tone_store):
     stream = _stream(tone_store, crops_per_track=8, epoch_examples=20)
     assert stream.steps_per_epoch == 5 and stream.examples_per_pass == 192
-    tiny = _stream(tone_store, batch_size=64)  # more examples per batch than tracks: passes run on
-    assert tiny.steps_per_epoch == 1 and tiny.batch(3)["x"].shape[0] == 64
+    tiny = _stream(tone_store, batch_size=64, crops_per_track=1)  # more examples per batch than tracks
+    assert tiny.steps_per_epoch == 1 and tiny.batch(3)["x"].shape[0] == 64  # passes run on
+    auto = _stream(tone_store)  # crops_per_track=0: ceil(4096 / 24 tracks), at most 8
+    assert auto.crops_per_track == 8 and auto.examples_per_pass == 192
+    assert auto_crops_per_track(4096) == 1 and auto_crops_per_track(1000) == 5 and auto_crops_per_track(1) == 8
 
 
 def test_memory_is_bounded_by_the_window_not_the_store(tmp_path):
@@ -150,3 +153,13 @@ def test_memory_is_bounded_by_the_window_not_the_store(tmp_path):
     # and the plan of a pass; far below the store.
     window = max(stream.window_bytes, max(int(stream.track_bytes[g].sum()) for g in stream.groups))
     assert peak < 3 * window + 256 * 1024 < store_bytes / 2, (peak, window, store_bytes)
+
+
+def test_eval_crops_cover_the_track():
+    x = np.arange(100, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+    crops = eval_crops(x, 30)
+    assert crops.shape == (4, 30, 4)
+    assert crops[0, 0, 0] == 0 and crops[-1, -1, 0] == 99
+    assert eval_crops(x, 30, max_crops=2).shape[0] == 2
+    short = eval_crops(x[:10], 30)
+    assert short.shape == (1, 30, 4) and short[0, 10, 0] == 0  # repeated from the start

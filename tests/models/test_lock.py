@@ -60,7 +60,7 @@ def holders():
 
 
 def quick_config() -> TrainConfig:
-    return TrainConfig(epochs=1, batch_size=4, crop_seconds=0.5, prefetch=1)
+    return TrainConfig(epochs=1, batch_size=4, crop_seconds=0.5, prefetch=1, crops_per_track=1)
 
 
 def test_a_second_training_into_the_same_folder_fails_at_once(tone_store, tmp_path, holders):
