@@ -506,7 +506,7 @@ def train_command(
         None,
         "--crops-per-track",
         min=1,
-        help=f"Random crops of each track per pass (default: 0, meaning ceil(4096 / tracks), 1 to 8).",
+        help="Random crops of each track per pass (default: 0, meaning ceil(4096 / tracks), 1 to 8).",
     ),
     epoch_examples: int = typer.Option(
         None, "--epoch-examples", min=1, help="Examples per epoch (validation, checkpoint) (default: one pass)."
