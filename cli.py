@@ -655,28 +655,63 @@ def evaluate_command(
 @command("predict")
 def predict_command(
     model_dir: str = typer.Argument(..., help="Model folder written by `mgc train`."),
-    inputs: list[str] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="Genres to show per file."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON list of results."),
+    inputs: list[str] = typer.Argument(None, help="Audio files, folders (searched recursively) or CSV manifests."),
+    store: str = typer.Option(None, "--store", help="Predict every track of this feature store instead."),
+    out: str = typer.Option(
+        None, "--out", "-o", help="Write one line per track to FILE (JSON lines, or CSV for .csv); resumable."
+    ),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Genres to show per track."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Decoding processes (default: all cores)."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Crops per network call."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON list of results (without --out)."),
 ) -> None:
-    """Predict the genres of audio files; unreadable files are reported and skipped."""
+    """Predict the genres of audio files or of a store's tracks; unreadable files are reported and skipped."""
     from models import predict
+    from models.predict import predict_to_file
 
-    results = predict(model_dir, inputs, top_k=top_k)
+    if not inputs and not store:
+        fail("give audio files, folders or manifests, or --store STORE")
+    if inputs and store:
+        fail("give either inputs or --store, not both")
+    if out:
+        with ProgressView() as view:
+            summary = predict_to_file(
+                model_dir,
+                out,
+                inputs or (),
+                store=store,
+                top_k=top_k,
+                workers=workers,
+                batch_size=batch_size,
+                progress=view,
+            )
+        console.print(
+            Text(
+                f"wrote {summary['written']} track(s) to {summary['out']} ({summary['failed']} failed; "
+                f"{summary['skipped']} already there)"
+            ),
+            highlight=False,
+        )
+        if json_out:
+            print_json(summary)
+        if summary["written"] and summary["written"] == summary["failed"]:
+            raise typer.Exit(1)
+        return
+    results = predict(model_dir, inputs or (), store=store, top_k=top_k, workers=workers, batch_size=batch_size)
     if json_out:
         print_json(results)
     else:
         for result in results:
             if result["error"]:
                 console.print(
-                    Text("skipped ", style="yellow") + Text(f"{result['path']}: {result['error']}"),
+                    Text("skipped ", style="yellow") + Text(f"{shown(result['path'])}: {result['error']}"),
                     highlight=False,
                     soft_wrap=True,
                 )
                 continue
             top = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
-            # One line per file, never wrapped, so that scripts can parse it.
-            stdout.print(Text(f"{result['path']}: {top}"), highlight=False, soft_wrap=True)
+            # One line per track, never wrapped, so that scripts can parse it.
+            stdout.print(Text(f"{shown(result['track_id'])}: {top}"), highlight=False, soft_wrap=True)
     if not results:
         fail("no audio files found in the given paths")
     if all(r["error"] for r in results):

@@ -5,6 +5,7 @@ The engine imports ``kernels`` for the numbers and never imports JAX.
 
 from . import atomic
 from .background import background
+from .batch import map_features
 from .corpus import Corpus, Track, find_audio_files, load_corpus
 from .diff import describe_differences, differences
 from .errors import (
@@ -55,6 +56,7 @@ __all__ = [
     "extract",
     "find_audio_files",
     "load_corpus",
+    "map_features",
     "MgcError",
     "summarize_store",
 ]

@@ -87,7 +87,8 @@ class ShortChunkCNN(nnx.Module):
         self.dropout = nnx.Dropout(config.dropout)
         self.out = nnx.Linear(head_in, config.n_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, dropout_key: jax.Array | None = None) -> jax.Array:
+    def embed(self, x: jax.Array) -> jax.Array:
+        """The penultimate layer: ``(batch, dense)`` after the hidden ReLU (``(batch, widths[-1])`` without one)."""
         x = x[..., None]
         for block in self.blocks:
             x = block(x)
@@ -95,5 +96,8 @@ class ShortChunkCNN(nnx.Module):
         x = jnp.max(x, axis=(1, 2))
         if self.hidden is not None:
             x = nnx.relu(self.hidden(x))
-        x = self.dropout(x, rngs=dropout_key)
+        return x.astype(jnp.float32)
+
+    def __call__(self, x: jax.Array, *, dropout_key: jax.Array | None = None) -> jax.Array:
+        x = self.dropout(self.embed(x), rngs=dropout_key)
         return self.out(x).astype(jnp.float32)

@@ -1,53 +1,134 @@
-"""Genre predictions for audio files, with the model's own FeatureSpec."""
+"""Genre predictions for audio files, manifests and feature stores, in packed batches, to a list or a file."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.checkpoint import TrainedModel, load_model
-from models.metrics import track_probabilities
-from models.steps import make_graphdef
+from models.inference import ResultsFile, infer
 
-__all__ = ["describe_error", "predict"]
+__all__ = ["describe_error", "iter_predictions", "predict", "predict_to_file"]
+
+
+def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, skip) -> Iterator[tuple]:
+    """``((track_id, path, label), logmel or error)`` of audio files, folders and CSV manifests, in order."""
+    from engine import FeatureSpec, find_audio_files, load_corpus, map_features
+
+    spec = FeatureSpec.from_dict(model.spec)
+    # Only log-mel feeds the network; skip computing the rest.
+    compute_spec = dataclasses.replace(spec, features=("logmel",))
+    entries = []
+    for item in inputs:
+        if str(item).lower().endswith(".csv") and Path(item).is_file():
+            entries += [(t.track_id, t.path, t.label or "") for t in load_corpus(item)]
+        else:
+            entries += [(str(path), str(path), "") for path in find_audio_files([item])]
+    entries = [e for e in entries if e[0] not in skip]
+    computed = map_features([e[1] for e in entries], compute_spec, workers=workers)
+    for (_path, value), entry in zip(computed, entries):
+        if not isinstance(value, BaseException):
+            value = value["logmel"]
+            if model.spec.get("logmel_dtype") == "float16":
+                # The network was trained on float16-stored log-mel; round the same way.
+                value = value.astype(np.float16).astype(np.float32)
+        yield entry, value
+
+
+def _store_items(model: TrainedModel, store: Any, *, skip) -> Iterator[tuple]:
+    """``((track_id, path, label), logmel)`` of every track of a feature store not in ``skip``, in storage order."""
+    from engine import FeatureStore
+    from models.checkpoint import check_spec
+
+    store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    check_spec(model.spec, store.spec, where="the model", store_path=store.path)
+    ids = store.tracks.track_id
+    rows = np.arange(len(store))
+    if skip:
+        rows = rows[~ids.isin(list(skip))]
+    for row, logmel in store.iter_tracks(rows=rows):
+        yield (ids[row], store.tracks.path[row], store.tracks.label_name[row]), logmel
+
+
+def iter_predictions(
+    model: TrainedModel,
+    inputs: Sequence[str | Path] = (),
+    *,
+    store: Any = None,
+    top_k: int = 3,
+    max_crops: int | None = None,
+    workers: int | None = None,
+    batch_size: int = 256,
+    skip=frozenset(),
+) -> Iterator[dict[str, Any]]:
+    """One result per track, in input order (see :func:`predict`); tracks whose id is in ``skip`` are left out."""
+    items = (
+        _store_items(model, store, skip=skip)
+        if store is not None
+        else _audio_items(model, inputs, workers=workers, skip=skip)
+    )
+    for done in infer(model, items, batch_size=batch_size, max_crops=max_crops):
+        track_id, path, label = done.key
+        result: dict[str, Any] = {"track_id": track_id, "path": path, "label": label, "top": [], "error": None}
+        if done.error is not None:
+            result["error"] = describe_error(done.error)
+        else:
+            best = np.argsort(-done.probabilities, kind="stable")[:top_k]
+            result["top"] = [{"label": model.label_names[i], "probability": float(done.probabilities[i])} for i in best]
+        yield result
 
 
 def predict(
     model_dir: str | Path | TrainedModel,
-    inputs: Sequence[str | Path] | str | Path,
+    inputs: Sequence[str | Path] | str | Path = (),
     *,
+    store: Any = None,
     top_k: int = 3,
     max_crops: int | None = None,
     which: str = "best",
+    workers: int | None = None,
+    batch_size: int = 256,
 ) -> list[dict[str, Any]]:
-    """Top genres of each audio file (mean softmax over evenly spaced crops).
+    """Top genres of each audio file, or of each track of a feature store.
+
+    Crops of many tracks are packed into full batches of ``batch_size``; files are
+    decoded on ``workers`` processes (default: all cores) by the engine.
 
     Parameters
     ----------
     model_dir : str, Path or TrainedModel
         A folder written by :func:`models.train` (or a model loaded from one).
     inputs : path or sequence of paths
-        Audio files and folders (searched recursively for audio files).
+        Audio files, folders (searched recursively for audio files) and CSV
+        manifests (``path,label[,track_id,...]``).
+    store : str, Path or engine.FeatureStore, optional
+        Predict every track of this store instead (its spec must be the model's).
     top_k : int
-        Genres reported per file.
+        Genres reported per track.
     max_crops : int, optional
-        Cap on crops per file (default: enough to cover the file).
+        Cap on crops per track (default: enough to cover the track).
     which : str
         ``best`` or ``latest`` checkpoint, when ``model_dir`` is a folder.
+    workers : int, optional
+        Decoding processes for audio inputs.
+    batch_size : int
+        Crops per network call.
 
     Returns
     -------
     list of dict
-        One per file, in input order: ``path``, ``top`` (a list of
-        ``{"label", "probability"}``, best first) and ``error`` (``None``, or
-        why the file could not be used; its ``top`` is then empty). Any
-        exception while decoding, computing features or predicting one file is
-        recorded there and the other files go on: ``"KIND: message"`` for an
-        :class:`engine.AudioError`, the message of another mgc error, and
+        One per track, in input order: ``track_id`` (the path for plain files),
+        ``path``, ``label`` (from the store or manifest; ``""`` when unknown),
+        ``top`` (a list of ``{"label", "probability"}``, best first) and
+        ``error`` (``None``, or why the file could not be used; its ``top`` is
+        then empty). Any exception while decoding, computing features or
+        predicting one file is recorded there and the other files go on:
+        ``"KIND: message"`` for an :class:`engine.AudioError` (kind ``crashed``
+        when a decoding process died), the message of another mgc error, and
         ``"TYPE: message"`` (``"unexpected TYPE: ..."`` unless an OSError) for
         anything else. KeyboardInterrupt and SystemExit stop the batch.
 
@@ -58,46 +139,81 @@ def predict(
         ``model_dir`` (the folder's shared lock is held only while the model
         is read, see :mod:`models.layout`).
     """
-    from engine import FeatureSpec, find_audio_files
+    model = model_dir if isinstance(model_dir, TrainedModel) else load_model(model_dir, which)
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    return list(
+        iter_predictions(
+            model, inputs, store=store, top_k=top_k, max_crops=max_crops, workers=workers, batch_size=batch_size
+        )
+    )
+
+
+def predict_to_file(
+    model_dir: str | Path | TrainedModel,
+    out: str | Path,
+    inputs: Sequence[str | Path] | str | Path = (),
+    *,
+    store: Any = None,
+    top_k: int = 3,
+    max_crops: int | None = None,
+    which: str = "best",
+    workers: int | None = None,
+    batch_size: int = 256,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """:func:`predict` written to ``out`` as the tracks finish, resumable after a kill.
+
+    ``out`` is JSON lines (one :func:`predict` result per line), or CSV when its
+    name ends in ``.csv`` (columns ``track_id, path, label, label_1,
+    probability_1, ... label_K, probability_K, error``). Lines are appended and
+    fsynced every ``batch_size`` tracks; a re-run skips the tracks already in
+    the file (a torn last line is dropped and redone), so a run killed at any
+    moment and run again writes every track exactly once.
+
+    Returns
+    -------
+    dict
+        ``out``, ``written`` (this run), ``skipped`` (already in the file), ``failed`` (this run).
+    """
+    from engine import ProgressReporter
 
     model = model_dir if isinstance(model_dir, TrainedModel) else load_model(model_dir, which)
-    spec = FeatureSpec.from_dict(model.spec)
-    # Only log-mel feeds the network; skip computing the rest.
-    compute_spec = dataclasses.replace(spec, features=("logmel",)) if "features" in model.spec else spec
-    graphdef = make_graphdef(model.model_config)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    results: list[dict[str, Any]] = []
-    for path in find_audio_files(inputs):
-        result: dict[str, Any] = {"path": str(path), "top": [], "error": None}
-        try:
-            result["top"] = _top_genres(path, model, compute_spec, graphdef, top_k=top_k, max_crops=max_crops)
-        except Exception as error:  # one file never aborts the batch (KeyboardInterrupt is no Exception)
-            result["error"] = describe_error(error)
-        results.append(result)
-    return results
-
-
-def _top_genres(
-    path: Path, model: TrainedModel, compute_spec: Any, graphdef: Any, *, top_k: int, max_crops: int | None
-) -> list[dict[str, Any]]:
-    """The ``top_k`` genres of one file, best first."""
-    from engine import compute_features
-
-    logmel = compute_features(str(path), compute_spec)["logmel"]
-    if model.spec.get("logmel_dtype") == "float16":
-        # The network was trained on float16-stored log-mel; round the same way.
-        logmel = logmel.astype(np.float16).astype(np.float32)
-    probs = track_probabilities(
-        model.params,
-        model.batch_stats,
-        graphdef,
-        [logmel],
-        normalizer=model.normalizer,
-        crop_frames=model.crop_frames,
-        max_crops=max_crops,
-    )[0]
-    best = np.argsort(-probs, kind="stable")[:top_k]
-    return [{"label": model.label_names[i], "probability": float(probs[i])} for i in best]
+    columns = ["track_id", "path", "label"]
+    for k in range(1, top_k + 1):
+        columns += [f"label_{k}", f"probability_{k}"]
+    columns.append("error")
+    report = ProgressReporter(progress, "predict", "tracks")
+    summary = {"out": str(out), "written": 0, "skipped": 0, "failed": 0}
+    with ResultsFile(out, columns) as results:
+        summary["skipped"] = len(results.done)
+        report("start", 0, None)
+        for n, result in enumerate(
+            iter_predictions(
+                model,
+                inputs,
+                store=store,
+                top_k=top_k,
+                max_crops=max_crops,
+                workers=workers,
+                batch_size=batch_size,
+                skip=frozenset(results.done),
+            ),
+            start=1,
+        ):
+            record = dict(result)
+            if results.csv:
+                for k, top in enumerate(result["top"], start=1):
+                    record[f"label_{k}"], record[f"probability_{k}"] = top["label"], top["probability"]
+                del record["top"]
+            results.write(record)
+            summary["written"] += 1
+            summary["failed"] += result["error"] is not None
+            if n % batch_size == 0:
+                results.flush()
+                report("update", n, None, failed=summary["failed"])
+        report("end", summary["written"], None, failed=summary["failed"])
+    return summary
 
 
 def describe_error(error: Exception) -> str:

@@ -22,7 +22,7 @@ from flax import nnx
 from models.cnn import ShortChunkCNN
 from models.config import ModelConfig, TrainConfig
 
-__all__ = ["make_schedule", "make_optimizer", "make_graphdef", "init_state", "train_step", "eval_step"]
+__all__ = ["make_schedule", "make_optimizer", "make_graphdef", "init_state", "train_step", "eval_step", "infer_step"]
 
 TrainState = dict[str, Any]
 
@@ -138,6 +138,14 @@ def train_step(
         "rng": rng,
     }
     return new_state, {"loss": loss, "accuracy": accuracy}
+
+
+def infer_step(params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.GraphDef) -> tuple[jax.Array, jax.Array]:
+    """Class probabilities ``(batch, n_classes)`` and penultimate-layer embeddings ``(batch, dim)``; pure."""
+    model = nnx.merge(graphdef, params, batch_stats)
+    model.eval()
+    embedding = model.embed(x)
+    return jax.nn.softmax(model.out(embedding).astype(jnp.float32), axis=-1), embedding
 
 
 def eval_step(params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.GraphDef) -> jax.Array:

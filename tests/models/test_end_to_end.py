@@ -108,7 +108,7 @@ def test_predict_skips_unreadable_files_and_continues(model_dir, tmp_path):
 
 
 def test_one_file_failing_in_an_unexpected_way_never_aborts_a_batch(model_dir, tmp_path, monkeypatch):
-    import engine
+    import engine.batch
     import models
 
     fresh = write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
@@ -116,28 +116,30 @@ def test_one_file_failing_in_an_unexpected_way_never_aborts_a_batch(model_dir, t
     boom = files[1]
     # A real unexpected error: a path holding a NUL byte makes the OS layer raise ValueError.
     nul = str(fresh / "bad\x00name.wav")
-    compute_features = engine.compute_features
+    compute_features = engine.batch.compute_features
 
     def failing_for_one_file(path, *args, **kwargs):
         if str(path) == str(boom):
             raise RuntimeError("decoder exploded")
         return compute_features(path, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "compute_features", failing_for_one_file)
-    results = models.predict(model_dir, [files[0], boom, nul, files[2], tmp_path / "missing.wav"], top_k=2)
+    # In this process (workers=1), where the patch applies.
+    monkeypatch.setattr(engine.batch, "compute_features", failing_for_one_file)
+    inputs = [files[0], boom, nul, files[2], tmp_path / "missing.wav"]
+    results = models.predict(model_dir, inputs, top_k=2, workers=1)
     assert [r["path"] for r in results] == [str(files[0]), str(boom), nul, str(files[2]), str(tmp_path / "missing.wav")]
     assert [len(r["top"]) for r in results] == [2, 0, 0, 2, 0]
     assert results[0]["error"] is None and results[3]["error"] is None
-    assert results[1]["error"] == "unexpected RuntimeError: decoder exploded (please report it)"
+    assert results[1]["error"].startswith("internal: ") and "RuntimeError: decoder exploded" in results[1]["error"]
     assert results[2]["error"]  # whatever the engine calls it, the file is reported and skipped
     assert results[4]["error"].startswith("missing: ")
 
     def interrupted(path, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "compute_features", interrupted)
+    monkeypatch.setattr(engine.batch, "compute_features", interrupted)
     with pytest.raises(KeyboardInterrupt):  # the user's Ctrl-C still stops the batch
-        models.predict(model_dir, files)
+        models.predict(model_dir, files, workers=1)
 
 
 def test_a_second_evaluation_into_the_same_folder_fails_at_once(model_dir, tone_store, tmp_path):

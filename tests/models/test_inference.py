@@ -1,0 +1,112 @@
+"""Batch prediction: packed batches, stores, resumable output files, a real SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.models.conftest import write_tone_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model(tone_store, tmp_path_factory):
+    from models import TrainConfig, load_model, tiny_model_config, train
+
+    out = tmp_path_factory.mktemp("inference") / "model"
+    config = TrainConfig(epochs=2, batch_size=4, crop_seconds=0.5, crops_per_track=2, lr=0.01, seed=3)
+    train(tone_store, out, config, model_config=tiny_model_config())
+    loaded = load_model(out, "latest")
+    loaded.folder = out  # for the CLI runs
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = write_tone_corpus(tmp_path_factory.mktemp("fresh") / "fresh", n_per_class=3, seconds=3.0)
+    return sorted(str(p) for p in root.rglob("*.wav"))
+
+
+def _probabilities(result, model):
+    probs = {t["label"]: t["probability"] for t in result["top"]}
+    return np.array([probs[name] for name in model.label_names])
+
+
+def test_packed_batches_equal_one_file_at_a_time(model, files):
+    from models import predict
+
+    n = len(model.label_names)
+    packed = predict(model, files, top_k=n, batch_size=8, workers=2)  # crops of several files share batches
+    for path, result in zip(files, packed):
+        alone = predict(model, [path], top_k=n, batch_size=64, workers=1)[0]
+        assert result["path"] == alone["path"] == path and result["error"] is None
+        np.testing.assert_allclose(_probabilities(result, model), _probabilities(alone, model), rtol=1e-5, atol=1e-6)
+
+
+def test_a_store_is_predicted_track_by_track(model, tone_store):
+    from engine import FeatureStore
+    from models import predict
+
+    store = FeatureStore(tone_store)
+    results = predict(model, store=tone_store, top_k=len(model.label_names), batch_size=16)
+    assert [r["track_id"] for r in results] == list(np.asarray(store.tracks.track_id))
+    assert [r["label"] for r in results] == list(np.asarray(store.tracks.label_name))
+    # The same tracks from their audio files: the store holds the same (float16) log-mel.
+    paths = [r["path"] for r in results[:5]]
+    from_audio = predict(model, paths, top_k=len(model.label_names), workers=1)
+    for a, b in zip(results[:5], from_audio):
+        np.testing.assert_allclose(_probabilities(a, model), _probabilities(b, model), rtol=1e-4, atol=1e-5)
+
+
+def test_results_file_resumes_without_duplicates(model, files, tmp_path):
+    from models.predict import predict_to_file
+
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    inputs = [*files, str(broken)]
+    for name in ("out.jsonl", "out.csv"):
+        clean = predict_to_file(model, tmp_path / f"clean-{name}", inputs, workers=1, batch_size=4)
+        assert clean == {"out": str(tmp_path / f"clean-{name}"), "written": 10, "skipped": 0, "failed": 1}
+        whole = (tmp_path / f"clean-{name}").read_bytes()
+        lines = whole.splitlines(keepends=True)
+        keep = 1 + 4 if name.endswith(".csv") else 4  # header + 4 tracks
+        # A run killed mid-write: whole lines, then a torn one.
+        (tmp_path / name).write_bytes(b"".join(lines[:keep]) + lines[keep][:7])
+        again = predict_to_file(model, tmp_path / name, inputs, workers=1, batch_size=4)
+        assert again["skipped"] == 4 and again["written"] == 6
+        assert (tmp_path / name).read_bytes() == whole
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert rows[-1]["track_id"] == str(broken) and rows[-1]["error"].startswith("unreadable")
+
+
+def test_sigkill_mid_run_then_resume_writes_every_track_once(model, files, tmp_path):
+    corpus = tmp_path / "many"
+    corpus.mkdir()
+    for i in range(300):  # hard links: many tracks, little disk
+        os.link(files[i % len(files)], corpus / f"t{i:04d}.wav")
+    out = tmp_path / "out.jsonl"
+    argv = [sys.executable, str(REPO / "cli.py"), "predict", str(model.folder), str(corpus), "--out", str(out)]
+    argv += ["--batch-size", "4", "--workers", "1"]
+    killed = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and killed.poll() is None:
+        if out.exists() and out.read_bytes().count(b"\n") >= 8:
+            break
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert killed.returncode == -signal.SIGKILL, "the run ended before the kill"
+    assert 8 <= out.read_bytes().count(b"\n") < 300
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = [json.loads(line)["track_id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(str(p) for p in corpus.glob("*.wav"))  # each exactly once
