@@ -89,34 +89,35 @@ def map_features(
                 yield path, _rebuild(path, value)
         return
     pool = make_pool(workers)
-    pending: deque = deque()
+    pending: deque = deque()  # (chunk, future), at most two chunks per worker in flight
+    source = chunks()
+
+    def submit(part: list) -> None:
+        with one_thread_environment():  # workers are spawned by the submits
+            pending.append((part, pool.submit(_chunk, part, spec_dict, offset, duration)))
+
     try:
-        source = chunks()
-        with one_thread_environment():
-            for part in source:
-                pending.append((part, pool.submit(_chunk, part, spec_dict, offset, duration)))
-                if len(pending) >= 2 * workers:
-                    break
+        for part in source:
+            submit(part)
+            if len(pending) >= 2 * workers:
+                break
         while pending:
             part, future = pending.popleft()
             try:
                 results = future.result()
             except BrokenProcessPool:
-                results = [
-                    (p, ("crashed", "a worker process died while reading this file or its neighbours")) for p in part
-                ]
+                died = ("crashed", "a worker process died while reading this file or another of its chunk")
+                results = [(p, died) for p in part]
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = make_pool(workers)
-                resubmit = [p for p, _ in pending]
+                again = [p for p, _ in pending]
                 pending.clear()
-                with one_thread_environment():
-                    for again in resubmit:
-                        pending.append((again, pool.submit(_chunk, again, spec_dict, offset, duration)))
+                for retry in again:
+                    submit(retry)
             for path, value in results:
                 yield path, _rebuild(path, value)
-            nxt = next(source, None)
-            if nxt is not None:
-                with one_thread_environment():
-                    pending.append((nxt, pool.submit(_chunk, nxt, spec_dict, offset, duration)))
+            following = next(source, None)
+            if following is not None:
+                submit(following)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

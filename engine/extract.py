@@ -164,33 +164,11 @@ def _check_or_reset(store: str, spec: FeatureSpec, run: dict, overwrite: bool) -
     return index
 
 
-def _read_plan(path: str) -> dict:
-    """Load and check ``plan.json``: shard names must be shard file names, in order."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            plan = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"cannot read {path} ({exc}); run with --overwrite to extract the store again") from None
-    ok = (
-        isinstance(plan, dict)
-        and isinstance(plan.get("shard_size"), int)
-        and plan["shard_size"] >= 1
-        and isinstance(plan.get("shards"), list)
-        and all(isinstance(s, dict) and isinstance(s.get("track_ids"), list) for s in plan["shards"])
-    )
-    if not ok:
-        raise StoreError(f"{path} is not an mgc plan; run with --overwrite to extract the store again")
-    for number, shard in enumerate(plan["shards"]):
-        if schema.check_shard_name(shard.get("name"), path) != schema.shard_name(number):
-            raise StoreError(f"{path}: shard {number} is named {shard['name']!r}; the plan was edited or damaged")
-    return plan
-
-
 def _extend_plan(store: str, corpus: Corpus, shard_size: int | None) -> dict:
     """Load ``plan.json`` and append shards for tracks it does not name yet."""
     path = os.path.join(store, schema.PLAN_NAME)
     if os.path.exists(path):
-        plan = _read_plan(path)
+        plan = schema.read_plan(path)
     else:
         size = shard_size or min(_MAX_SHARD_TRACKS, max(1, math.ceil(len(corpus) / 16)))
         plan = {"shard_size": size, "shards": []}

@@ -228,6 +228,28 @@ def shard_number(name: str) -> int:
     return int(check_shard_name(name, "the store")[len("shard-") : -len(".h5")])
 
 
+def read_plan(path: str) -> dict:
+    """Load and check ``plan.json``: its shard names must be shard file names, in order."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            plan = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {path} ({exc}); run with --overwrite to extract the store again") from None
+    ok = (
+        isinstance(plan, dict)
+        and isinstance(plan.get("shard_size"), int)
+        and plan["shard_size"] >= 1
+        and isinstance(plan.get("shards"), list)
+        and all(isinstance(s, dict) and isinstance(s.get("track_ids"), list) for s in plan["shards"])
+    )
+    if not ok:
+        raise StoreError(f"{path} is not an mgc plan; run with --overwrite to extract the store again")
+    for number, shard in enumerate(plan["shards"]):
+        if check_shard_name(shard.get("name"), path) != shard_name(number):
+            raise StoreError(f"{path}: shard {number} is named {shard['name']!r}; the plan was edited or damaged")
+    return plan
+
+
 def version_error(where: str, version) -> StoreError:
     """The error for a schema version this mgc does not read, with the advice that fits it."""
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:

@@ -82,22 +82,25 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
-def changed_tracks(store: str, index: dict, corpus: Corpus, *, skip=()) -> list[tuple[str, str, str]]:
+def changed_tracks(
+    store: str, index: dict, corpus: Corpus, *, skip=(), loaded: tuple | None = None
+) -> list[tuple[str, str, str]]:
     """Tracks of complete shards that differ from the corpus now, as ``(shard name, track_id, what)``.
 
     A stored track differs when its label, split or artist changed; a stored or
     failed track when its file's size or modification time (recorded when it was
     extracted) changed. Tracks no longer in the corpus are not changes (the store
     keeps them). One ``stat`` per track. Shards named in ``skip`` (damaged ones)
-    are left out.
+    are left out. ``loaded`` is ``tables.load``'s (tracks, failures) for ``index``
+    when the caller has them already.
     """
     from . import tables
 
-    spec = FeatureSpec.from_dict(index["spec"])
     if skip:
         index = {**index, "shards": [entry for entry in index["shards"] if entry["name"] not in skip]}
-    tracks, failures, _ = tables.load(store, index, spec)
+    tracks, failures = loaded or tables.load(store, index, FeatureSpec.from_dict(index["spec"]))[:2]
     names = [entry["name"] for entry in index["shards"]]
+    failures = {**failures, "shard": None}
     failures["shard"] = np.repeat(np.arange(len(names)), [int(e["n_failures"]) for e in index["shards"]])
     tracks_of_corpus = list(corpus)
     ids = [t.track_id for t in tracks_of_corpus]
@@ -158,30 +161,20 @@ def verify(corpus, store_path) -> StoreCheck:
     -------
     StoreCheck
     """
-    import json
+    from . import tables
 
     corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
     store = os.path.abspath(os.fspath(store_path))
     index = schema.read_index(store)
     damaged = check_shards(store, index, deep=True)
-    planned: set = set()
-    unfinished = []
     complete = {entry["name"] for entry in index["shards"]}
-    try:
-        with open(os.path.join(store, schema.PLAN_NAME), encoding="utf-8") as handle:
-            plan = json.load(handle)
-        for shard in plan["shards"]:
-            planned.update(shard["track_ids"])
-            if shard["name"] not in complete:
-                unfinished.append(shard["name"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    plan = schema.read_plan(os.path.join(store, schema.PLAN_NAME))
+    planned = {track_id for shard in plan["shards"] for track_id in shard["track_ids"]}
+    unfinished = [shard["name"] for shard in plan["shards"] if shard["name"] not in complete]
     bad = {name for name, _ in damaged}
     readable = {**index, "shards": [entry for entry in index["shards"] if entry["name"] not in bad]}
-    changed = changed_tracks(store, readable, corpus)
-    from . import tables
-
     tracks, failures, _ = tables.load(store, readable, FeatureSpec.from_dict(index["spec"]))
+    changed = changed_tracks(store, readable, corpus, loaded=(tracks, failures))
     stored_ids = set(np.asarray(tracks["track_id"])) | set(np.asarray(failures["track_id"]))
     ids = {t.track_id for t in corpus}
     return StoreCheck(

@@ -31,7 +31,7 @@ import numpy as np
 from models.input_pipeline import eval_crops
 from models.steps import infer_step
 
-__all__ = ["Inferred", "ResultsFile", "infer"]
+__all__ = ["Inferred", "ResultsFile", "infer", "infer_with"]
 
 _infer = jax.jit(infer_step, static_argnames="graphdef")
 
@@ -71,12 +71,34 @@ def infer(
     ------
     Inferred
         ``embedding`` is the mean of the crops' penultimate-layer vectors (not
-        normalised: :func:`models.embed` normalises it).
+        normalised).
     """
     from models.steps import make_graphdef
 
-    graphdef = make_graphdef(model.model_config)
-    normalizer, crop_frames = model.normalizer, model.crop_frames
+    yield from infer_with(
+        model.params,
+        model.batch_stats,
+        make_graphdef(model.model_config),
+        items,
+        normalizer=model.normalizer,
+        crop_frames=model.crop_frames,
+        batch_size=batch_size,
+        max_crops=max_crops,
+    )
+
+
+def infer_with(
+    params: Any,
+    batch_stats: Any,
+    graphdef: Any,
+    items: Iterable[tuple[Any, Any]],
+    *,
+    normalizer: Any,
+    crop_frames: int,
+    batch_size: int = 256,
+    max_crops: int | None = None,
+) -> Iterator[Inferred]:
+    """:func:`infer` from the network's parts (what training validates with, before a model folder exists)."""
     pending: deque = deque()  # [Inferred, crops left, probability sum, embedding sum]
     crops: list[np.ndarray] = []
     owners: list[list] = []
@@ -91,7 +113,7 @@ def infer(
             take = min(batch_size, len(x) - done)
             chunk = np.zeros((batch_size,) + x.shape[1:], np.float32)
             chunk[:take] = x[done : done + take]
-            probs, embedding = _infer(model.params, model.batch_stats, chunk, graphdef=graphdef)
+            probs, embedding = _infer(params, batch_stats, chunk, graphdef=graphdef)
             probs, embedding = np.asarray(probs, np.float64)[:take], np.asarray(embedding, np.float64)[:take]
             for row, entry in enumerate(owner[done : done + take]):
                 entry[2] = entry[2] + probs[row]

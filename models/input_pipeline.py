@@ -249,7 +249,7 @@ class TrainStream:
         self.examples_per_pass = len(self.rows) * self.crops_per_track
         per_epoch = config.epoch_examples or self.examples_per_pass
         self.steps_per_epoch = max(per_epoch // self.batch_size, 1)
-        self._cache: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None
         self._inv_std = (1.0 / normalizer.std).astype(np.float32)
 
     # --- the plan: which examples, in which order (no reading) ----------------
@@ -281,9 +281,8 @@ class TrainStream:
 
     def _read_window(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-mel of ``positions`` (sorted) as one array in the on-disk dtype, and each track's first frame."""
-        key = (len(positions), int(positions[0]), int(positions[-1]), int(positions.sum()))
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1], self._cache[2]
+        if self._cache is not None:  # the cached split: one window, the same every pass
+            return self._cache
         first = np.r_[0, np.cumsum(self.n_frames[positions])]
         data = np.empty((int(first[-1]), self.n_mels), self.store.spec.logmel_dtype)
         readers = max(1, min(self.config.readers, len(positions)))
@@ -299,7 +298,7 @@ class TrainStream:
             with cf.ThreadPoolExecutor(readers, thread_name_prefix="mgc-reader") as pool:
                 list(pool.map(read, [c for c in chunks if len(c)]))
         if self.cached:
-            self._cache = (key, data, first)
+            self._cache = (data, first)
         return data, first
 
     def _windows_from(self, example: int) -> Iterator[tuple[int, int, np.ndarray, int]]:

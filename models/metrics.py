@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import jax
 import numpy as np
 
-from models.input_pipeline import Normalizer, eval_crops
-from models.steps import eval_step
+from models.inference import infer_with
+from models.input_pipeline import Normalizer
 
 __all__ = ["track_probabilities", "classification_metrics"]
-
-_eval = jax.jit(eval_step, static_argnames="graphdef")
 
 
 def track_probabilities(
@@ -43,36 +40,18 @@ def track_probabilities(
     -------
     np.ndarray [shape=(n_tracks, n_classes)]
     """
-    totals: list[np.ndarray] = []
-    counts: list[int] = []
-    pending_x: list[np.ndarray] = []
-    pending_owner: list[np.ndarray] = []
-
-    def run(final: bool) -> None:
-        x, owner = np.concatenate(pending_x), np.concatenate(pending_owner)
-        done = 0
-        while len(x) - done >= batch_size or (final and done < len(x)):
-            take = min(batch_size, len(x) - done)
-            chunk = np.zeros((batch_size,) + x.shape[1:], np.float32)
-            chunk[:take] = x[done : done + take]
-            probs = np.asarray(_eval(params, batch_stats, chunk, graphdef=graphdef), np.float64)[:take]
-            for row, track in enumerate(owner[done : done + take]):
-                totals[track] = totals[track] + probs[row]
-            done += take
-        pending_x[:], pending_owner[:] = [x[done:]], [owner[done:]]
-
-    for i, track in enumerate(tracks):
-        crops = eval_crops(normalizer(np.asarray(track, np.float32)), crop_frames, max_crops)
-        pending_x.append(crops)
-        pending_owner.append(np.full(len(crops), i))
-        counts.append(len(crops))
-        totals.append(np.zeros(()))  # broadcasts to (n_classes,) on the first add
-        if sum(len(p) for p in pending_x) >= batch_size:
-            run(final=False)
-    if not counts:
-        return np.zeros((0, 0), np.float32)
-    run(final=True)
-    return (np.stack(totals) / np.asarray(counts)[:, None]).astype(np.float32)
+    results = infer_with(
+        params,
+        batch_stats,
+        graphdef,
+        enumerate(tracks),
+        normalizer=normalizer,
+        crop_frames=crop_frames,
+        batch_size=batch_size,
+        max_crops=max_crops,
+    )
+    probabilities = [result.probabilities for result in results]
+    return np.stack(probabilities) if probabilities else np.zeros((0, 0), np.float32)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, Any]:

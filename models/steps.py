@@ -150,6 +150,4 @@ def infer_step(params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.Gra
 
 def eval_step(params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.GraphDef) -> jax.Array:
     """Class probabilities ``(batch, n_classes)`` for crops ``x`` ``(batch, n_frames, n_mels)``; pure."""
-    model = nnx.merge(graphdef, params, batch_stats)
-    model.eval()
-    return jax.nn.softmax(model(x), axis=-1)
+    return infer_step(params, batch_stats, x, graphdef=graphdef)[0]
