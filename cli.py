@@ -57,6 +57,8 @@ LogmelDtype = _choices("LogmelDtype", ("float16", "float32"))
 Parallel = _choices("Parallel", ("jit", "pmap"))
 Which = _choices("Which", ("best", "latest"))
 Split = _choices("Split", ("test", "valid", "train", "all"))
+EmbedDtype = _choices("EmbedDtype", ("float16", "float32"))
+IndexPolicy = _choices("IndexPolicy", ("auto", "ann", "none"))
 SPEC = {f.name: f.default for f in dataclasses.fields(FeatureSpec)}
 TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -615,12 +617,17 @@ def evaluate_command(
         None, "--max-crops", min=1, help="Cap on crops per track (default: cover the track)."
     ),
     checkpoint: Which = typer.Option("best", help="best (by validation accuracy) or latest."),
+    k: int = typer.Option(
+        10, "--k", min=1, help="Neighbours per track for genre precision at k (similarity of the embeddings)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Track-level accuracy, macro-F1, per-class precision/recall and a confusion matrix."""
+    """Track-level accuracy, macro-F1, per-class precision/recall, a confusion matrix and genre precision at k."""
     from models import evaluate
 
-    metrics = evaluate(model_dir, store, split=split.value, out_dir=out, max_crops=max_crops, which=checkpoint.value)
+    metrics = evaluate(
+        model_dir, store, split=split.value, out_dir=out, max_crops=max_crops, which=checkpoint.value, precision_k=k
+    )
     if json_out:
         print_json(metrics)
         return
@@ -648,8 +655,24 @@ def evaluate_command(
     for i, (name, row) in enumerate(zip(names, metrics["confusion"])):
         confusion.add_row(Text(f"{i} {name}"), *(str(v) for v in row))
     stdout.print(confusion)
+    stdout.print(_neighbours_line(metrics["genre_precision_at_k"]), highlight=False)
     for kind, path in metrics["files"].items():
         stdout.print(Text(f"{kind}: {path}"), highlight=False)
+
+
+def _one_source(inputs, store) -> None:
+    """Audio inputs or ``--store``: exactly one of the two."""
+    if not inputs and not store:
+        fail("give audio files, folders or manifests, or --store STORE")
+    if inputs and store:
+        fail("give either inputs or --store, not both")
+
+
+def _neighbours_line(result: dict) -> Text:
+    return Text(
+        f"genre precision at {result['k']}: {result['precision']:.3f} of each track's {result['k']} nearest "
+        f"neighbours share its label (chance {result['chance']:.3f}; {result['queries']} tracks)"
+    )
 
 
 @command("predict")
@@ -669,10 +692,7 @@ def predict_command(
     from models import predict
     from models.predict import predict_to_file
 
-    if not inputs and not store:
-        fail("give audio files, folders or manifests, or --store STORE")
-    if inputs and store:
-        fail("give either inputs or --store, not both")
+    _one_source(inputs, store)
     if out:
         with ProgressView() as view:
             summary = predict_to_file(
@@ -714,6 +734,109 @@ def predict_command(
             stdout.print(Text(f"{shown(result['track_id'])}: {top}"), highlight=False, soft_wrap=True)
     if not results:
         fail("no audio files found in the given paths")
+    if all(r["error"] for r in results):
+        raise typer.Exit(1)
+
+
+@command("embed")
+def embed_command(
+    model_dir: str = typer.Argument(..., help="Model folder written by `mgc train`."),
+    inputs: list[str] = typer.Argument(None, help="Audio files, folders (searched recursively) or CSV manifests."),
+    out: str = typer.Option(..., "--out", "-o", help="Embedding store folder (created; resumed when it exists)."),
+    store: str = typer.Option(None, "--store", help="Embed every track of this feature store instead."),
+    dtype: EmbedDtype = typer.Option("float16", "--dtype", help="Stored precision of the vectors."),
+    index: IndexPolicy = typer.Option(
+        "auto", "--index", help="Approximate index: auto (from 20,000 vectors), ann (always) or none."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the embeddings in --out instead of resuming."),
+    shard_tracks: int = typer.Option(
+        4096, "--shard-tracks", min=1, help="Tracks per shard (a kill loses at most one shard of work)."
+    ),
+    workers: int = typer.Option(None, "--workers", min=1, help="Decoding processes (default: all cores)."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Crops per network call."),
+    checkpoint: Which = typer.Option("best", help="best (by validation accuracy) or latest."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Write one L2-normalised vector per track (the network's penultimate layer) into an embedding store."""
+    from models import embed
+
+    _one_source(inputs, store)
+    with ProgressView() as view:
+        summary = embed(
+            model_dir,
+            out,
+            inputs or (),
+            store=store,
+            dtype=dtype.value,
+            index=index.value,
+            overwrite=overwrite,
+            which=checkpoint.value,
+            workers=workers,
+            batch_size=batch_size,
+            shard_tracks=shard_tracks,
+            progress=view,
+        )
+    if json_out:
+        print_json(summary)
+    else:
+        index_note = f"; index {summary['index']}" if summary["index"] else ""
+        console.print(
+            Text(
+                f"embedded {summary['written']} track(s) into {summary['out']} ({summary['failed']} failed; "
+                f"{summary['skipped']} already there; {summary['vectors']} vectors in all{index_note})"
+            ),
+            highlight=False,
+        )
+    if summary["written"] + summary["failed"] + summary["skipped"] == 0:
+        fail("no audio files or tracks found in the given inputs")
+    if summary["failed"] and summary["written"] == 0 and summary["skipped"] == 0:
+        raise typer.Exit(1)
+
+
+@command("similar")
+def similar_command(
+    embeddings: str = typer.Argument(..., help="Embedding store written by `mgc embed`."),
+    queries: list[str] = typer.Argument(
+        None, help="Track ids of the store, or audio files (embedded with the store's model)."
+    ),
+    k: int = typer.Option(10, "--k", min=1, help="Tracks to show per query."),
+    exact: bool = typer.Option(False, "--exact", help="Search exactly even when an approximate index exists."),
+    evaluate_k: bool = typer.Option(
+        False, "--precision", help="Print genre precision at k over the store's labelled tracks instead."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """The tracks most similar to each query (cosine similarity of their embeddings)."""
+    from engine.neighbours import store_precision_at_k
+    from models.similarity import similar
+
+    if evaluate_k:
+        result = store_precision_at_k(embeddings, k, exact=True if exact else None)
+        if json_out:
+            print_json(result)
+        else:
+            stdout.print(_neighbours_line(result), highlight=False)
+        return
+    if not queries:
+        fail("give track ids or audio files to search for (or --precision)")
+    results = similar(embeddings, queries, k=k, exact=True if exact else None)
+    if json_out:
+        print_json(results)
+        return
+    for result in results:
+        if result["error"]:
+            console.print(
+                Text("skipped ", style="yellow") + Text(f"{shown(result['query'])}: {result['error']}"),
+                highlight=False,
+                soft_wrap=True,
+            )
+            continue
+        table = Table(title=f"nearest to {shown(result['query'])}", title_justify="left")
+        for column in ("#", "score", "label", "track"):
+            table.add_column(column, justify="right" if column in ("#", "score") else "left")
+        for rank, hit in enumerate(result["results"], start=1):
+            table.add_row(str(rank), f"{hit['score']:.3f}", Text(hit["label"]), Text(shown(hit["track_id"])))
+        stdout.print(table)
     if all(r["error"] for r in results):
         raise typer.Exit(1)
 

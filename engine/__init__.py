@@ -3,7 +3,7 @@
 The engine imports ``kernels`` for the numbers and never imports JAX.
 """
 
-from . import atomic
+from . import atomic, neighbours, vectors
 from .background import background
 from .batch import map_features
 from .corpus import Corpus, Track, find_audio_files, load_corpus
@@ -26,6 +26,7 @@ from .progress import Reporter as ProgressReporter
 from .spec import FeatureSpec
 from .store import FeatureStore, TrackTable
 from .summary import summarize_store
+from .vectors import VectorStore, VectorWriter
 from .workers import default_workers
 
 __all__ = [
@@ -47,7 +48,11 @@ __all__ = [
     "StoreLockedError",
     "Track",
     "TrackTable",
+    "VectorStore",
+    "VectorWriter",
     "atomic",
+    "neighbours",
+    "vectors",
     "background",
     "compute_features",
     "default_workers",

@@ -13,13 +13,16 @@ import types
 from importlib import import_module
 
 __all__ = [
+    "EmbeddingStore",
     "ModelConfig",
     "ModelError",
     "TrainConfig",
     "TrainedModel",
+    "embed",
     "evaluate",
     "load_model",
     "predict",
+    "similar",
     "tiny_model_config",
     "train",
 ]
@@ -32,6 +35,9 @@ _HOMES = {
     "ModelError": "config",
     "TrainConfig": "config",
     "tiny_model_config": "config",
+    "EmbeddingStore": "embeddings",
+    "embed": "embeddings",
+    "similar": "similarity",
     "evaluate": "evaluate",
     "predict": "predict",
     "train": "train",

@@ -13,7 +13,7 @@ from models.checkpoint import TrainedModel, check_spec, load_model
 from models.config import ModelError
 from models.data import StoreTracks, split_source
 from models.layout import EVAL_FILES, ModelFolder, eval_folder_lock
-from models.metrics import classification_metrics, track_probabilities
+from models.metrics import classification_metrics, track_outputs
 from models.plots import confusion_png, curves_png
 from models.steps import make_graphdef
 
@@ -46,6 +46,7 @@ def evaluate(
     out_dir: str | Path | None = None,
     max_crops: int | None = None,
     which: str = "best",
+    precision_k: int = 10,
 ) -> dict[str, Any]:
     """Track-level evaluation: mean softmax over evenly spaced crops covering each track.
 
@@ -64,12 +65,20 @@ def evaluate(
         Cap on crops per track (default: enough to cover the track).
     which : str
         ``best`` or ``latest`` checkpoint.
+    precision_k : int
+        Neighbours per track for ``genre_precision_at_k``.
 
     Returns
     -------
     dict
         Accuracy, macro-F1, per-class precision/recall/F1/support, the
-        confusion matrix, ``label_names`` and the paths of the files written.
+        confusion matrix, ``label_names``, the paths of the files written, and
+        ``genre_precision_at_k``: the share of each track's ``k`` nearest
+        neighbours in the split (cosine similarity of the embeddings ``mgc
+        embed`` writes) that carry its true label, as ``k``, ``precision``,
+        ``per_label``, ``queries`` (a seeded sample of at most 10,000 tracks;
+        neighbours come from the whole split) and ``chance`` (the same share
+        for random neighbours).
 
     Raises
     ------
@@ -109,7 +118,16 @@ def evaluate(
     # Locked before the long pass, so that a second evaluation into the same folder fails at once.
     with eval_folder_lock(out):
         return _evaluate_into(
-            out, model, model_dir, tracks, rows, y_true, split=split, max_crops=max_crops, which=which
+            out,
+            model,
+            model_dir,
+            tracks,
+            rows,
+            y_true,
+            split=split,
+            max_crops=max_crops,
+            which=which,
+            precision_k=precision_k,
         )
 
 
@@ -124,10 +142,11 @@ def _evaluate_into(
     split: str,
     max_crops: int | None,
     which: str,
+    precision_k: int,
 ) -> dict[str, Any]:
     """:func:`evaluate`'s pass over ``rows`` and its files, written into the locked folder ``out``."""
     source = split_source(tracks, rows, memory_limit_mb=model.train_config.memory_limit_mb)
-    probs = track_probabilities(
+    probs, embeddings = track_outputs(
         model.params,
         model.batch_stats,
         make_graphdef(model.model_config),
@@ -139,8 +158,15 @@ def _evaluate_into(
     y_pred = probs.argmax(-1)
     metrics = classification_metrics(y_true, y_pred, len(model.label_names))
     paths = {key: out / name for key, name in EVAL_FILES.items()}
+    from engine import neighbours
+
+    # Does similarity follow genre? The share of each track's nearest neighbours (by the
+    # embedding `mgc embed` writes) that carry its true label.
+    neighbours = neighbours.genre_precision_at_k(embeddings, y_true, k=precision_k)
+    neighbours["per_label"] = {model.label_names[int(i)]: v for i, v in neighbours["per_label"].items()}
     metrics.update(
         {
+            "genre_precision_at_k": neighbours,
             "split": split,
             "label_names": model.label_names,
             "checkpoint": which,

@@ -10,10 +10,10 @@ import numpy as np
 from models.inference import infer_with
 from models.input_pipeline import Normalizer
 
-__all__ = ["track_probabilities", "classification_metrics"]
+__all__ = ["track_outputs", "classification_metrics"]
 
 
-def track_probabilities(
+def track_outputs(
     params: Any,
     batch_stats: Any,
     graphdef: Any,
@@ -23,8 +23,8 @@ def track_probabilities(
     crop_frames: int,
     max_crops: int | None = None,
     batch_size: int = 64,
-) -> np.ndarray:
-    """Mean softmax over evenly spaced crops of each track.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean softmax over evenly spaced crops of each track, and the mean penultimate-layer vector.
 
     Parameters
     ----------
@@ -38,7 +38,9 @@ def track_probabilities(
 
     Returns
     -------
-    np.ndarray [shape=(n_tracks, n_classes)]
+    probabilities : np.ndarray [shape=(n_tracks, n_classes)]
+    embeddings : np.ndarray [shape=(n_tracks, dim)]
+        Not normalised.
     """
     results = infer_with(
         params,
@@ -50,8 +52,13 @@ def track_probabilities(
         batch_size=batch_size,
         max_crops=max_crops,
     )
-    probabilities = [result.probabilities for result in results]
-    return np.stack(probabilities) if probabilities else np.zeros((0, 0), np.float32)
+    probabilities, embeddings = [], []
+    for result in results:
+        probabilities.append(result.probabilities)
+        embeddings.append(result.embedding)
+    if not probabilities:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    return np.stack(probabilities), np.stack(embeddings)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from models.config import ModelConfig, ModelError, TrainConfig
 from models.data import StoreTracks
 from models.input_pipeline import Normalizer, TrainStream, crop_frames_for, fit_normalizer
 from models.layout import ModelFolder
-from models.metrics import classification_metrics, track_probabilities
+from models.metrics import classification_metrics, track_outputs
 from models.parallel import make_parallel
 from models.splits import make_splits
 from models.steps import init_state, make_graphdef, make_optimizer, make_schedule
@@ -228,7 +228,7 @@ def _train_locked(
     def validate(host_state: Any) -> dict[str, Any] | None:
         if not len(valid_rows):
             return None
-        probs = track_probabilities(
+        probs, _embeddings = track_outputs(
             host_state["params"],
             host_state["batch_stats"],
             eval_graphdef,

@@ -26,6 +26,7 @@ ALLOWED = {
         "distributed",
         "dask",
         "psutil",
+        "usearch",
     },
     "models": {"numpy", "jax", "jaxlib", "flax", "optax", "orbax", "matplotlib", "engine", "models", "soundfile"},
 }

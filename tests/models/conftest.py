@@ -72,3 +72,16 @@ def tone_store(tmp_path_factory):
     corpus = write_tone_corpus(root / "corpus")
     engine.extract(corpus, root / "store", small_spec(), workers=1)
     return root / "store"
+
+
+@pytest.fixture(scope="session")
+def tone_model(tone_store, tmp_path_factory):
+    """A tiny model trained two epochs on ``tone_store`` (latest checkpoint); ``.folder`` is its folder."""
+    from models import load_model, train
+
+    out = tmp_path_factory.mktemp("tone-model") / "model"
+    config = TrainConfig(epochs=2, batch_size=4, crop_seconds=0.5, crops_per_track=2, lr=0.01, seed=3)
+    train(tone_store, out, config, model_config=tiny_model_config())
+    loaded = load_model(out, "latest")
+    loaded.folder = out  # for the CLI runs
+    return loaded

@@ -19,15 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def model(tone_store, tmp_path_factory):
-    from models import TrainConfig, load_model, tiny_model_config, train
-
-    out = tmp_path_factory.mktemp("inference") / "model"
-    config = TrainConfig(epochs=2, batch_size=4, crop_seconds=0.5, crops_per_track=2, lr=0.01, seed=3)
-    train(tone_store, out, config, model_config=tiny_model_config())
-    loaded = load_model(out, "latest")
-    loaded.folder = out  # for the CLI runs
-    return loaded
+def model(tone_model):
+    return tone_model
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,207 @@
+"""``mgc embed``: one L2-normalised vector per track from a trained model, into a vector store.
+
+The vector is the network's penultimate layer averaged over the crops that
+cover the track, divided by its L2 norm, so that the dot product of two vectors
+is their cosine similarity. The store's layout, atomic writes and resume are
+``engine.vectors``'; this module runs the network and records which model made
+the vectors (its folder and a fingerprint of its weights), so that audio
+queries of ``mgc similar`` are embedded by the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import VectorStore, VectorWriter, vectors
+from models.config import ModelError
+
+__all__ = ["EmbeddingStore", "embed", "weights_fingerprint"]
+
+
+def weights_fingerprint(model: Any) -> str:
+    """SHA-256 of a model's parameters and batch statistics (names, shapes, dtypes and bytes)."""
+    import jax
+
+    digest = hashlib.sha256()
+    for tree in (model.params, model.batch_stats):
+        leaves = jax.tree_util.tree_leaves_with_path(tree)
+        for path, leaf in leaves:
+            array = np.ascontiguousarray(np.asarray(leaf))
+            digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype}:{array.shape};".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class EmbeddingStore(VectorStore):
+    """An embedding store written by :func:`embed` (see ``engine.vectors.VectorStore``), with its model."""
+
+    def load_model(self):
+        """The model that made the store (for embedding queries), checked against its fingerprint.
+
+        Raises
+        ------
+        ModelError
+            When the model folder is gone or its weights changed since.
+        """
+        from models.checkpoint import load_model
+
+        model_meta = self.meta["model"]
+        model = load_model(model_meta["dir"], model_meta["checkpoint"])
+        if weights_fingerprint(model) != model_meta["fingerprint"]:
+            raise ModelError(
+                f"the model in {model_meta['dir']} changed since {self.path} was made; "
+                "embed the collection again with it to compare audio files"
+            )
+        return model
+
+
+def _model_meta(model: Any, model_dir: Any, which: str) -> dict[str, Any]:
+    return {
+        "dir": str(Path(model_dir).resolve()),
+        "checkpoint": which,
+        "step": (model.meta.get("metrics") or {}).get("step"),
+        "fingerprint": weights_fingerprint(model),
+    }
+
+
+def embed(
+    model_dir: str | Path,
+    out: str | Path,
+    inputs: Sequence[str | Path] | str | Path = (),
+    *,
+    store: Any = None,
+    dtype: str = "float16",
+    which: str = "best",
+    max_crops: int | None = None,
+    workers: int | None = None,
+    batch_size: int = 256,
+    shard_tracks: int = vectors.SHARD_TRACKS,
+    index: str = "auto",
+    overwrite: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Write the embedding of every track of ``inputs`` (or of ``store``) into the store ``out``.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        A model folder written by :func:`models.train`.
+    out : str or Path
+        The embedding store folder (created; resumed when it holds embeddings of
+        the same model and dtype).
+    inputs : path or sequence of paths
+        Audio files, folders (searched recursively) and CSV manifests, decoded on
+        ``workers`` processes.
+    store : str, Path or engine.FeatureStore, optional
+        Embed every track of this feature store instead (its spec must be the model's).
+    dtype : str
+        ``float16`` (half the size; cosine similarities within about 1e-3) or ``float32``.
+    which : str
+        ``best`` or ``latest`` checkpoint.
+    max_crops : int, optional
+        Cap on crops per track (default: enough to cover the track).
+    workers, batch_size : int, optional
+        Decoding processes; crops per network call.
+    shard_tracks : int
+        Tracks per shard.
+    index : str
+        ``auto`` (build the approximate index when the store holds at least
+        :data:`engine.neighbours.ANN_MIN_VECTORS` vectors), ``ann`` (always) or
+        ``none``. An index that no longer covers every shard is rebuilt.
+    overwrite : bool
+        Replace what ``out`` holds instead of resuming.
+    progress : callable, optional
+        Receives ``engine.ProgressEvent`` values (task ``embed``, unit ``tracks``;
+        then task ``index`` while the index is built).
+
+    Returns
+    -------
+    dict
+        ``out``, ``written`` (tracks embedded by this run), ``failed`` (this
+        run), ``skipped`` (already in the store), ``vectors`` (in the store now)
+        and ``index`` (the index file, or None).
+    """
+    from engine import ProgressReporter, neighbours
+    from models.checkpoint import load_model
+    from models.inference import infer
+    from models.predict import _audio_items, _store_items, describe_error
+
+    if dtype not in vectors.DTYPES:
+        raise ModelError(f"dtype must be one of {vectors.DTYPES}, got {dtype!r}")
+    if index not in ("auto", "ann", "none"):
+        raise ModelError(f"index must be auto, ann or none, got {index!r}")
+    if shard_tracks < 1:
+        raise ModelError("shard_tracks must be at least 1")
+    from engine import FolderLock
+
+    folder = Path(out)
+    model = load_model(model_dir, which)
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    dim = model.model_config.dense or model.model_config.widths[-1]
+    meta = {
+        "format": vectors.FORMAT,
+        "version": vectors.VERSION,
+        "model": _model_meta(model, model_dir, which),
+        "dim": int(dim),
+        "dtype": dtype,
+        "label_names": model.label_names,
+        "spec": model.spec,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"out": str(folder), "written": 0, "failed": 0, "skipped": 0, "index": None}
+    with FolderLock(folder, what="another embedding run", error=ModelError, invalid=ModelError):
+        writer = VectorWriter(folder, meta, overwrite=overwrite)
+        summary["skipped"] = len(writer.done)
+        skip = frozenset(writer.done)
+        if store is not None:
+            from engine import FeatureStore
+
+            store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+            items = _store_items(model, store, skip=skip)
+            total = max(len(store) - len(skip), 0)
+        else:
+            items = _audio_items(model, inputs, workers=workers, skip=skip)
+            total = None
+        report = ProgressReporter(progress, "embed", "tracks")
+        report("start", 0, total)
+        ids: list = []
+        paths: list = []
+        labels: list = []
+        found: list = []
+        failures: list = []
+
+        def flush() -> None:
+            if ids or failures:
+                block = vectors.normalize(np.stack(found)) if found else np.zeros((0, dim), np.float32)
+                writer.write(ids, paths, labels, block, failures)
+                for part in (ids, paths, labels, found, failures):
+                    part.clear()
+
+        for done in infer(model, items, batch_size=batch_size, max_crops=max_crops):
+            track_id, path, label = done.key
+            if done.error is not None:
+                failures.append((track_id, path, describe_error(done.error)))
+                summary["failed"] += 1
+            else:
+                ids.append(track_id)
+                paths.append(path)
+                labels.append(label)
+                found.append(done.embedding)
+                summary["written"] += 1
+            if len(ids) + len(failures) >= shard_tracks:
+                flush()
+                report("update", summary["written"] + summary["failed"], total, failed=summary["failed"])
+        flush()
+        report("end", summary["written"] + summary["failed"], total, failed=summary["failed"])
+        result = EmbeddingStore(folder)
+        summary["vectors"] = len(result)
+        if index == "ann" or (index == "auto" and len(result) >= neighbours.ANN_MIN_VECTORS):
+            if not neighbours.index_is_current(result):
+                neighbours.build_index(result, progress=progress)
+            summary["index"] = str(folder / neighbours.INDEX_NAME)
+    return summary
