@@ -684,6 +684,9 @@ def predict_command(
         None, "--out", "-o", help="Write one line per track to FILE (JSON lines, or CSV for .csv); resumable."
     ),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Genres to show per track."),
+    max_crops: int = typer.Option(
+        None, "--max-crops", min=1, help="Cap on crops per track (default: cover the track; fewer is faster)."
+    ),
     workers: int = typer.Option(None, "--workers", min=1, help="Decoding processes (default: all cores)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Crops per network call."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON list of results (without --out)."),
@@ -701,6 +704,7 @@ def predict_command(
                 inputs or (),
                 store=store,
                 top_k=top_k,
+                max_crops=max_crops,
                 workers=workers,
                 batch_size=batch_size,
                 progress=view,
@@ -717,7 +721,9 @@ def predict_command(
         if summary["written"] and summary["written"] == summary["failed"]:
             raise typer.Exit(1)
         return
-    results = predict(model_dir, inputs or (), store=store, top_k=top_k, workers=workers, batch_size=batch_size)
+    results = predict(
+        model_dir, inputs or (), store=store, top_k=top_k, max_crops=max_crops, workers=workers, batch_size=batch_size
+    )
     if json_out:
         print_json(results)
     else:
@@ -752,6 +758,9 @@ def embed_command(
     shard_tracks: int = typer.Option(
         4096, "--shard-tracks", min=1, help="Tracks per shard (a kill loses at most one shard of work)."
     ),
+    max_crops: int = typer.Option(
+        None, "--max-crops", min=1, help="Cap on crops per track (default: cover the track; fewer is faster)."
+    ),
     workers: int = typer.Option(None, "--workers", min=1, help="Decoding processes (default: all cores)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Crops per network call."),
     checkpoint: Which = typer.Option("best", help="best (by validation accuracy) or latest."),
@@ -774,6 +783,7 @@ def embed_command(
             workers=workers,
             batch_size=batch_size,
             shard_tracks=shard_tracks,
+            max_crops=max_crops,
             progress=view,
         )
     if json_out:

@@ -8,8 +8,8 @@ Usage:
 
 Prints, in one run on this machine:
 
-1. **From audio files.** ``--tracks`` generated tracks of ``--seconds`` s, once
-   as WAV and once as OGG Vorbis: ``engine.extract``'s rate with the default
+1. **From audio files.** ``--tracks`` tracks of ``--seconds`` s (hard links to
+   40 generated files, 4 per genre), once as WAV and once as OGG Vorbis: ``engine.extract``'s rate with the default
    FeatureSpec on every core (the peer) beside ``models.predict``'s rate on the
    same files, same cores, with the default network (``ModelConfig()``, trained
    two steps: the weights do not change the cost). Target: predict >= 0.7x extract.
@@ -95,8 +95,7 @@ def audio_section(args, work: Path) -> None:
     from models import ModelConfig, TrainConfig, embed, load_model, predict, train
 
     spec = FeatureSpec()
-    per_genre = max(1, args.tracks // 10)
-    n = per_genre * 10
+    n = args.tracks
     print(
         f"\n## Prediction and embedding: {n} tracks of {args.seconds:.0f} s, default spec and network, "
         f"{os.cpu_count()} cores"
@@ -105,7 +104,8 @@ def audio_section(args, work: Path) -> None:
     rows = []
     model = None
     for fmt in ("wav", "ogg"):
-        corpus = make_corpus(work / f"corpus-{fmt}", tracks_per_genre=per_genre, seconds=args.seconds, format=fmt)
+        make_corpus(work / f"source-{fmt}", tracks_per_genre=4, seconds=args.seconds, format=fmt)
+        corpus = linked_corpus(work / f"source-{fmt}", work / f"corpus-{fmt}", fmt, n)
         store = work / f"store-{fmt}"
         shutil.rmtree(store, ignore_errors=True)
         _, extract_s = timed(extract, corpus, store, spec, workers=args.workers)
@@ -116,14 +116,18 @@ def audio_section(args, work: Path) -> None:
             config = TrainConfig(steps=2, batch_size=16, seed=0)
             train(store, model_dir, config, model_config=ModelConfig(n_mels=spec.n_mels))
             model = load_model(model_dir, "latest")
-            files = sorted(str(p) for p in Path(corpus).rglob(f"*.{fmt}"))
+            files = sorted(str(p) for p in corpus.rglob(f"*.{fmt}"))
             predict(model, files[:2], workers=1)  # compile the network's one batch shape
         results, predict_s = timed(predict, model, [corpus], workers=args.workers)
         assert len(results) == n and not any(r["error"] for r in results)
-        rows.append((fmt, n / extract_s, n / predict_s))
-    print(f"{'format':<8}{'extract tracks/s':>18}{'predict tracks/s':>18}{'ratio':>8}   target >= 0.70")
-    for fmt, ext, pred in rows:
-        print(f"{fmt:<8}{ext:>18.2f}{pred:>18.2f}{pred / ext:>8.2f}")
+        few, few_s = timed(predict, model, [corpus], workers=args.workers, max_crops=3)
+        assert len(few) == n
+        rows.append((fmt, n / extract_s, n / predict_s, n / few_s))
+    head = f"{'format':<8}{'extract tracks/s':>18}{'predict tracks/s':>18}{'ratio':>8}"
+    print(head + f"{'--max-crops 3':>15}{'ratio':>8}   target >= 0.70")
+    for fmt, ext, pred, few in rows:
+        print(f"{fmt:<8}{ext:>18.2f}{pred:>18.2f}{pred / ext:>8.2f}{few:>15.2f}{few / ext:>8.2f}")
+    network_only(model)
     store = stores["wav"]
     results, store_s = timed(predict, model, store=store)
     out = work / "embeddings"
@@ -133,6 +137,40 @@ def audio_section(args, work: Path) -> None:
     print(f"\n{'from the store':<28}{'tracks/s':>10}{'target':>16}")
     print(f"{'predict --store':<28}{n / store_s:>10.1f}{'>= 40 (20x 2)':>16}")
     print(f"{'embed --store':<28}{n / embed_s:>10.1f}{f'~ {n / store_s:.1f}':>16}")
+
+
+def network_only(model) -> None:
+    """The default network alone on in-memory crops: crops/s, and its FLOPs from XLA's cost analysis."""
+    import jax
+
+    from models.steps import infer_step, make_graphdef
+
+    graphdef = make_graphdef(model.model_config)
+    step = jax.jit(infer_step, static_argnames="graphdef")
+    x = np.random.default_rng(0).standard_normal((256, model.crop_frames, model.normalizer.mean.size), np.float32)
+    cost = step.lower(model.params, model.batch_stats, x, graphdef=graphdef).compile().cost_analysis()
+    flops = (cost[0] if isinstance(cost, list) else cost)["flops"] / len(x)
+    jax.block_until_ready(step(model.params, model.batch_stats, x, graphdef=graphdef))
+    _, seconds = timed(
+        lambda: [jax.block_until_ready(step(model.params, model.batch_stats, x, graphdef=graphdef)) for _ in range(5)]
+    )
+    rate = 5 * len(x) / seconds
+    print(
+        f"network alone: {rate:.0f} crops/s of {model.crop_frames} frames, {flops / 1e6:.0f} MFLOP a crop, "
+        f"{rate * flops / 1e9:.0f} GFLOP/s on {os.cpu_count()} cores"
+    )
+
+
+def linked_corpus(source: Path, corpus: Path, fmt: str, n: int) -> Path:
+    """``n`` tracks in a folder per genre: hard links to the 40 generated files (each link is its own track)."""
+    files = sorted(source.rglob(f"*.{fmt}"))
+    shutil.rmtree(corpus, ignore_errors=True)
+    for i in range(n):
+        original = files[i % len(files)]
+        folder = corpus / original.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        os.link(original, folder / f"{original.stem}-{i:06d}.{fmt}")
+    return corpus
 
 
 def write_vectors(folder: Path, vectors_fn, n: int, dim: int, shard: int = 65536) -> None:
@@ -285,7 +323,7 @@ def _library_row(name: str, n: int, dim: int, queries: np.ndarray, truth: np.nda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tracks", type=int, default=40, help="Generated tracks per format (a multiple of 10).")
+    parser.add_argument("--tracks", type=int, default=400, help="Tracks per format.")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=None, help="Processes (default: all cores).")
     parser.add_argument("--vectors", type=int, default=1_000_000)

@@ -37,7 +37,7 @@ import numpy as np
 from . import atomic
 from .errors import StoreError
 
-__all__ = ["VectorStore", "VectorWriter", "normalize"]
+__all__ = ["VectorStore", "VectorWriter", "check_folder", "normalize"]
 
 FORMAT = "mgc-embeddings"
 VERSION = 1
@@ -222,6 +222,21 @@ def _read_log(folder: Path) -> list[dict[str, Any]]:
     return shards
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse a folder that holds anything but a vector store (even with ``--overwrite``: nothing else is deleted).
+
+    Raises
+    ------
+    StoreError
+        When ``folder`` is a file, or a non-empty folder without ``embeddings.json``.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"{folder} is a file, not a folder; choose another --out")
+    if folder.is_dir() and not (folder / META_NAME).exists():
+        if {p.name for p in folder.iterdir()} - {".lock"}:
+            raise StoreError(f"{folder} is not empty and not an embedding store; choose another --out")
+
+
 class VectorWriter:
     """Appends shards to a vector store folder (locked by the caller); resumes what a killed run left.
 
@@ -243,10 +258,7 @@ class VectorWriter:
                     f"{folder} holds embeddings of another model or dtype; choose another --out, "
                     "or pass --overwrite to replace them"
                 )
-        elif any(folder.iterdir()) and not meta_path.exists() and not overwrite:
-            names = {p.name for p in folder.iterdir()} - {".lock"}
-            if names:
-                raise StoreError(f"{folder} is not empty and not an embedding store; choose another --out")
+        check_folder(folder)
         if overwrite:
             self._clear(everything=True)
         if not meta_path.exists():

@@ -152,6 +152,7 @@ def embed(
         "label_names": model.label_names,
         "spec": model.spec,
     }
+    vectors.check_folder(folder)  # before the lock file is made in it
     folder.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"out": str(folder), "written": 0, "failed": 0, "skipped": 0, "index": None}
     with FolderLock(folder, what="another embedding run", error=ModelError, invalid=ModelError):

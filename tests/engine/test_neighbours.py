@@ -120,3 +120,18 @@ def test_a_killed_writer_leaves_whole_shards_and_a_resume_drops_the_rest(tmp_pat
     # Another model's vectors are refused.
     with pytest.raises(Exception, match="another model or dtype"):
         VectorWriter(folder, {**meta, "dtype": "float16"}, overwrite=False)
+
+
+def test_a_folder_that_is_not_a_vector_store_is_never_touched(tmp_path):
+    from engine.vectors import check_folder
+
+    folder = tmp_path / "store"
+    folder.mkdir()
+    (folder / "shard-00000.h5").write_bytes(b"a feature store's shard")
+    meta = {"format": FORMAT, "version": VERSION, "model": {"fingerprint": "x"}, "dim": 2, "dtype": "float32"}
+    for overwrite in (False, True):
+        with pytest.raises(Exception, match="not an embedding store"):
+            VectorWriter(folder, {**meta, "label_names": []}, overwrite=overwrite)
+    assert (folder / "shard-00000.h5").read_bytes() == b"a feature store's shard"
+    with pytest.raises(Exception, match="is a file"):
+        check_folder(folder / "shard-00000.h5")
