@@ -358,19 +358,7 @@ def extract_command(
         return
     try:
         with contextlib.ExitStack() as stack:
-            executor = None
-            if scheduler:
-                from engine.cluster import dask_executor
-
-                session = stack.enter_context(dask_executor(scheduler))
-                executor = session.executor
-                where = "started a local cluster" if session.local else "connected to"
-                console.print(
-                    Text(
-                        f"dask: {where} {session.address} with {session.n_workers} workers"
-                        + (f"; dashboard {session.dashboard_link}" if session.dashboard_link else "")
-                    )
-                )
+            executor = _dask(stack, scheduler)
             view = stack.enter_context(ProgressView())
             result = extract(
                 tracks,
@@ -390,6 +378,29 @@ def extract_command(
         console.print(_extract_table(exc.result))
         fail(str(exc), code=1)
     console.print(_extract_table(result))
+
+
+def _dask(stack, scheduler: str | None):
+    """The executor of a Dask session entered on ``stack`` (None without ``--scheduler``), announced on stderr."""
+    if not scheduler:
+        return None
+    from engine.cluster import dask_executor
+
+    session = stack.enter_context(dask_executor(scheduler))
+    where = "started a local cluster" if session.local else "connected to"
+    console.print(
+        Text(
+            f"dask: {where} {session.address} with {session.n_workers} workers"
+            + (f"; dashboard {session.dashboard_link}" if session.dashboard_link else "")
+        )
+    )
+    return session.executor
+
+
+SCHEDULER_HELP = (
+    "Decode on Dask: tcp://HOST:8786 (a running scheduler) or local[:N] (a LocalCluster of N processes); "
+    "the network runs here. Needs pip install 'mgc[dask]' and files every worker can reach."
+)
 
 
 def _store_tables(summary: dict) -> Group:
@@ -689,13 +700,23 @@ def predict_command(
     ),
     workers: int = typer.Option(None, "--workers", min=1, help="Decoding processes (default: all cores)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Crops per network call."),
+    scheduler: str = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON list of results (without --out)."),
 ) -> None:
     """Predict the genres of audio files or of a store's tracks; unreadable files are reported and skipped."""
+    import contextlib
+
+    _one_source(inputs, store)
+    with contextlib.ExitStack() as stack:
+        _predict(
+            model_dir, inputs, store, out, top_k, max_crops, workers, batch_size, json_out, _dask(stack, scheduler)
+        )
+
+
+def _predict(model_dir, inputs, store, out, top_k, max_crops, workers, batch_size, json_out, executor) -> None:
     from models import predict
     from models.predict import predict_to_file
 
-    _one_source(inputs, store)
     if out:
         with ProgressView() as view:
             summary = predict_to_file(
@@ -708,6 +729,7 @@ def predict_command(
                 workers=workers,
                 batch_size=batch_size,
                 progress=view,
+                executor=executor,
             )
         console.print(
             Text(
@@ -722,7 +744,14 @@ def predict_command(
             raise typer.Exit(1)
         return
     results = predict(
-        model_dir, inputs or (), store=store, top_k=top_k, max_crops=max_crops, workers=workers, batch_size=batch_size
+        model_dir,
+        inputs or (),
+        store=store,
+        top_k=top_k,
+        max_crops=max_crops,
+        workers=workers,
+        batch_size=batch_size,
+        executor=executor,
     )
     if json_out:
         print_json(results)
@@ -764,13 +793,18 @@ def embed_command(
     workers: int = typer.Option(None, "--workers", min=1, help="Decoding processes (default: all cores)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Crops per network call."),
     checkpoint: Which = typer.Option("best", help="best (by validation accuracy) or latest."),
+    scheduler: str = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Write one L2-normalised vector per track (the network's penultimate layer) into an embedding store."""
+    import contextlib
+
     from models import embed
 
     _one_source(inputs, store)
-    with ProgressView() as view:
+    with contextlib.ExitStack() as stack:
+        executor = _dask(stack, scheduler)
+        view = stack.enter_context(ProgressView())
         summary = embed(
             model_dir,
             out,
@@ -785,6 +819,7 @@ def embed_command(
             shard_tracks=shard_tracks,
             max_crops=max_crops,
             progress=view,
+            executor=executor,
         )
     if json_out:
         print_json(summary)

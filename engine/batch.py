@@ -48,6 +48,7 @@ def map_features(
     chunk_size: int = 8,
     offset: float | None = None,
     duration: float | None = None,
+    executor=None,
 ) -> Iterator[tuple[str, dict | AudioError]]:
     """Compute the features of many files in parallel; yield ``(path, features or AudioError)`` in input order.
 
@@ -63,6 +64,11 @@ def map_features(
         Files per task.
     offset, duration : float, optional
         Window of each file to use, in seconds.
+    executor : concurrent.futures.Executor, optional
+        Run the chunks there instead of on a pool of ours: a Dask client's
+        ``get_executor()`` (see ``engine.cluster``). ``workers`` then only sets
+        how many chunks are in flight (two per worker). A chunk whose worker
+        died (Dask's ``KilledWorker``) is recorded as ``crashed``.
 
     Yields
     ------
@@ -83,12 +89,13 @@ def map_features(
                 return
             yield part
 
-    if workers == 1:
+    if workers == 1 and executor is None:
         for part in chunks():
             for path, value in _chunk(part, spec_dict, offset, duration):
                 yield path, _rebuild(path, value)
         return
-    pool = make_pool(workers)
+    own = executor is None
+    pool = make_pool(workers) if own else executor
     pending: deque = deque()  # (chunk, future), at most two chunks per worker in flight
     source = chunks()
 
@@ -105,19 +112,26 @@ def map_features(
             part, future = pending.popleft()
             try:
                 results = future.result()
-            except BrokenProcessPool:
+            except Exception as exc:
+                if not (isinstance(exc, BrokenProcessPool) or type(exc).__name__ == "KilledWorker"):
+                    raise
                 died = ("crashed", "a worker process died while reading this file or another of its chunk")
                 results = [(p, died) for p in part]
-                pool.shutdown(wait=True, cancel_futures=True)
-                pool = make_pool(workers)
-                again = [p for p, _ in pending]
-                pending.clear()
-                for retry in again:
-                    submit(retry)
+                if own:  # a broken pool of ours runs nothing more: a fresh one takes the chunks in flight
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    pool = make_pool(workers)
+                    again = [p for p, _ in pending]
+                    pending.clear()
+                    for retry in again:
+                        submit(retry)
             for path, value in results:
                 yield path, _rebuild(path, value)
             following = next(source, None)
             if following is not None:
                 submit(following)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            for _part, future in pending:
+                future.cancel()

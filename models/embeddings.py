@@ -84,6 +84,7 @@ def embed(
     index: str = "auto",
     overwrite: bool = False,
     progress: Any = None,
+    executor=None,
 ) -> dict[str, Any]:
     """Write the embedding of every track of ``inputs`` (or of ``store``) into the store ``out``.
 
@@ -118,6 +119,8 @@ def embed(
     progress : callable, optional
         Receives ``engine.ProgressEvent`` values (task ``embed``, unit ``tracks``;
         then task ``index`` while the index is built).
+    executor : concurrent.futures.Executor, optional
+        Decode audio there instead (a Dask client's ``get_executor()``).
 
     Returns
     -------
@@ -166,7 +169,7 @@ def embed(
             items = _store_items(model, store, skip=skip)
             total = max(len(store) - len(skip), 0)
         else:
-            items = _audio_items(model, inputs, workers=workers, skip=skip)
+            items = _audio_items(model, inputs, workers=workers, skip=skip, executor=executor)
             total = None
         report = ProgressReporter(progress, "embed", "tracks")
         report("start", 0, total)

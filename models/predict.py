@@ -15,7 +15,7 @@ from models.inference import ResultsFile, infer
 __all__ = ["describe_error", "iter_predictions", "predict", "predict_to_file"]
 
 
-def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, skip) -> Iterator[tuple]:
+def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, skip, executor=None) -> Iterator[tuple]:
     """``((track_id, path, label), logmel or error)`` of audio files, folders and CSV manifests, in order."""
     from engine import FeatureSpec, find_audio_files, load_corpus, map_features
 
@@ -29,7 +29,7 @@ def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, 
         else:
             entries += [(str(path), str(path), "") for path in find_audio_files([item])]
     entries = [e for e in entries if e[0] not in skip]
-    computed = map_features([e[1] for e in entries], compute_spec, workers=workers)
+    computed = map_features([e[1] for e in entries], compute_spec, workers=workers, executor=executor)
     for (_path, value), entry in zip(computed, entries):
         if not isinstance(value, BaseException):
             value = value["logmel"]
@@ -64,12 +64,13 @@ def iter_predictions(
     workers: int | None = None,
     batch_size: int = 256,
     skip=frozenset(),
+    executor=None,
 ) -> Iterator[dict[str, Any]]:
     """One result per track, in input order (see :func:`predict`); tracks whose id is in ``skip`` are left out."""
     items = (
         _store_items(model, store, skip=skip)
         if store is not None
-        else _audio_items(model, inputs, workers=workers, skip=skip)
+        else _audio_items(model, inputs, workers=workers, skip=skip, executor=executor)
     )
     for done in infer(model, items, batch_size=batch_size, max_crops=max_crops):
         track_id, path, label = done.key
@@ -92,6 +93,7 @@ def predict(
     which: str = "best",
     workers: int | None = None,
     batch_size: int = 256,
+    executor=None,
 ) -> list[dict[str, Any]]:
     """Top genres of each audio file, or of each track of a feature store.
 
@@ -117,6 +119,9 @@ def predict(
         Decoding processes for audio inputs.
     batch_size : int
         Crops per network call.
+    executor : concurrent.futures.Executor, optional
+        Decode there instead (a Dask client's ``get_executor()``, see
+        ``engine.map_features``); the network runs in this process.
 
     Returns
     -------
@@ -143,7 +148,14 @@ def predict(
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     return list(
         iter_predictions(
-            model, inputs, store=store, top_k=top_k, max_crops=max_crops, workers=workers, batch_size=batch_size
+            model,
+            inputs,
+            store=store,
+            top_k=top_k,
+            max_crops=max_crops,
+            workers=workers,
+            batch_size=batch_size,
+            executor=executor,
         )
     )
 
@@ -160,6 +172,7 @@ def predict_to_file(
     workers: int | None = None,
     batch_size: int = 256,
     progress: Any = None,
+    executor=None,
 ) -> dict[str, Any]:
     """:func:`predict` written to ``out`` as the tracks finish, resumable after a kill.
 
@@ -198,6 +211,7 @@ def predict_to_file(
                 workers=workers,
                 batch_size=batch_size,
                 skip=frozenset(results.done),
+                executor=executor,
             ),
             start=1,
         ):

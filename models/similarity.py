@@ -63,7 +63,8 @@ def similar(
     audio = [q for q, row in zip(queries, rows) if row < 0]
     missing = [q for q in audio if not Path(q).is_file()]
     if missing:
-        raise ModelError(f"{missing[0]!r} is neither a track id of {store.path} nor an audio file")
+        example = f" (its track ids look like {store.track_ids()[0]!r})" if len(store) else ""
+        raise ModelError(f"{missing[0]!r} is neither a track id of {store.path}{example} nor an audio file")
     wanted = np.zeros((len(queries), store.dim), np.float32)
     known = np.flatnonzero(rows >= 0)
     wanted[known] = store.vectors(rows[known])

@@ -103,3 +103,20 @@ def test_sigkill_mid_run_then_resume_writes_every_track_once(model, files, tmp_p
     assert done.returncode == 0, done.stderr[-2000:]
     ids = [json.loads(line)["track_id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == sorted(str(p) for p in corpus.glob("*.wav"))  # each exactly once
+
+
+def test_decoding_on_a_dask_cluster_gives_the_same_results(model, files, tmp_path):
+    pytest.importorskip("distributed", reason="the Dask path needs the extra: pip install -e .[dask]")
+    from engine import VectorStore
+    from engine.cluster import dask_executor
+    from models import embed, predict
+
+    n = len(model.label_names)
+    with dask_executor("local:2") as session:  # a real LocalCluster of worker processes on loopback
+        on_dask = predict(model, files, top_k=n, batch_size=8, executor=session.executor)
+        summary = embed(model.folder, tmp_path / "emb", files, which="latest", index="none", executor=session.executor)
+    here = predict(model, files, top_k=n, batch_size=8, workers=1)
+    assert [r["path"] for r in on_dask] == files and not any(r["error"] for r in on_dask)
+    for a, b in zip(on_dask, here):
+        np.testing.assert_allclose(_probabilities(a, model), _probabilities(b, model), rtol=1e-5, atol=1e-6)
+    assert summary["written"] == len(files) and list(VectorStore(tmp_path / "emb").track_ids()) == files
