@@ -80,15 +80,14 @@ class LogMelAccumulator:
         self._frames: list[np.ndarray] = []  # each (k, n_mels) float32, dB without top_db
 
     def _emit(self, buffer: np.ndarray) -> np.ndarray:
-        from kernels import frame_count, log_melspectrogram
+        from kernels import frame_count, log_melspectrogram, melspectrogram
 
         spec = self.spec
         if buffer.size < spec.n_fft:
             return buffer
         n_frames = frame_count(buffer.size, n_fft=spec.n_fft, hop_length=spec.hop_length, center=False)
         used = (n_frames - 1) * spec.hop_length + spec.n_fft
-        db = log_melspectrogram(
-            buffer[:used],
+        mel = dict(
             sr=spec.sr,
             n_fft=spec.n_fft,
             hop_length=spec.hop_length,
@@ -98,10 +97,11 @@ class LogMelAccumulator:
             fmax=spec.fmax,
             htk=spec.htk,
             norm=spec.norm,
-            ref=1.0,
-            amin=1e-10,
-            top_db=None,
         )
+        if spec.log_scale == "log10_1p":
+            db = log10_1p(melspectrogram(buffer[:used], **mel))
+        else:
+            db = log_melspectrogram(buffer[:used], **mel, ref=1.0, amin=1e-10, top_db=None)
         _check_finite(db, "logmel", self.path)
         self._frames.append(np.ascontiguousarray(db.T, dtype=np.float32))
         return buffer[n_frames * spec.hop_length :]
@@ -135,6 +135,18 @@ class LogMelAccumulator:
         if self.spec.top_db is not None:
             np.maximum(logmel, logmel.max() - np.float32(self.spec.top_db), out=logmel)
         return logmel
+
+
+def log10_1p(power: np.ndarray) -> np.ndarray:
+    """Musicnn's ``log10(1 + 10000 * power)`` as its code computed it, float32 ``(same shape)``.
+
+    musicnn casts the mel power to float16, then (under the NumPy 1.x it was
+    written for, which promoted ``10000 * float16`` to float32) takes the log
+    in float32. Under NumPy 2 the same expression stays in float16 and
+    overflows above a power of 6.55, so the promotion is written out here.
+    """
+    power = np.asarray(power).astype(np.float16).astype(np.float32)
+    return np.log10(np.float32(10000) * power + np.float32(1))
 
 
 def _check_finite(values: np.ndarray, feature: str, path: str) -> None:

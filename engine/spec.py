@@ -15,6 +15,7 @@ __all__ = ["FeatureSpec", "FEATURES"]
 # Feature name -> (what it is, dtype choices). Bins: logmel has n_mels, mfcc n_mfcc.
 FEATURES = ("logmel", "mfcc")
 _LOGMEL_DTYPES = ("float16", "float32")
+LOG_SCALES = ("db", "log10_1p")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,13 @@ class FeatureSpec:
     logmel_dtype : str
         On-disk dtype of the log-mel array, ``"float16"`` (default, half the size)
         or ``"float32"``. MFCC are always stored as float32. Reads return float32.
+    log_scale : str
+        ``"db"`` (default): ``power_to_db`` as above. ``"log10_1p"``: musicnn's
+        ``log10(1 + 10000 * mel power)``, computed as musicnn did (the mel
+        power cast to float16 first, the log in float32), for
+        ``models.pretrained``'s front-end; it needs ``top_db=None`` and no MFCC.
+        Left out of ``to_dict`` (and so of ``hash``) when ``"db"``, so the specs
+        of stores made before it existed keep their hash.
     """
 
     sr: int = 22050
@@ -55,6 +63,7 @@ class FeatureSpec:
     n_mfcc: int = 20
     features: tuple[str, ...] = FEATURES
     logmel_dtype: str = "float16"
+    log_scale: str = "db"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
@@ -74,6 +83,9 @@ class FeatureSpec:
         for feature in self.features:
             one_of("feature", feature, FEATURES, error=SpecError)
         one_of("logmel_dtype", self.logmel_dtype, _LOGMEL_DTYPES, error=SpecError)
+        one_of("log_scale", self.log_scale, LOG_SCALES, error=SpecError)
+        if self.log_scale != "db" and (self.top_db is not None or "mfcc" in self.features):
+            raise SpecError(f"log_scale={self.log_scale!r} needs top_db=None and no mfcc (both belong to the dB scale)")
         if "mfcc" in self.features and self.n_mfcc > self.n_mels:
             raise SpecError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
 
@@ -81,6 +93,8 @@ class FeatureSpec:
         """A JSON-ready dict of every field (``features`` as a list)."""
         out = asdict(self)
         out["features"] = list(self.features)
+        if out["log_scale"] == "db":
+            del out["log_scale"]  # specs from before log_scale existed keep their hash
         return out
 
     @classmethod

@@ -98,19 +98,30 @@ class TrainedModel:
         self.crop_frames: int = int(meta["crop_frames"])
 
 
+def _builtin(model_dir: str | Path):
+    """The built-in pretrained model named ``model_dir`` (``musicnn-msd``...), unless a folder has that name."""
+    from models.pretrained.musicnn import MUSICNN_MODELS, BuiltinModel
+
+    if str(model_dir) in MUSICNN_MODELS and not Path(model_dir).exists():
+        return BuiltinModel(str(model_dir))
+    return None
+
+
 def load_model(model_dir: str | Path, which: str = "best") -> TrainedModel:
     """Load the ``best`` (falling back to ``latest``) checkpoint of ``model_dir``.
 
     Parameters
     ----------
     model_dir : str or Path
-        A folder written by :func:`models.train`.
+        A folder written by :func:`models.train`, or the name of a built-in
+        pretrained model (``musicnn-msd``, ``musicnn-mtt``: see
+        :mod:`models.pretrained.musicnn`) when no folder has that name.
     which : str
-        ``best`` or ``latest``.
+        ``best`` or ``latest`` (ignored for a built-in model).
 
     Returns
     -------
-    TrainedModel
+    TrainedModel or models.pretrained.musicnn.BuiltinModel
         In memory: the folder's lock is held (shared) only while it is read.
 
     Raises
@@ -122,6 +133,9 @@ def load_model(model_dir: str | Path, which: str = "best") -> TrainedModel:
     """
     from models.steps import init_state, make_optimizer
 
+    builtin = _builtin(model_dir)
+    if builtin is not None:
+        return builtin
     model_dir = Path(model_dir)
     folder = ModelFolder(model_dir)
     # Locked before looking for checkpoints: during a training's first epoch "being trained" is the answer.

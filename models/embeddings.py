@@ -62,7 +62,7 @@ class EmbeddingStore(VectorStore):
 
 def _model_meta(model: Any, model_dir: Any, which: str) -> dict[str, Any]:
     return {
-        "dir": str(Path(model_dir).resolve()),
+        "dir": model.name if hasattr(model, "name") else str(Path(model_dir).resolve()),
         "checkpoint": which,
         "step": (model.meta.get("metrics") or {}).get("step"),
         "fingerprint": weights_fingerprint(model),
@@ -145,7 +145,7 @@ def embed(
     folder = Path(out)
     model = load_model(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    dim = model.model_config.dense or model.model_config.widths[-1]
+    dim = getattr(model, "embedding_dim", None) or model.model_config.dense or model.model_config.widths[-1]
     meta = {
         "format": vectors.FORMAT,
         "version": vectors.VERSION,

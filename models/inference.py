@@ -33,7 +33,7 @@ from models.steps import infer_step
 
 __all__ = ["Inferred", "ResultsFile", "infer", "infer_with"]
 
-_infer = jax.jit(infer_step, static_argnames="graphdef")
+_infer = jax.jit(infer_step, static_argnames=("graphdef", "multilabel"))
 
 
 @dataclass
@@ -75,15 +75,18 @@ def infer(
     """
     from models.steps import make_graphdef
 
+    # A built-in model (models.pretrained) carries its own graph; a trained one is a ShortChunkCNN.
+    graphdef = getattr(model, "graphdef", None) or make_graphdef(model.model_config)
     yield from infer_with(
         model.params,
         model.batch_stats,
-        make_graphdef(model.model_config),
+        graphdef,
         items,
         normalizer=model.normalizer,
         crop_frames=model.crop_frames,
         batch_size=batch_size,
         max_crops=max_crops,
+        multilabel=getattr(model, "multilabel", False),
     )
 
 
@@ -97,6 +100,7 @@ def infer_with(
     crop_frames: int,
     batch_size: int = 256,
     max_crops: int | None = None,
+    multilabel: bool = False,
 ) -> Iterator[Inferred]:
     """:func:`infer` from the network's parts (what training validates with, before a model folder exists)."""
     pending: deque = deque()  # [Inferred, crops left, probability sum, embedding sum]
@@ -113,7 +117,7 @@ def infer_with(
             take = min(batch_size, len(x) - done)
             chunk = np.zeros((batch_size,) + x.shape[1:], np.float32)
             chunk[:take] = x[done : done + take]
-            probs, embedding = _infer(params, batch_stats, chunk, graphdef=graphdef)
+            probs, embedding = _infer(params, batch_stats, chunk, graphdef=graphdef, multilabel=multilabel)
             probs, embedding = np.asarray(probs, np.float64)[:take], np.asarray(embedding, np.float64)[:take]
             for row, entry in enumerate(owner[done : done + take]):
                 entry[2] = entry[2] + probs[row]

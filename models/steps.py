@@ -140,12 +140,19 @@ def train_step(
     return new_state, {"loss": loss, "accuracy": accuracy}
 
 
-def infer_step(params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.GraphDef) -> tuple[jax.Array, jax.Array]:
-    """Class probabilities ``(batch, n_classes)`` and penultimate-layer embeddings ``(batch, dim)``; pure."""
+def infer_step(
+    params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.GraphDef, multilabel: bool = False
+) -> tuple[jax.Array, jax.Array]:
+    """Class probabilities ``(batch, n_classes)`` and penultimate-layer embeddings ``(batch, dim)``; pure.
+
+    Probabilities are a softmax over the classes, or with ``multilabel`` one
+    sigmoid per tag (for taggers such as musicnn).
+    """
     model = nnx.merge(graphdef, params, batch_stats)
     model.eval()
     embedding = model.embed(x)
-    return jax.nn.softmax(model.out(embedding).astype(jnp.float32), axis=-1), embedding
+    logits = model.out(embedding).astype(jnp.float32)
+    return (jax.nn.sigmoid(logits) if multilabel else jax.nn.softmax(logits, axis=-1)), embedding
 
 
 def eval_step(params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.GraphDef) -> jax.Array:
