@@ -59,6 +59,8 @@ Which = _choices("Which", ("best", "latest"))
 Split = _choices("Split", ("test", "valid", "train", "all"))
 EmbedDtype = _choices("EmbedDtype", ("float16", "float32"))
 IndexPolicy = _choices("IndexPolicy", ("auto", "ann", "none"))
+ModelKind = _choices("ModelKind", ("cnn", "stats"))
+Backbone = _choices("Backbone", ("musicnn-msd", "musicnn-mtt"))
 SPEC = {f.name: f.default for f in dataclasses.fields(FeatureSpec)}
 TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -562,10 +564,27 @@ def train_command(
     widths: str = typer.Option(
         None, help="Channels per conv block, e.g. 16,32,64 (depth = count) (default: 32,64,64,128,128)."
     ),
+    model_kind: ModelKind = typer.Option(
+        "cnn",
+        "--model",
+        help="cnn (the short-chunk CNN) or stats (logistic regression on per-track MFCC and log-mel statistics).",
+    ),
+    backbone: Backbone = typer.Option(
+        None,
+        "--backbone",
+        help="Train a logistic-regression head on this frozen pretrained network's embeddings of each track's audio.",
+    ),
+    c: float = typer.Option(1.0, "--c", min=0.0, help="Inverse L2 strength of a stats or backbone head."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Train the genre CNN on a feature store, on every local device."""
+    """Train a genre model on a feature store: the CNN on every local device, or a head on one vector per track."""
     from models import ModelConfig, train
+
+    if backbone is not None or model_kind.value != "cnn":
+        _train_head(
+            store, out, backbone.value if backbone is not None else model_kind.value, c, seed, split_file, json_out
+        )
+        return
 
     given = {
         "epochs": epochs,
@@ -612,6 +631,26 @@ def train_command(
             f"trained {summary['steps']} steps on {summary['devices']} device(s) ({summary['parallel']}); "
             f"last train loss {last.get('train_loss', float('nan')):.4f}; best validation accuracy "
             f"{'-' if best is None else f'{best:.3f}'}; model in {summary['model_dir']}"
+        )
+    )
+
+
+def _train_head(store, out, featurizer, c, seed, split_file, json_out) -> None:
+    from models.heads import train_head
+
+    with ProgressView() as view:
+        summary = train_head(
+            store, out, featurizer, c=c, seed=seed or 0, split_files=_parse_split_files(split_file), progress=view
+        )
+    if json_out:
+        print_json(summary)
+        return
+    valid = summary["valid_accuracy"]
+    console.print(
+        Text(
+            f"trained a {featurizer} head in {summary['seconds']:.1f} s ({summary['iterations']} L-BFGS iterations; "
+            f"vectors {summary['vector_seconds']:.1f} s); train accuracy {summary['train_accuracy']:.3f}, validation "
+            f"accuracy {'-' if valid is None else f'{valid:.3f}'}; model in {summary['model_dir']}"
         )
     )
 

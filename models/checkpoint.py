@@ -136,6 +136,10 @@ def load_model(model_dir: str | Path, which: str = "best") -> TrainedModel:
     builtin = _builtin(model_dir)
     if builtin is not None:
         return builtin
+    from models.heads import HeadModel, is_head
+
+    if is_head(model_dir):
+        return HeadModel.load(model_dir)
     model_dir = Path(model_dir)
     folder = ModelFolder(model_dir)
     # Locked before looking for checkpoints: during a training's first epoch "being trained" is the answer.

@@ -145,16 +145,24 @@ def _evaluate_into(
     precision_k: int,
 ) -> dict[str, Any]:
     """:func:`evaluate`'s pass over ``rows`` and its files, written into the locked folder ``out``."""
-    source = split_source(tracks, rows, memory_limit_mb=model.train_config.memory_limit_mb)
-    probs, embeddings = track_outputs(
-        model.params,
-        model.batch_stats,
-        make_graphdef(model.model_config),
-        iter(source),
-        normalizer=model.normalizer,
-        crop_frames=model.crop_frames,
-        max_crops=max_crops,
-    )
+    from models.heads import HeadModel
+
+    if isinstance(model, HeadModel):
+        vectors, available = model.store_vectors(tracks.store, rows)
+        if not available.all():
+            raise ModelError(f"{int((~available).sum())} of the {split} tracks have no vector (their files failed)")
+        probs, embeddings = model.probabilities(vectors), model.standardise(vectors)
+    else:
+        source = split_source(tracks, rows, memory_limit_mb=model.train_config.memory_limit_mb)
+        probs, embeddings = track_outputs(
+            model.params,
+            model.batch_stats,
+            make_graphdef(model.model_config),
+            iter(source),
+            normalizer=model.normalizer,
+            crop_frames=model.crop_frames,
+            max_crops=max_crops,
+        )
     y_pred = probs.argmax(-1)
     metrics = classification_metrics(y_true, y_pred, len(model.label_names))
     paths = {key: out / name for key, name in EVAL_FILES.items()}

@@ -15,20 +15,26 @@ from models.inference import ResultsFile, infer
 __all__ = ["describe_error", "iter_predictions", "predict", "predict_to_file"]
 
 
-def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, skip, executor=None) -> Iterator[tuple]:
-    """``((track_id, path, label), logmel or error)`` of audio files, folders and CSV manifests, in order."""
-    from engine import FeatureSpec, find_audio_files, load_corpus, map_features
+def _entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
+    """``(track_id, path, label)`` of audio files, folders (searched recursively) and CSV manifests."""
+    from engine import find_audio_files, load_corpus
 
-    spec = FeatureSpec.from_dict(model.spec)
-    # Only log-mel feeds the network; skip computing the rest.
-    compute_spec = dataclasses.replace(spec, features=("logmel",))
     entries = []
     for item in inputs:
         if str(item).lower().endswith(".csv") and Path(item).is_file():
             entries += [(t.track_id, t.path, t.label or "") for t in load_corpus(item)]
         else:
             entries += [(str(path), str(path), "") for path in find_audio_files([item])]
-    entries = [e for e in entries if e[0] not in skip]
+    return [e for e in entries if e[0] not in skip]
+
+
+def _decode(model: Any, entries: list, *, workers: int | None, executor=None) -> Iterator[tuple]:
+    """``(entry, logmel or error)`` of ``entries`` (``entry[1]`` is the path), with the model's spec, in order."""
+    from engine import FeatureSpec, map_features
+
+    spec = FeatureSpec.from_dict(model.spec)
+    # Only log-mel feeds the network; skip computing the rest.
+    compute_spec = dataclasses.replace(spec, features=("logmel",))
     computed = map_features([e[1] for e in entries], compute_spec, workers=workers, executor=executor)
     for (_path, value), entry in zip(computed, entries):
         if not isinstance(value, BaseException):
@@ -37,6 +43,11 @@ def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, 
                 # The network was trained on float16-stored log-mel; round the same way.
                 value = value.astype(np.float16).astype(np.float32)
         yield entry, value
+
+
+def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, skip, executor=None) -> Iterator[tuple]:
+    """``((track_id, path, label), logmel or error)`` of audio files, folders and CSV manifests, in order."""
+    yield from _decode(model, _entries(inputs, skip), workers=workers, executor=executor)
 
 
 def _store_items(model: TrainedModel, store: Any, *, skip) -> Iterator[tuple]:
@@ -54,6 +65,28 @@ def _store_items(model: TrainedModel, store: Any, *, skip) -> Iterator[tuple]:
         yield (ids[row], store.tracks.path[row], store.tracks.label_name[row]), logmel
 
 
+def _head_results(model: Any, inputs: Sequence, *, store: Any, workers, skip, executor) -> Iterator:
+    """:class:`models.inference.Inferred` results of a head model (one vector per track, no crops)."""
+    from engine import FeatureStore
+    from models.checkpoint import check_spec
+    from models.inference import Inferred
+
+    if store is not None:
+        store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+        check_spec(model.spec, store.spec, where="the model", store_path=store.path)
+        rows = np.arange(len(store))
+        if skip:
+            rows = rows[~store.tracks.track_id.isin(list(skip))]
+        items = model.store_items(store, rows)
+    else:
+        items = model.audio_items(_entries(inputs, skip), workers=workers, executor=executor)
+    for key, value in items:
+        if isinstance(value, BaseException):
+            yield Inferred(key, error=value)
+        else:
+            yield Inferred(key, probabilities=model.probabilities(value[None])[0], embedding=value)
+
+
 def iter_predictions(
     model: TrainedModel,
     inputs: Sequence[str | Path] = (),
@@ -67,12 +100,18 @@ def iter_predictions(
     executor=None,
 ) -> Iterator[dict[str, Any]]:
     """One result per track, in input order (see :func:`predict`); tracks whose id is in ``skip`` are left out."""
-    items = (
-        _store_items(model, store, skip=skip)
-        if store is not None
-        else _audio_items(model, inputs, workers=workers, skip=skip, executor=executor)
-    )
-    for done in infer(model, items, batch_size=batch_size, max_crops=max_crops):
+    from models.heads import HeadModel
+
+    if isinstance(model, HeadModel):
+        results = _head_results(model, inputs, store=store, workers=workers, skip=skip, executor=executor)
+    else:
+        items = (
+            _store_items(model, store, skip=skip)
+            if store is not None
+            else _audio_items(model, inputs, workers=workers, skip=skip, executor=executor)
+        )
+        results = infer(model, items, batch_size=batch_size, max_crops=max_crops)
+    for done in results:
         track_id, path, label = done.key
         result: dict[str, Any] = {"track_id": track_id, "path": path, "label": label, "top": [], "error": None}
         if done.error is not None:

@@ -1,0 +1,384 @@
+"""Models on one vector per track: a statistics model, and a head on a frozen pretrained backbone.
+
+``mgc train STORE --model stats`` and ``mgc train STORE --backbone musicnn-msd``
+train a multinomial logistic regression (softmax, L2-regularised, full-batch
+L-BFGS in JAX) on one vector per track:
+
+- ``stats``: per-track means and standard deviations of the store's MFCC, of
+  their frame-to-frame differences, and of its log-mel bands:
+  ``2 * (2 * n_mfcc + n_mels)`` values (336 with the default spec).
+- a backbone name (``musicnn-msd``, ``musicnn-mtt``): the backbone's
+  penultimate layer averaged over the 3 s patches of the track, computed from
+  the track's audio file with the backbone's own front-end. The backbone is
+  frozen (no fine-tuning).
+
+The vectors of every labelled track are computed once and cached in
+``MODEL_DIR/vectors/`` (an ``engine.vectors`` store: sharded, atomic,
+resumable; a second run reuses it). The objective is scikit-learn's
+``LogisticRegression`` (multinomial, ``C``): ``C * sum of log-losses + 0.5 *
+|W|^2`` on standardised vectors, so the two reach the same optimum.
+
+The model folder::
+
+    MODEL_DIR/model.json    {"kind": "head", "featurizer", "label_names", "spec", "dim", "C", "metrics"}
+    MODEL_DIR/head.npz      mean, std (dim,), weights (dim, n_classes), bias (n_classes,)
+    MODEL_DIR/splits.json   as for the CNN
+    MODEL_DIR/vectors/      the cached vectors (track ids are the store's)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import VectorStore, VectorWriter, atomic
+from models.config import ModelError
+
+__all__ = ["FEATURIZERS", "HeadModel", "stats_vector", "train_head"]
+
+FEATURIZERS = ("stats", "musicnn-msd", "musicnn-mtt")
+HEAD_FILE = "head.npz"
+VECTORS = "vectors"
+
+
+def stats_vector(logmel: np.ndarray, mfcc: np.ndarray) -> np.ndarray:
+    """Per-track statistics ``(2 * (2 * n_mfcc + n_mels),)`` of log-mel ``(T, n_mels)`` and MFCC ``(T, n_mfcc)``.
+
+    Means and standard deviations, in this order: MFCC, MFCC frame-to-frame
+    differences (zeros for a one-frame track), log-mel bands.
+    """
+    mfcc = np.asarray(mfcc, np.float64)
+    logmel = np.asarray(logmel, np.float64)
+    delta = np.diff(mfcc, axis=0) if len(mfcc) > 1 else np.zeros_like(mfcc)
+    parts = [mfcc.mean(0), mfcc.std(0), delta.mean(0), delta.std(0), logmel.mean(0), logmel.std(0)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _check_featurizer(featurizer: str, spec: dict) -> None:
+    if featurizer not in FEATURIZERS:
+        raise ModelError(f"unknown featurizer {featurizer!r}; choose one of {FEATURIZERS}")
+    if featurizer == "stats" and not {"logmel", "mfcc"} <= set(spec.get("features", [])):
+        raise ModelError("the stats model needs a store with both logmel and mfcc (the default spec)")
+
+
+def _store_items(store: Any, rows: np.ndarray, featurizer: str, *, workers=None, executor=None) -> Iterator:
+    """``((track_id, path, label), vector or error)`` for ``rows`` of ``store``, in order."""
+    ids, paths, labels = store.tracks.track_id, store.tracks.path, store.tracks.label_name
+    if featurizer == "stats":
+        pairs = zip(store.iter_tracks("logmel", rows=rows), store.iter_tracks("mfcc", rows=rows))
+        for (row, logmel), (_row, mfcc) in pairs:
+            yield (ids[row], paths[row], labels[row]), stats_vector(logmel, mfcc)
+        return
+    keys = [(ids[row], paths[row], labels[row]) for row in rows]
+    yield from _backbone_items(keys, featurizer, workers=workers, executor=executor)
+
+
+def _backbone_items(keys: list, featurizer: str, *, workers=None, executor=None) -> Iterator:
+    """``(key, vector or error)`` of audio files (``key[1]`` is the path) through a frozen backbone."""
+    from models.checkpoint import load_model
+    from models.inference import infer
+    from models.predict import _decode
+
+    backbone = load_model(featurizer)
+    items = _decode(backbone, list(keys), workers=workers, executor=executor)
+    for result in infer(backbone, items):
+        yield result.key, (result.error if result.error is not None else result.embedding)
+
+
+def _audio_items(featurizer: str, spec: dict, keys: list, *, workers=None, executor=None) -> Iterator:
+    """``(key, vector or error)`` of audio files for a featurizer (``spec``: the store's, for ``stats``)."""
+    if featurizer != "stats":
+        yield from _backbone_items(keys, featurizer, workers=workers, executor=executor)
+        return
+    from engine import FeatureSpec, map_features
+
+    computed = map_features([k[1] for k in keys], FeatureSpec.from_dict(spec), workers=workers, executor=executor)
+    for key, (_path, value) in zip(keys, computed):
+        if isinstance(value, BaseException):
+            yield key, value
+        else:
+            logmel = value["logmel"]
+            if spec.get("logmel_dtype") == "float16":  # as the store holds it
+                logmel = logmel.astype(np.float16).astype(np.float32)
+            yield key, stats_vector(logmel, value["mfcc"])
+
+
+def _fit(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Multinomial logistic regression: minimise ``C * sum log-loss + 0.5 * |W|^2`` (bias not penalised)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def loss(params):
+        logits = x @ params["w"] + params["b"][None, :]
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
+        return (c * nll + 0.5 * jnp.sum(params["w"] ** 2)) / len(x)  # scaled by 1/n: same optimum
+
+    params = {"w": jnp.zeros((x.shape[1], n_classes)), "b": jnp.zeros(n_classes)}
+    solver = optax.lbfgs()
+    state = solver.init(params)
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    @jax.jit
+    def step(params, state):
+        value, grad = value_and_grad(params, state=state)
+        updates, state = solver.update(grad, state, params, value=value, grad=grad, value_fn=loss)
+        return optax.apply_updates(params, updates), state, optax.tree.norm(grad)
+
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007
+        params, state, norm = step(params, state)
+        if float(norm) < 1e-6:
+            break
+    return np.asarray(params["w"]), np.asarray(params["b"]), iterations
+
+
+@dataclasses.dataclass
+class HeadModel:
+    """A trained head: standardisation and a linear softmax layer over a featurizer's vectors."""
+
+    folder: Path
+    featurizer: str
+    label_names: list[str]
+    spec: dict
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray
+    meta: dict
+
+    @classmethod
+    def load(cls, folder: str | Path) -> HeadModel:
+        folder = Path(folder)
+        meta = json.loads((folder / "model.json").read_text())
+        with np.load(folder / HEAD_FILE, allow_pickle=False) as head:
+            arrays = {k: head[k] for k in ("mean", "std", "weights", "bias")}
+        return cls(folder, meta["featurizer"], list(meta["label_names"]), meta["spec"], meta=meta, **arrays)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.mean.size)
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` of vectors ``(n, dim)``."""
+        logits = self.standardise(vectors) @ self.weights + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def standardise(self, vectors: np.ndarray) -> np.ndarray:
+        return (np.asarray(vectors, np.float32) - self.mean) / self.std
+
+    def audio_items(self, keys: list, *, workers=None, executor=None) -> Iterator:
+        return _audio_items(self.featurizer, self.spec, keys, workers=workers, executor=executor)
+
+    def store_items(self, store: Any, rows: np.ndarray) -> Iterator:
+        return _store_items(store, rows, self.featurizer)
+
+    def store_vectors(self, store: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of ``rows`` of ``store`` ``(n, dim)`` and a mask of those that have one.
+
+        Read from the training's cache (``MODEL_DIR/vectors``) when it holds the
+        track id, computed otherwise.
+        """
+        vectors = np.zeros((len(rows), self.embedding_dim), np.float32)
+        available = np.zeros(len(rows), bool)
+        ids = store.tracks.track_id
+        if (self.folder / VECTORS / "embeddings.json").exists():
+            cached = VectorStore(self.folder / VECTORS)
+            where = cached.rows(list(ids.take(rows)))
+            available = where >= 0
+            vectors[available] = cached.vectors(where[available])
+        missing = np.flatnonzero(~available)
+        for position, (_key, value) in zip(missing, self.store_items(store, np.asarray(rows)[missing])):
+            if not isinstance(value, BaseException):
+                vectors[position], available[position] = value, True
+        return vectors, available
+
+
+def vector_dim(featurizer: str, spec: dict) -> int:
+    """Length of a featurizer's vector for a store of ``spec``."""
+    if featurizer == "stats":
+        return 2 * (2 * int(spec["n_mfcc"]) + int(spec["n_mels"]))
+    from models.checkpoint import load_model
+
+    return int(load_model(featurizer).embedding_dim)
+
+
+def _cached_vectors(store: Any, rows: np.ndarray, folder: Path, featurizer: str, progress=None, workers=None):
+    """Vectors of ``rows`` (in order) and which rows have one, computed once into ``folder`` (resumable)."""
+    from engine import ProgressReporter
+
+    meta = {
+        "format": "mgc-embeddings",
+        "version": 1,
+        "model": {"dir": featurizer, "checkpoint": "", "step": None, "fingerprint": featurizer},
+        "dim": vector_dim(featurizer, store.spec.to_dict()),
+        "dtype": "float32",
+        "label_names": [],
+        "spec": {},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = VectorWriter(folder, meta, overwrite=False)
+    ids = store.tracks.track_id
+    todo = rows[~ids.take(rows).isin(list(writer.done))] if writer.done else rows
+    report = ProgressReporter(progress, "vectors", "tracks")
+    report("start", 0, len(todo))
+    block: list = []
+    failures: list = []
+    done = 0
+
+    def flush() -> None:
+        if block or failures:
+            writer.write(
+                [k[0] for k, _ in block],
+                [k[1] for k, _ in block],
+                [k[2] for k, _ in block],
+                np.stack([v for _, v in block]) if block else np.zeros((0, 0), np.float32),
+                failures,
+            )
+            block.clear()
+            failures.clear()
+
+    for key, value in _store_items(store, todo, featurizer, workers=workers):
+        if isinstance(value, BaseException):
+            from models.predict import describe_error
+
+            failures.append((key[0], key[1], describe_error(value)))
+        else:
+            block.append((key, value))
+        done += 1
+        if len(block) + len(failures) >= 4096:
+            flush()
+            report("update", done, len(todo))
+    flush()
+    report("end", done, len(todo))
+    cached = VectorStore(folder)
+    wanted = cached.rows(list(ids.take(rows)))
+    available = wanted >= 0
+    vectors = np.zeros((len(rows), cached.dim), np.float32)
+    vectors[available] = cached.vectors(wanted[available])
+    return vectors, available
+
+
+def train_head(
+    store: Any,
+    out_dir: str | Path,
+    featurizer: str = "stats",
+    *,
+    c: float = 1.0,
+    max_iter: int = 500,
+    seed: int = 0,
+    split_files=None,
+    workers: int | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train a head on one vector per track of ``store`` (see the module docstring).
+
+    Parameters
+    ----------
+    store : str, Path or engine.FeatureStore
+    out_dir : str or Path
+        The model folder (created; its cached vectors are reused by a second run).
+    featurizer : str
+        ``stats``, or a backbone name (``musicnn-msd``, ``musicnn-mtt``).
+    c : float
+        Inverse L2 strength, as scikit-learn's ``C``.
+    max_iter : int
+        L-BFGS iterations at most.
+    seed, split_files :
+        As for :func:`models.train` (the same splits for the same store and seed).
+    workers : int, optional
+        Decoding processes (backbones read the tracks' audio files).
+
+    Returns
+    -------
+    dict
+        ``model_dir``, ``featurizer``, ``train_accuracy``, ``valid_accuracy``,
+        ``iterations``, ``seconds`` (fit only) and ``vector_seconds``.
+    """
+    from engine import FeatureStore, ProgressReporter
+    from models.layout import ModelFolder
+    from models.splits import make_splits
+
+    store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    spec = store.spec.to_dict()
+    _check_featurizer(featurizer, spec)
+    folder = ModelFolder(Path(out_dir))
+    with folder.lock():
+        splits = make_splits(store.tracks, seed=seed, split_files=split_files)
+        folder.write_splits(splits)
+        label_names = [str(n) for n in store.label_names]
+        ids = store.tracks.track_id
+        rows = {name: np.sort(ids.lookup(splits[name])).astype(np.int64) for name in ("train", "valid", "test")}
+        start = time.perf_counter()
+        report = ProgressReporter(progress, "train", "steps")
+        # Every labelled track's vector is cached (evaluation of any split reads it back).
+        every = np.concatenate([rows["train"], rows["valid"], rows["test"]])
+        vectors, available = _cached_vectors(store, every, Path(out_dir) / VECTORS, featurizer, progress, workers)
+        vector_seconds = time.perf_counter() - start
+        labels = store.tracks.label[every]
+        is_train = np.arange(len(every)) < len(rows["train"])
+        is_valid = (np.arange(len(every)) >= len(rows["train"])) & (
+            np.arange(len(every)) < len(rows["train"]) + len(rows["valid"])
+        )
+        train_x, train_y = vectors[available & is_train], labels[available & is_train]
+        if not len(train_x):
+            raise ModelError("no training vectors (every training track failed?)")
+        mean = train_x.mean(0)
+        std = train_x.std(0)
+        std[std == 0] = 1.0
+        report("start", 0, max_iter)
+        start = time.perf_counter()
+        weights, bias, iterations = _fit((train_x - mean) / std, train_y, len(label_names), c, max_iter)
+        seconds = time.perf_counter() - start
+        report("end", iterations, max_iter)
+        buffer = io.BytesIO()
+        np.savez(buffer, mean=mean, std=std, weights=weights.astype(np.float32), bias=bias.astype(np.float32))
+        atomic.write_bytes(Path(out_dir) / HEAD_FILE, buffer.getvalue())
+        head = HeadModel(Path(out_dir), featurizer, label_names, spec, mean, std, weights, bias, {})
+
+        def accuracy(mask):
+            mask = mask & available
+            if not mask.any():
+                return None
+            return float((head.probabilities(vectors[mask]).argmax(1) == labels[mask]).mean())
+
+        summary = {
+            "model_dir": str(out_dir),
+            "featurizer": featurizer,
+            "train_accuracy": accuracy(is_train),
+            "valid_accuracy": accuracy(is_valid),
+            "iterations": iterations,
+            "seconds": seconds,
+            "vector_seconds": vector_seconds,
+        }
+        meta = {
+            "kind": "head",
+            "featurizer": featurizer,
+            "label_names": label_names,
+            "spec": spec,
+            "dim": int(mean.size),
+            "C": c,
+            "metrics": summary,
+        }
+        atomic.write_json(Path(out_dir) / "model.json", meta, sort_keys=False)
+    return summary
+
+
+def is_head(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` holds a head (not a CNN)."""
+    path = Path(model_dir) / "model.json"
+    try:
+        return json.loads(path.read_text()).get("kind") == "head"
+    except (OSError, ValueError, AttributeError):
+        return False
