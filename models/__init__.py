@@ -25,6 +25,7 @@ __all__ = [
     "similar",
     "tiny_model_config",
     "train",
+    "train_head",
 ]
 
 #: Public name -> the module that defines it.
@@ -41,6 +42,7 @@ _HOMES = {
     "evaluate": "evaluate",
     "predict": "predict",
     "train": "train",
+    "train_head": "heads",
 }
 
 

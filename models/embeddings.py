@@ -24,10 +24,15 @@ __all__ = ["EmbeddingStore", "embed", "weights_fingerprint"]
 
 
 def weights_fingerprint(model: Any) -> str:
-    """SHA-256 of a model's parameters and batch statistics (names, shapes, dtypes and bytes)."""
+    """SHA-256 of a model's parameters and batch statistics (names, shapes, dtypes and bytes), or of a head's arrays."""
     import jax
 
     digest = hashlib.sha256()
+    if not hasattr(model, "params"):  # a head (models.heads): its arrays and what makes its vectors
+        digest.update(model.featurizer.encode())
+        for array in (model.mean, model.std, model.weights, model.bias):
+            digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+        return digest.hexdigest()
     for tree in (model.params, model.batch_stats):
         leaves = jax.tree_util.tree_leaves_with_path(tree)
         for path, leaf in leaves:
@@ -132,7 +137,7 @@ def embed(
     from engine import ProgressReporter, neighbours
     from models.checkpoint import load_model
     from models.inference import infer
-    from models.predict import _audio_items, _store_items, describe_error
+    from models.predict import _audio_items, _head_results, _store_items, describe_error
 
     if dtype not in vectors.DTYPES:
         raise ModelError(f"dtype must be one of {vectors.DTYPES}, got {dtype!r}")
@@ -186,7 +191,13 @@ def embed(
                 for part in (ids, paths, labels, found, failures):
                     part.clear()
 
-        for done in infer(model, items, batch_size=batch_size, max_crops=max_crops):
+        from models.heads import HeadModel
+
+        if isinstance(model, HeadModel):  # one vector per track, no network crops
+            results = _head_results(model, inputs, store=store, workers=workers, skip=skip, executor=executor)
+        else:
+            results = infer(model, items, batch_size=batch_size, max_crops=max_crops)
+        for done in results:
             track_id, path, label = done.key
             if done.error is not None:
                 failures.append((track_id, path, describe_error(done.error)))

@@ -84,7 +84,8 @@ def _head_results(model: Any, inputs: Sequence, *, store: Any, workers, skip, ex
         if isinstance(value, BaseException):
             yield Inferred(key, error=value)
         else:
-            yield Inferred(key, probabilities=model.probabilities(value[None])[0], embedding=value)
+            # The embedding of a head is its standardised input vector (what its linear layer sees).
+            yield Inferred(key, probabilities=model.probabilities(value[None])[0], embedding=model.standardise(value))
 
 
 def iter_predictions(

@@ -70,12 +70,16 @@ def similar(
     wanted[known] = store.vectors(rows[known])
     errors: dict[int, str] = {}
     if audio:
+        from models.heads import HeadModel
         from models.inference import infer
-        from models.predict import _audio_items, describe_error
+        from models.predict import _audio_items, _head_results, describe_error
 
         model = store.load_model()
         positions = [i for i, row in enumerate(rows) if row < 0]
-        results = infer(model, _audio_items(model, audio, workers=workers, skip=frozenset()))
+        if isinstance(model, HeadModel):
+            results = _head_results(model, audio, store=None, workers=workers, skip=frozenset(), executor=None)
+        else:
+            results = infer(model, _audio_items(model, audio, workers=workers, skip=frozenset()))
         for position, result in zip(positions, results):
             if result.error is not None:
                 errors[position] = describe_error(result.error)

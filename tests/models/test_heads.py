@@ -79,6 +79,25 @@ def test_a_stats_model_evaluates_and_predicts_through_the_usual_commands(stats_s
             assert pa[label] == pytest.approx(pb[label], abs=1e-4)
 
 
+def test_a_stats_model_embeds_and_searches(stats_store, tmp_path):
+    from engine import FeatureStore
+    from models import embed, similar
+    from models.heads import HeadModel, train_head
+
+    train_head(stats_store, tmp_path / "m", "stats")
+    summary = embed(tmp_path / "m", tmp_path / "emb", store=stats_store, dtype="float32", index="none")
+    assert summary["written"] == 24
+    store, head = FeatureStore(stats_store), HeadModel.load(tmp_path / "m")
+    expected = head.standardise(head.store_vectors(store, np.arange(3))[0])
+    from engine import VectorStore
+
+    got = VectorStore(tmp_path / "emb").vectors([0, 1, 2])
+    np.testing.assert_allclose(got, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+    [hits] = similar(tmp_path / "emb", [store.tracks.path[0]], k=1)  # an audio query, through the head's featurizer
+    assert hits["kind"] == "audio" and hits["results"][0]["track_id"] == store.tracks.track_id[0]
+    assert hits["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
 def test_a_backbone_head_caches_its_vectors(stats_store, tmp_path):
     from engine import VectorStore
     from models import evaluate
