@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from engine import FeatureSpec, MgcError, ProgressEvent
+from engine import SPEC_PRESETS, FeatureSpec, MgcError, ProgressEvent
 from engine.schema import COMPRESSIONS, DEFAULT_COMPRESSION
 from engine.spec import FEATURES
 from models.config import TrainConfig
@@ -60,6 +60,7 @@ Split = _choices("Split", ("test", "valid", "train", "all"))
 EmbedDtype = _choices("EmbedDtype", ("float16", "float32"))
 IndexPolicy = _choices("IndexPolicy", ("auto", "ann", "none"))
 ModelKind = _choices("ModelKind", ("cnn", "stats"))
+Preset = _choices("Preset", tuple(SPEC_PRESETS))
 Backbone = _choices("Backbone", ("musicnn-msd", "musicnn-mtt"))
 SPEC = {f.name: f.default for f in dataclasses.fields(FeatureSpec)}
 TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -315,6 +316,12 @@ def extract_command(
         ",".join(SPEC["features"]), "--features", help=f"Comma-separated: {', '.join(FEATURES)}."
     ),
     logmel_dtype: LogmelDtype = typer.Option(SPEC["logmel_dtype"], "--logmel-dtype", help="On-disk dtype of log-mel."),
+    preset: Preset = typer.Option(
+        None,
+        "--preset",
+        help="A named spec instead of the options above: musicnn (16 kHz, 96 bands, log10(1 + 10000 x mel power)), "
+        "for stores that --store runs of mgc predict/embed musicnn-msd read.",
+    ),
     offset: float = typer.Option(None, "--offset", help="Start of the window to use, seconds."),
     duration: float = typer.Option(None, "--duration", help="Seconds of audio to use per track (default: all)."),
     shard_size: int = typer.Option(None, "--shard-size", min=1, help="Tracks per shard for a new store."),
@@ -354,6 +361,8 @@ def extract_command(
         features=tuple(f.strip() for f in features.split(",") if f.strip()),
         logmel_dtype=logmel_dtype.value,
     )
+    if preset is not None:
+        spec = FeatureSpec.from_dict(SPEC_PRESETS[preset.value])
     tracks = load_corpus(corpus, manifest)
     if verify:
         _verify_store(tracks, store)

@@ -23,7 +23,7 @@ from .features import compute_features
 from .lock import FolderLock
 from .progress import ProgressCallback, ProgressEvent
 from .progress import Reporter as ProgressReporter
-from .spec import FeatureSpec
+from .spec import SPEC_PRESETS, FeatureSpec
 from .store import FeatureStore, TrackTable
 from .summary import summarize_store
 from .vectors import VectorStore, VectorWriter
@@ -42,6 +42,7 @@ __all__ = [
     "ProgressCallback",
     "ProgressEvent",
     "ProgressReporter",
+    "SPEC_PRESETS",
     "SpecError",
     "SpecMismatchError",
     "StoreError",

@@ -10,7 +10,7 @@ from kernels.validate import one_of, positive_int, real_number
 
 from .errors import SpecError
 
-__all__ = ["FeatureSpec", "FEATURES"]
+__all__ = ["FeatureSpec", "FEATURES", "SPEC_PRESETS"]
 
 # Feature name -> (what it is, dtype choices). Bins: logmel has n_mels, mfcc n_mfcc.
 FEATURES = ("logmel", "mfcc")
@@ -130,3 +130,24 @@ class FeatureSpec:
         from kernels import frame_count
 
         return frame_count(n_samples, n_fft=self.n_fft, hop_length=self.hop_length, center=True)
+
+
+#: Named specs (``mgc extract --preset NAME``): the front-end a pretrained model expects.
+SPEC_PRESETS = {
+    # musicnn (models.pretrained): 16 kHz, n_fft 512, hop 256, 96 bands, log10(1 + 10000 * mel power).
+    "musicnn": {
+        "sr": 16000,
+        "n_fft": 512,
+        "hop_length": 256,
+        "n_mels": 96,
+        "fmin": 0.0,
+        "fmax": None,
+        "htk": False,
+        "norm": "slaney",
+        "top_db": None,
+        "n_mfcc": 20,
+        "features": ["logmel"],
+        "logmel_dtype": "float32",
+        "log_scale": "log10_1p",
+    },
+}

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from engine import SPEC_PRESETS
+
 __all__ = [
     "MSD_TAGS",
     "MTT_TAGS",
@@ -198,23 +200,8 @@ def load_musicnn(name: str = "musicnn-msd", path: str | Path | None = None) -> M
     return model
 
 
-#: musicnn's input: 16 kHz, n_fft 512, hop 256, 96 bands, log10(1 + 10000 * mel power); as an engine spec (a dict,
-#: so that this module needs no engine import to load).
-MUSICNN_SPEC = {
-    "sr": 16000,
-    "n_fft": 512,
-    "hop_length": 256,
-    "n_mels": N_MELS,
-    "fmin": 0.0,
-    "fmax": None,
-    "htk": False,
-    "norm": "slaney",
-    "top_db": None,
-    "n_mfcc": 20,
-    "features": ["logmel"],
-    "logmel_dtype": "float32",
-    "log_scale": "log10_1p",
-}
+#: musicnn's input as an engine spec (``mgc extract --preset musicnn`` makes a store of it).
+MUSICNN_SPEC = dict(SPEC_PRESETS["musicnn"])
 
 
 class BuiltinModel:

@@ -104,3 +104,24 @@ def test_predict_embed_and_similar_take_the_built_in_name(reference, shared_audi
     assert by_id["kind"] == "track" and files[0] not in [r["track_id"] for r in by_id["results"]]
     assert by_audio["kind"] == "audio" and by_audio["results"][0]["track_id"] == files[0]
     assert by_audio["results"][0]["score"] == pytest.approx(1, abs=1e-3)
+
+
+def test_a_musicnn_preset_store_predicts_as_the_audio_does(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+    from engine import FeatureStore
+    from models import predict
+    from tests.models.conftest import write_tone_corpus
+
+    corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=1, seconds=4.0)
+    result = CliRunner().invoke(app, ["extract", str(corpus), str(tmp_path / "store"), "--preset", "musicnn"])
+    assert result.exit_code == 0, result.output
+    store = FeatureStore(tmp_path / "store")
+    assert store.spec.log_scale == "log10_1p" and store.spec.sr == 16000 and store.spec.n_mels == 96
+    from_store = predict("musicnn-msd", store=tmp_path / "store", top_k=50)
+    from_audio = predict("musicnn-msd", [r["path"] for r in from_store], top_k=50, workers=1)
+    for a, b in zip(from_store, from_audio):
+        pa = {t["label"]: t["probability"] for t in a["top"]}
+        pb = {t["label"]: t["probability"] for t in b["top"]}
+        assert max(abs(pa[k] - pb[k]) for k in pa) < 1e-5  # float32 log-mel in both
