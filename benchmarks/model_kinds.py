@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/model_kinds.py [--sizes 5,10,20,50] [--seeds 0,1] [--out /tmp/mgc-model-kinds]
+    python benchmarks/model_kinds.py --fit-scale 1000000   # the head's fit alone on a million vectors
 
 For each size and seed, ``mgc demo --quick``'s path makes a generated corpus of
 10 genres x SIZE tracks of 4 s, extracts it (default spec: log-mel and MFCC)
@@ -58,12 +59,36 @@ def run(out: Path, size: int, seed: int) -> dict:
     return results
 
 
+def fit_at_scale(n: int, dim: int = 336, classes: int = 10) -> None:
+    """The head's fit alone on ``n`` clustered vectors of ``dim`` (the stats model's size): seconds and memory."""
+    import resource
+
+    import numpy as np
+
+    from models.heads import _fit
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, classes, n)
+    centres = rng.standard_normal((classes, dim)).astype(np.float32) * 0.3
+    x = centres[labels] + rng.standard_normal((n, dim), dtype=np.float32)
+    x = (x - x.mean(0)) / x.std(0)
+    started = time.perf_counter()
+    _w, _b, iterations = _fit(x, labels, classes, 1.0, 500)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"fit on {n:,} vectors of {dim}: {seconds:.1f} s, {iterations} L-BFGS iterations, peak RSS {peak:,.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fit-scale", type=int, default=0, help="Only time the head's fit on N random vectors.")
     parser.add_argument("--sizes", default="5,10,20,50")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--out", default="/tmp/mgc-model-kinds")
     args = parser.parse_args()
+    if args.fit_scale:
+        fit_at_scale(args.fit_scale)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []

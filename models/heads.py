@@ -116,27 +116,32 @@ def _fit(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, max_iter: int) 
     import jax.numpy as jnp
     import optax
 
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y)
+    n = len(x)
 
-    def loss(params):
+    def objective(params, x, y):
         logits = x @ params["w"] + params["b"][None, :]
-        nll = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
-        return (c * nll + 0.5 * jnp.sum(params["w"] ** 2)) / len(x)  # scaled by 1/n: same optimum
+        # One-hot rather than integer labels: the gradient of a gather is a scatter that XLA constant-folds slowly.
+        nll = -(jax.nn.log_softmax(logits, axis=-1) * jax.nn.one_hot(y, n_classes)).sum()
+        return (c * nll + 0.5 * jnp.sum(params["w"] ** 2)) / n  # scaled by 1/n: same optimum
 
     params = {"w": jnp.zeros((x.shape[1], n_classes)), "b": jnp.zeros(n_classes)}
     solver = optax.lbfgs()
     state = solver.init(params)
-    value_and_grad = optax.value_and_grad_from_state(loss)
 
+    # The data are arguments, not constants closed over: XLA would otherwise fold a copy of them into the program.
     @jax.jit
-    def step(params, state):
-        value, grad = value_and_grad(params, state=state)
+    def step(params, state, x, y):
+        def loss(p):
+            return objective(p, x, y)
+
+        value, grad = optax.value_and_grad_from_state(loss)(params, state=state)
         updates, state = solver.update(grad, state, params, value=value, grad=grad, value_fn=loss)
         return optax.apply_updates(params, updates), state, optax.tree.norm(grad)
 
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007
-        params, state, norm = step(params, state)
+        params, state, norm = step(params, state, x, y)
         if float(norm) < 1e-6:
             break
     return np.asarray(params["w"]), np.asarray(params["b"]), iterations
