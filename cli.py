@@ -934,5 +934,25 @@ def similar_command(
         raise typer.Exit(1)
 
 
+@command("report")
+def report_command(
+    store: str = typer.Argument(..., help="Feature store to describe."),
+    model_dir: str = typer.Option(None, "--model", help="Also a model: its test evaluation, F1, confusions, curves."),
+    out: str = typer.Option(None, "--out", "-o", help="Report folder (default: STORE-report)."),
+    sample: int = typer.Option(2000, "--sample", min=1, help="Tracks read for spectra, examples and the map."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the sample."),
+) -> None:
+    """Figures and numbers about a store (and a model) in a folder with an index.html."""
+    from models.report import report
+
+    folder = out or f"{store.rstrip('/')}-report"
+    with ProgressView() as view:
+        numbers = report(store, folder, model_dir=model_dir, sample=sample, seed=seed, progress=view)
+    stdout.print(
+        Text(f"report of {numbers['tracks']} tracks ({numbers['sampled']} sampled): {folder}/index.html"),
+        highlight=False,
+    )
+
+
 if __name__ == "__main__":
     app()

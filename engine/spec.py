@@ -125,6 +125,12 @@ class FeatureSpec:
             return self.n_mfcc
         raise SpecError(f"unknown feature {feature!r}; choose among {', '.join(FEATURES)}")
 
+    def mel_frequencies(self):
+        """Centre frequencies in Hz of the ``n_mels`` bands ``(n_mels,)``, for axes and captions."""
+        from kernels import mel_frequencies
+
+        return mel_frequencies(self.n_mels + 2, fmin=self.fmin, fmax=self.fmax or self.sr / 2, htk=self.htk)[1:-1]
+
     def n_frames(self, n_samples: int) -> int:
         """Frames of a track of ``n_samples`` at ``sr`` (centred frames, as librosa)."""
         from kernels import frame_count
