@@ -719,6 +719,11 @@ def evaluate_command(
         stdout.print(Text(f"{kind}: {path}"), highlight=False)
 
 
+def _skipped(what, error: str) -> None:
+    """``skipped WHAT: why`` on stderr, for an input that could not be used."""
+    console.print(Text("skipped ", style="yellow") + Text(f"{shown(what)}: {error}"), highlight=False, soft_wrap=True)
+
+
 def _one_source(inputs, store) -> None:
     """Audio inputs or ``--store``: exactly one of the two."""
     if not inputs and not store:
@@ -806,11 +811,7 @@ def _predict(model_dir, inputs, store, out, top_k, max_crops, workers, batch_siz
     else:
         for result in results:
             if result["error"]:
-                console.print(
-                    Text("skipped ", style="yellow") + Text(f"{shown(result['path'])}: {result['error']}"),
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                _skipped(result["path"], result["error"])
                 continue
             top = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in result["top"])
             # One line per track, never wrapped, so that scripts can parse it.
@@ -918,11 +919,7 @@ def similar_command(
         return
     for result in results:
         if result["error"]:
-            console.print(
-                Text("skipped ", style="yellow") + Text(f"{shown(result['query'])}: {result['error']}"),
-                highlight=False,
-                soft_wrap=True,
-            )
+            _skipped(result["query"], result["error"])
             continue
         table = Table(title=f"nearest to {shown(result['query'])}", title_justify="left")
         for column in ("#", "score", "label", "track"):

@@ -167,15 +167,21 @@ def embed(
         writer = VectorWriter(folder, meta, overwrite=overwrite)
         summary["skipped"] = len(writer.done)
         skip = frozenset(writer.done)
+        from models.heads import HeadModel
+
+        total = None
         if store is not None:
             from engine import FeatureStore
 
             store = store if isinstance(store, FeatureStore) else FeatureStore(store)
-            items = _store_items(model, store, skip=skip)
             total = max(len(store) - len(skip), 0)
+        if isinstance(model, HeadModel):  # one vector per track, no network crops
+            results = _head_results(model, inputs, store=store, workers=workers, skip=skip, executor=executor)
+        elif store is not None:
+            results = infer(model, _store_items(model, store, skip=skip), batch_size=batch_size, max_crops=max_crops)
         else:
             items = _audio_items(model, inputs, workers=workers, skip=skip, executor=executor)
-            total = None
+            results = infer(model, items, batch_size=batch_size, max_crops=max_crops)
         report = ProgressReporter(progress, "embed", "tracks")
         report("start", 0, total)
         ids: list = []
@@ -191,12 +197,6 @@ def embed(
                 for part in (ids, paths, labels, found, failures):
                     part.clear()
 
-        from models.heads import HeadModel
-
-        if isinstance(model, HeadModel):  # one vector per track, no network crops
-            results = _head_results(model, inputs, store=store, workers=workers, skip=skip, executor=executor)
-        else:
-            results = infer(model, items, batch_size=batch_size, max_crops=max_crops)
         for done in results:
             track_id, path, label = done.key
             if done.error is not None:

@@ -195,14 +195,7 @@ class HeadModel:
         Read from the training's cache (``MODEL_DIR/vectors``) when it holds the
         track id, computed otherwise.
         """
-        vectors = np.zeros((len(rows), self.embedding_dim), np.float32)
-        available = np.zeros(len(rows), bool)
-        ids = store.tracks.track_id
-        if (self.folder / VECTORS / "embeddings.json").exists():
-            cached = VectorStore(self.folder / VECTORS)
-            where = cached.rows(list(ids.take(rows)))
-            available = where >= 0
-            vectors[available] = cached.vectors(where[available])
+        vectors, available = _from_cache(self.folder / VECTORS, store.tracks.track_id.take(rows), self.embedding_dim)
         missing = np.flatnonzero(~available)
         for position, (_key, value) in zip(missing, self.store_items(store, np.asarray(rows)[missing])):
             if not isinstance(value, BaseException):
@@ -210,13 +203,27 @@ class HeadModel:
         return vectors, available
 
 
+def _from_cache(folder: Path, track_ids, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cached vectors of ``track_ids`` ``(n, dim)`` and which of them the cache holds (none without a cache)."""
+    vectors = np.zeros((len(track_ids), dim), np.float32)
+    available = np.zeros(len(track_ids), bool)
+    if (folder / "embeddings.json").exists():
+        cached = VectorStore(folder)
+        where = cached.rows(list(track_ids))
+        available = where >= 0
+        vectors[available] = cached.vectors(where[available])
+    return vectors, available
+
+
 def vector_dim(featurizer: str, spec: dict) -> int:
     """Length of a featurizer's vector for a store of ``spec``."""
     if featurizer == "stats":
         return 2 * (2 * int(spec["n_mfcc"]) + int(spec["n_mels"]))
-    from models.checkpoint import load_model
+    from models.pretrained.musicnn import weights_path
 
-    return int(load_model(featurizer).embedding_dim)
+    # From the weights file's shape: no need to build the network the vectors pass loads anyway.
+    with np.load(weights_path(featurizer), allow_pickle=False) as weights:
+        return int(weights["dense/kernel"].shape[1])
 
 
 def _cached_vectors(store: Any, rows: np.ndarray, folder: Path, featurizer: str, progress=None, workers=None):
@@ -267,12 +274,7 @@ def _cached_vectors(store: Any, rows: np.ndarray, folder: Path, featurizer: str,
             report("update", done, len(todo))
     flush()
     report("end", done, len(todo))
-    cached = VectorStore(folder)
-    wanted = cached.rows(list(ids.take(rows)))
-    available = wanted >= 0
-    vectors = np.zeros((len(rows), cached.dim), np.float32)
-    vectors[available] = cached.vectors(wanted[available])
-    return vectors, available
+    return _from_cache(folder, ids.take(rows), meta["dim"])
 
 
 def train_head(

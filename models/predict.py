@@ -88,6 +88,11 @@ def _head_results(model: Any, inputs: Sequence, *, store: Any, workers, skip, ex
             yield Inferred(key, probabilities=model.probabilities(value[None])[0], embedding=model.standardise(value))
 
 
+def _loaded(model_dir: Any, which: str) -> Any:
+    """A model already loaded (trained, built-in or a head: it has ``label_names``) as is; else load it."""
+    return model_dir if hasattr(model_dir, "label_names") else load_model(model_dir, which)
+
+
 def iter_predictions(
     model: TrainedModel,
     inputs: Sequence[str | Path] = (),
@@ -184,7 +189,7 @@ def predict(
         ``model_dir`` (the folder's shared lock is held only while the model
         is read, see :mod:`models.layout`).
     """
-    model = model_dir if isinstance(model_dir, TrainedModel) else load_model(model_dir, which)
+    model = _loaded(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     return list(
         iter_predictions(
@@ -230,7 +235,7 @@ def predict_to_file(
     """
     from engine import ProgressReporter
 
-    model = model_dir if isinstance(model_dir, TrainedModel) else load_model(model_dir, which)
+    model = _loaded(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     columns = ["track_id", "path", "label"]
     for k in range(1, top_k + 1):

@@ -68,10 +68,15 @@ def _names(store: Any) -> list[str]:
     return [str(n) for n in store.label_names] + ["(unlabelled)"]
 
 
+def _codes(store: Any) -> np.ndarray:
+    """Each track's index into :func:`_names` (unlabelled tracks: the last name)."""
+    return np.where(store.tracks.label >= 0, store.tracks.label, len(store.label_names))
+
+
 def _table_numbers(store: Any) -> dict[str, Any]:
     tracks = store.tracks
     names = _names(store)
-    codes = np.where(tracks.label >= 0, tracks.label, len(names) - 1)
+    codes = _codes(store)
     count = np.bincount(codes, minlength=len(names))
     hours = np.bincount(codes, weights=tracks.duration, minlength=len(names)) / 3600
     failures: dict[str, int] = {}
@@ -116,7 +121,7 @@ def _balance_png(numbers: dict, path: Path) -> str:
 
 def _durations_png(store: Any, path: Path) -> str:
     names = _names(store)
-    codes = np.where(store.tracks.label >= 0, store.tracks.label, len(names) - 1)
+    codes = _codes(store)
     present = [i for i in range(len(names)) if np.any(codes == i)]
     fig = _figure(max(6, 0.6 * len(present) + 2), 4.5)
     ax = fig.add_subplot()
@@ -140,12 +145,10 @@ def _failures_png(numbers: dict, path: Path) -> str:
 
 
 def _pass(store: Any, rows: np.ndarray, progress) -> dict[str, Any]:
-    """Per-label log-mel sums over the sampled tracks, per-track statistics, and one example per label."""
+    """Per-band log-mel mean and spread of each sampled track, and one example per label."""
     spec = store.spec
     n_mels = spec.n_mels
-    names = _names(store)
-    labels = np.where(store.tracks.label >= 0, store.tracks.label, len(names) - 1)
-    track_means = np.zeros((len(rows), n_mels), np.float64)
+    labels = _codes(store)
     track_stats = np.zeros((len(rows), 2 * n_mels), np.float32)
     examples: dict[int, dict] = {}
     example_frames = int(30 * spec.frames_per_second)
@@ -153,7 +156,6 @@ def _pass(store: Any, rows: np.ndarray, progress) -> dict[str, Any]:
     report = ProgressReporter(progress, "report", "tracks")
     report("start", 0, len(rows))
     for i, (row, logmel) in enumerate(store.iter_tracks(rows=rows)):
-        track_means[i] = logmel.mean(0)
         track_stats[i] = np.concatenate([logmel.mean(0), logmel.std(0)])
         label = int(labels[row])
         if label not in examples:
@@ -165,7 +167,7 @@ def _pass(store: Any, rows: np.ndarray, progress) -> dict[str, Any]:
         if (i + 1) % 256 == 0:
             report("update", i + 1, len(rows))
     report("end", len(rows), len(rows))
-    return {"labels": labels[rows], "means": track_means, "stats": track_stats, "examples": examples}
+    return {"labels": labels[rows], "stats": track_stats, "examples": examples}
 
 
 def _mean_spectrum_png(store: Any, sampled: dict, path: Path) -> tuple[str, dict]:
@@ -176,7 +178,7 @@ def _mean_spectrum_png(store: Any, sampled: dict, path: Path) -> tuple[str, dict
     ax = fig.add_subplot()
     numbers = {}
     for colour, label in zip(COLOURS * 5, np.unique(sampled["labels"])):
-        means = sampled["means"][sampled["labels"] == label]
+        means = sampled["stats"][sampled["labels"] == label, : spec.n_mels]  # per-band means of each track
         mean, spread = means.mean(0), means.std(0)
         ax.plot(freqs, mean, color=colour, label=names[label], linewidth=1.5)
         ax.fill_between(freqs, mean - spread, mean + spread, color=colour, alpha=0.12)
@@ -314,7 +316,7 @@ def report(
     }
     if numbers["failures"]:
         files["failures"] = _failures_png(numbers, out / "failures.png")
-    rows = _sample_rows(np.where(store.tracks.label >= 0, store.tracks.label, -1), len(store.label_names), sample, seed)
+    rows = _sample_rows(store.tracks.label, len(store.label_names), sample, seed)
     sampled = _pass(store, rows, progress)
     files["mean_spectrum"], spectra = _mean_spectrum_png(store, sampled, out / "mean_spectrum.png")
     files["examples"] = _examples_png(store, sampled, out / "examples.png")

@@ -59,7 +59,7 @@ def similar(
     """
     store = embeddings if isinstance(embeddings, EmbeddingStore) else EmbeddingStore(embeddings)
     queries = [str(q) for q in queries]
-    rows = store.rows(queries) if len(store) else np.full(len(queries), -1, np.int64)
+    rows = store.rows(queries)
     audio = [q for q, row in zip(queries, rows) if row < 0]
     missing = [q for q in audio if not Path(q).is_file()]
     if missing:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 
 from models.config import TrainConfig, tiny_model_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Strict JAX, as Equinox's tests: an implicit rank promotion in our code is a bug, not a broadcast.
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -85,3 +92,19 @@ def tone_model(tone_store, tmp_path_factory):
     loaded = load_model(out, "latest")
     loaded.folder = out  # for the CLI runs
     return loaded
+
+
+def kill_once_lines(argv: list, path: Path, lines: int) -> None:
+    """Run ``argv`` from the repository and SIGKILL it once ``path`` holds ``lines`` whole lines (2 min at most).
+
+    Fails when the run ended by itself before the kill.
+    """
+    killed = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and killed.poll() is None:
+        if path.exists() and path.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    assert killed.returncode == -signal.SIGKILL, "the run ended before the kill"

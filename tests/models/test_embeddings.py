@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.models.conftest import write_tone_corpus
+from tests.models.conftest import kill_once_lines, write_tone_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,16 +115,8 @@ def test_sigkill_mid_run_then_resume_embeds_every_track_once(model, tmp_path):
     out = tmp_path / "emb"
     argv = [sys.executable, str(REPO / "cli.py"), "embed", str(model.folder), str(corpus), "--out", str(out)]
     argv += ["--batch-size", "4", "--workers", "1", "--shard-tracks", "8", "--checkpoint", "latest"]
-    killed = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = out / "shards.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and killed.poll() is None:
-        if log.exists() and log.read_bytes().count(b"\n") >= 2:
-            break
-        time.sleep(0.005)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(timeout=30)
-    assert killed.returncode == -signal.SIGKILL, "the run ended before the kill"
+    kill_once_lines(argv, log, 2)
     assert 2 <= log.read_bytes().count(b"\n") < 30
     done = subprocess.run(argv + ["--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

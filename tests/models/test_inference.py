@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.models.conftest import write_tone_corpus
+from tests.models.conftest import kill_once_lines, write_tone_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,15 +87,7 @@ def test_sigkill_mid_run_then_resume_writes_every_track_once(model, files, tmp_p
     out = tmp_path / "out.jsonl"
     argv = [sys.executable, str(REPO / "cli.py"), "predict", str(model.folder), str(corpus), "--out", str(out)]
     argv += ["--batch-size", "4", "--workers", "1"]
-    killed = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and killed.poll() is None:
-        if out.exists() and out.read_bytes().count(b"\n") >= 8:
-            break
-        time.sleep(0.005)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(timeout=30)
-    assert killed.returncode == -signal.SIGKILL, "the run ended before the kill"
+    kill_once_lines(argv, out, 8)
     assert 8 <= out.read_bytes().count(b"\n") < 300
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
