@@ -62,6 +62,7 @@ IndexPolicy = _choices("IndexPolicy", ("auto", "ann", "none"))
 ModelKind = _choices("ModelKind", ("cnn", "stats"))
 Preset = _choices("Preset", tuple(SPEC_PRESETS))
 Backbone = _choices("Backbone", ("musicnn-msd", "musicnn-mtt"))
+HeadKind = _choices("HeadKind", ("linear", "mlp"))
 SPEC = {f.name: f.default for f in dataclasses.fields(FeatureSpec)}
 TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -139,6 +140,8 @@ def _status(event: ProgressEvent, state: dict) -> str:
             f"loss {info['loss']:.4f}  val acc {state.get('val', '-')}"
         )
         return state["status"]
+    if event.task == "fine-tune" and "loss" in info:
+        return f"pass {info['epoch']}  loss {info['loss']:.4f}"
     return ""
 
 
@@ -583,17 +586,30 @@ def train_command(
         "--backbone",
         help="Train a logistic-regression head on this frozen pretrained network's embeddings of each track's audio.",
     ),
-    c: float = typer.Option(1.0, "--c", min=0.0, help="Inverse L2 strength of a stats or backbone head."),
+    c: float = typer.Option(1.0, "--c", min=0.0, help="Inverse L2 strength of a stats or backbone head (> 0)."),
+    head: HeadKind = typer.Option(
+        "linear", "--head", help="A stats or backbone head: linear (logistic regression) or mlp (one hidden layer)."
+    ),
+    hidden: int = typer.Option(256, "--hidden", min=1, help="Hidden units of an mlp head."),
+    fine_tune: int = typer.Option(
+        0,
+        "--fine-tune",
+        min=0,
+        help="With --backbone: then train the backbone and head together for N passes over the training tracks.",
+    ),
+    fine_tune_lr: float = typer.Option(1e-5, "--fine-tune-lr", min=0.0, help="Peak learning rate of --fine-tune."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train a genre model on a feature store: the CNN on every local device, or a head on one vector per track."""
     from models import ModelConfig, train
 
     if backbone is not None or model_kind.value != "cnn":
-        _train_head(
-            store, out, backbone.value if backbone is not None else model_kind.value, c, seed, split_file, json_out
-        )
+        featurizer = backbone.value if backbone is not None else model_kind.value
+        options = {"head": head.value, "hidden": hidden, "c": c, "fine_tune_epochs": fine_tune}
+        _train_head(store, out, featurizer, options | {"fine_tune_lr": fine_tune_lr}, seed, split_file, json_out)
         return
+    if fine_tune or head.value != "linear":
+        fail("--head and --fine-tune apply to --model stats and --backbone heads, not to the CNN")
 
     given = {
         "epochs": epochs,
@@ -644,22 +660,30 @@ def train_command(
     )
 
 
-def _train_head(store, out, featurizer, c, seed, split_file, json_out) -> None:
+def _train_head(store, out, featurizer, options, seed, split_file, json_out) -> None:
     from models.heads import train_head
 
     with ProgressView() as view:
         summary = train_head(
-            store, out, featurizer, c=c, seed=seed or 0, split_files=_parse_split_files(split_file), progress=view
+            store, out, featurizer, seed=seed or 0, split_files=_parse_split_files(split_file), progress=view, **options
         )
     if json_out:
         print_json(summary)
         return
     valid = summary["valid_accuracy"]
+    steps = "L-BFGS iterations" if summary["head"] == "linear" else "Adam steps"
+    tuned = summary.get("fine_tune")
+    tuning = (
+        f"; fine-tuned {tuned['steps']} steps in {tuned['seconds']:.1f} s, kept pass {tuned['best_epoch']}"
+        if tuned
+        else ""
+    )
     console.print(
         Text(
-            f"trained a {featurizer} head in {summary['seconds']:.1f} s ({summary['iterations']} L-BFGS iterations; "
-            f"vectors {summary['vector_seconds']:.1f} s); train accuracy {summary['train_accuracy']:.3f}, validation "
-            f"accuracy {'-' if valid is None else f'{valid:.3f}'}; model in {summary['model_dir']}"
+            f"trained a {summary['head']} {featurizer} head in {summary['seconds']:.1f} s ({summary['iterations']} "
+            f"{steps}; vectors {summary['vector_seconds']:.1f} s{tuning}); train accuracy "
+            f"{summary['train_accuracy']:.3f}, validation accuracy {'-' if valid is None else f'{valid:.3f}'}; "
+            f"model in {summary['model_dir']}"
         )
     )
 

@@ -28,10 +28,12 @@ def weights_fingerprint(model: Any) -> str:
     import jax
 
     digest = hashlib.sha256()
-    if not hasattr(model, "params"):  # a head (models.heads): its arrays and what makes its vectors
+    if hasattr(model, "featurizer"):  # a head (models.heads): its arrays and what makes its vectors
         digest.update(model.featurizer.encode())
-        for array in (model.mean, model.std, model.weights, model.bias):
-            digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+        for name, array in sorted(model.params.items()) + [("mean", model.mean), ("std", model.std)]:
+            digest.update(name.encode() + np.ascontiguousarray(array, np.float32).tobytes())
+        if model.backbone is not None:  # a fine-tuned backbone makes the vectors
+            digest.update(Path(model.backbone).read_bytes())
         return digest.hexdigest()
     for tree in (model.params, model.batch_stats):
         leaves = jax.tree_util.tree_leaves_with_path(tree)

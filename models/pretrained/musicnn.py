@@ -44,6 +44,7 @@ __all__ = [
     "BuiltinModel",
     "Musicnn",
     "load_musicnn",
+    "musicnn_arrays",
     "weights_path",
 ]
 
@@ -139,9 +140,15 @@ class Musicnn(nnx.Module):
         )
 
         def mid(conv: nnx.Conv, bn: nnx.BatchNorm, y: jax.Array) -> jax.Array:
-            # A 7-frame convolution across all channels: the channels are the image's width.
-            y = jnp.pad(y[..., None], ((0, 0), (3, 3), (0, 0), (0, 0)))
-            return bn(jax.nn.relu(conv(y)))[:, :, 0, :]
+            # A 7-frame convolution across all channels. The published layer is 2-D with the channels as the
+            # image's width and a kernel as wide; it is computed as the 1-D convolution it equals, whose
+            # gradient XLA's CPU backend computes 3,000 times faster (26 s against 8 ms for 16 patches).
+            kernel = conv.kernel.get_value()
+            y = jax.lax.conv_general_dilated(
+                y, kernel.reshape(kernel.shape[0], kernel.shape[1], kernel.shape[3]), (1,), [(3, 3)],
+                dimension_numbers=("NWC", "WIO", "NWC"),
+            )  # fmt: skip
+            return bn(jax.nn.relu(y + conv.bias.get_value()[None, None, :]))
 
         c1 = mid(self.mid_1, self.mid_1_bn, front)
         c2 = mid(self.mid_2, self.mid_2_bn, c1) + c1
@@ -158,6 +165,12 @@ class Musicnn(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Tag logits ``(B, n_classes)``; ``jax.nn.sigmoid`` gives the tag probabilities."""
         return self.out(self.embed(x))
+
+
+def musicnn_arrays(module: Musicnn) -> dict[str, np.ndarray]:
+    """Every variable of ``module`` by name (``timbral_74/kernel``...), as :func:`load_musicnn` reads them."""
+    flat = nnx.to_flat_state(nnx.state(module))
+    return {"/".join(map(str, key)): np.asarray(variable.get_value(), np.float32) for key, variable in flat}
 
 
 def weights_path(name: str) -> Path:
@@ -212,12 +225,20 @@ class BuiltinModel:
     ``spec`` (:data:`MUSICNN_SPEC`), ``normalizer`` (the identity: the network
     normalises its input itself), ``crop_frames`` (187, 3 s) and ``multilabel``
     (True: tag probabilities are sigmoids, not a softmax).
+
+    Parameters
+    ----------
+    name : str
+        ``musicnn-msd`` or ``musicnn-mtt``.
+    path : str or Path, optional
+        Weights to use instead of the shipped ones (a fine-tuned backbone's
+        ``backbone.npz``, see :mod:`models.finetune`).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, path: str | Path | None = None) -> None:
         from models.input_pipeline import Normalizer
 
-        module = load_musicnn(name)
+        module = load_musicnn(name, path)
         self.name = name
         self.graphdef, self.params, self.batch_stats = nnx.split(module, nnx.Param, nnx.BatchStat)
         self.label_names = list(MUSICNN_MODELS[name][1])

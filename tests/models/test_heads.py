@@ -119,3 +119,130 @@ def test_the_stats_model_refuses_a_store_without_mfcc(tone_store, tmp_path):
 
     with pytest.raises(ModelError, match="needs a store with both logmel and mfcc"):
         train_head(tone_store, tmp_path / "m", "stats")
+
+
+def test_an_mlp_head_learns_what_a_linear_one_cannot():
+    from models.heads import _fit, _fit_mlp, head_logits
+
+    # XOR of two signs: no line separates the classes; one hidden layer does.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (400, 2)).astype(np.float32)
+    x = x[np.abs(x).min(1) > 0.1]
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)
+    weights, bias, _ = _fit(x, y, 2, 1.0, 500)
+    linear = (head_logits({"weights": weights, "bias": bias}, x).argmax(1) == y).mean()
+    params, steps = _fit_mlp(x, y, 2, 100.0, 32, valid=(x[:50], y[:50]))
+    mlp = (head_logits(params, x).argmax(1) == y).mean()
+    assert linear < 0.7 and mlp > 0.95, (linear, mlp)
+    assert params["hidden_weights"].shape == (2, 32) and params["weights"].shape == (32, 2) and steps >= 500
+
+
+def test_an_mlp_stats_model_trains_evaluates_predicts_and_embeds_through_the_cli(stats_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+    from engine import FeatureStore, VectorStore
+    from models.heads import HeadModel
+
+    runner = CliRunner()
+    out = tmp_path / "m"
+    args = ["train", str(stats_store), "--model", "stats", "--head", "mlp", "--hidden", "16", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "trained a mlp stats head" in result.output and "Adam steps" in result.output
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["head"] == "mlp" and meta["hidden"] == 16 and meta["fine_tuned"] is False
+    head = HeadModel.load(out)
+    assert head.hidden_weights.shape == (head.embedding_dim, 16)
+    # The probabilities are the documented formula, written out here in NumPy.
+    store = FeatureStore(stats_store)
+    vectors, available = head.store_vectors(store, np.arange(len(store)))
+    assert available.all()
+    hidden = np.maximum(head.standardise(vectors) @ head.hidden_weights + head.hidden_bias, 0)
+    logits = hidden @ head.weights + head.bias
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(head.probabilities(vectors), expected / expected.sum(1, keepdims=True), atol=1e-5)
+    result = runner.invoke(app, ["evaluate", str(out), str(stats_store), "--split", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accuracy"] >= 0.9
+    result = runner.invoke(app, ["predict", str(out), str(store.tracks.path[0]), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["top"][0]["label"] == store.tracks.label_name[0]
+    args = ["embed", str(out), "--store", str(stats_store), "--out", str(tmp_path / "e"), "--index", "none"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(VectorStore(tmp_path / "e")) == 24
+
+
+def test_fine_tuning_trains_the_backbone_but_not_its_statistics(stats_store, tmp_path):
+    from engine import FeatureStore
+    from models.finetune import fine_tune
+    from models.heads import HeadModel, train_head
+    from models.pretrained.musicnn import weights_path
+
+    train_head(stats_store, tmp_path / "m", "musicnn-msd")
+    head = HeadModel.load(tmp_path / "m")
+    store = FeatureStore(stats_store)
+    rows = np.arange(len(store))
+    # No validation rows: the last pass is kept, so what is saved is what was trained.
+    tuned = fine_tune(store, head, rows, rows[:0], epochs=2, lr=1e-5, batch_size=16)
+    assert tuned["best_epoch"] == 2 and tuned["steps"] == 4 and len(tuned["history"]) == 3
+    assert tuned["train_accuracy"] >= 0.9  # three tones stay apart
+    import io
+
+    with np.load(io.BytesIO(tuned["backbone"]), allow_pickle=False) as new, np.load(weights_path("musicnn-msd")) as old:
+        assert set(new.files) == set(old.files)
+        moved = {k for k in old.files if not np.array_equal(new[k], old[k])}
+    assert {"timbral_74/kernel", "mid_3/kernel", "dense/kernel", "dense_bn/scale"} <= moved
+    frozen = {k for k in moved if k.endswith(("/mean", "/var")) or k.startswith("input_bn/")}
+    assert not frozen, frozen  # BatchNorm statistics and the input BatchNorm stay as published
+    assert "out/kernel" not in moved  # the tag layer is not part of the classifier
+    assert not np.allclose(tuned["params"]["weights"], head.weights)
+
+
+def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+    from engine import FeatureStore
+    from models import predict
+    from models.embeddings import weights_fingerprint
+    from models.heads import HeadModel, _backbone_items
+
+    runner = CliRunner()
+    out = tmp_path / "m"
+    args = ["train", str(stats_store), "--backbone", "musicnn-msd", "--out", str(out), "--json"]
+    result = runner.invoke(app, args + ["--fine-tune", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["fine_tune"]["steps"] >= 1 and [h["epoch"] for h in summary["fine_tune"]["history"]] == [0, 1]
+    head = HeadModel.load(out)
+    assert head.backbone == out / "backbone.npz" and json.loads((out / "model.json").read_text())["fine_tuned"]
+    store = FeatureStore(stats_store)
+    path = store.tracks.path[0]
+    # Prediction reads the folder's backbone: the same probabilities as its vector computed by hand.
+    [(_key, vector)] = list(_backbone_items([("t", path, "")], "musicnn-msd", backbone=out / "backbone.npz"))
+    [result] = predict(out, [path], top_k=3)
+    top = result["top"][0]
+    assert top["probability"] == pytest.approx(head.probabilities(vector[None])[0].max(), abs=1e-5)
+    tuned_print = weights_fingerprint(head)
+    result = runner.invoke(app, ["evaluate", str(out), str(stats_store), "--split", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    # Training again without --fine-tune leaves a frozen head: no stale backbone file, another fingerprint.
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert not (out / "backbone.npz").exists() and HeadModel.load(out).backbone is None
+    assert weights_fingerprint(HeadModel.load(out)) != tuned_print
+
+
+def test_fine_tuning_is_refused_without_a_backbone(stats_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+    from models.config import ModelError
+    from models.heads import train_head
+
+    with pytest.raises(ModelError, match="fine-tuning needs a backbone"):
+        train_head(stats_store, tmp_path / "m", "stats", fine_tune_epochs=1)
+    result = CliRunner().invoke(app, ["train", str(stats_store), "--out", str(tmp_path / "c"), "--fine-tune", "2"])
+    assert result.exit_code != 0 and "apply to --model stats and --backbone heads" in result.output
