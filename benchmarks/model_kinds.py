@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/model_kinds.py [--sizes 5,10,20,50] [--seeds 0,1] [--out /tmp/mgc-model-kinds]
-    python benchmarks/model_kinds.py --fit-scale 1000000   # the head's fit alone on a million vectors
+    python benchmarks/model_kinds.py --fit-scale 1000000 [--head mlp]   # a head's fit alone on a million vectors
 
 For each size and seed, ``mgc demo --quick``'s path makes a generated corpus of
 10 genres x SIZE tracks of 4 s, extracts it (default spec: log-mel and MFCC)
@@ -59,35 +59,46 @@ def run(out: Path, size: int, seed: int) -> dict:
     return results
 
 
-def fit_at_scale(n: int, dim: int = 336, classes: int = 10) -> None:
-    """The head's fit alone on ``n`` clustered vectors of ``dim`` (the stats model's size): seconds and memory."""
+def fit_at_scale(n: int, head: str = "linear", dim: int = 336, classes: int = 10) -> None:
+    """A head's fit alone on ``n`` clustered vectors of ``dim`` (the stats model's size): seconds and memory."""
     import resource
 
     import numpy as np
 
-    from models.heads import _fit
+    from models.heads import _fit, _fit_mlp, head_logits
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, classes, n)
     centres = rng.standard_normal((classes, dim)).astype(np.float32) * 0.3
     x = centres[labels] + rng.standard_normal((n, dim), dtype=np.float32)
     x = (x - x.mean(0)) / x.std(0)
+    valid = rng.random(n) < 0.1
     started = time.perf_counter()
-    _w, _b, iterations = _fit(x, labels, classes, 1.0, 500)
+    if head == "linear":
+        w, b, iterations = _fit(x[~valid], labels[~valid], classes, 1.0, 500)
+        params, unit = {"weights": w, "bias": b}, "L-BFGS iterations"
+    else:
+        params, iterations = _fit_mlp(x[~valid], labels[~valid], classes, 1.0, 256, valid=(x[valid], labels[valid]))
+        unit = "Adam steps of 512"
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"fit on {n:,} vectors of {dim}: {seconds:.1f} s, {iterations} L-BFGS iterations, peak RSS {peak:,.0f} MB")
+    accuracy = (head_logits(params, x[valid]).argmax(1) == labels[valid]).mean()
+    print(
+        f"{head} fit on {int((~valid).sum()):,} vectors of {dim}: {seconds:.1f} s, {iterations} {unit}, "
+        f"held-out accuracy {accuracy:.3f}, peak RSS {peak:,.0f} MB"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fit-scale", type=int, default=0, help="Only time the head's fit on N random vectors.")
+    parser.add_argument("--head", default="linear", choices=("linear", "mlp"), help="The head --fit-scale fits.")
     parser.add_argument("--sizes", default="5,10,20,50")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--out", default="/tmp/mgc-model-kinds")
     args = parser.parse_args()
     if args.fit_scale:
-        fit_at_scale(args.fit_scale)
+        fit_at_scale(args.fit_scale, args.head)
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]

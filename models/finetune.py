@@ -4,12 +4,15 @@ A head is first fitted on the frozen backbone's vectors (:func:`models.heads.tra
 its standardisation and layers then sit on top of the backbone's penultimate
 layer and both are trained end to end, the usual "linear probe, then fine-tune":
 
-- **input**: random 3 s patches (187 frames of the backbone's 96-band
-  log-mel) of the training tracks, one per track per pass, in batches of
-  ``batch_size`` tracks. Each track's log-mel is computed once, from the store
+- **input**: 3 s patches (187 frames of the backbone's 96-band log-mel) of
+  the training tracks: each track's log-mel is computed once, from the store
   when it was extracted with the backbone's spec (``mgc extract --preset
-  musicnn``), otherwise from its audio file, and held in memory as float16
-  (36 KB a patch: 360 KB for a 30 s track, 360 MB for 1,000 of them).
+  musicnn``), otherwise from its audio file, and up to ``max_patches`` (8)
+  evenly spaced patches covering it are held in memory as float16 (36 KB a
+  patch: at most 288 KB a track, 288 MB for 1,000 tracks). A pass takes one
+  of them at random per track, in batches of ``batch_size``. The patches of
+  the training and validation tracks must fit in ``memory_limit_mb`` (checked
+  from the tracks' durations before anything is read).
 - **network**: the backbone in inference mode (its BatchNorm statistics stay
   the published ones: a few hundred tracks are too few to re-estimate them;
   the input BatchNorm's scale and offset stay too), the head's fixed
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -47,20 +51,20 @@ __all__ = ["fine_tune"]
 PATCH_BYTES = 187 * 96 * 2
 
 
-def _track_logmels(store: Any, rows: np.ndarray, featurizer: str, *, workers=None) -> list[np.ndarray | None]:
-    """The backbone's log-mel ``(n_frames, 96)`` float16 of each of ``rows`` (None where it failed)."""
+def _track_logmels(store: Any, rows: np.ndarray, *, workers=None) -> Iterator[np.ndarray | None]:
+    """The backbone's log-mel ``(n_frames, 96)`` float16 of each of ``rows``, one at a time (None where it failed)."""
     from engine import differences
     from models.predict import _decode
     from models.pretrained.musicnn import MUSICNN_SPEC
 
     if not differences(MUSICNN_SPEC, store.spec.to_dict()):  # a store of the backbone's own input
-        return [logmel.astype(np.float16) for _row, logmel in store.iter_tracks("logmel", rows=rows)]
+        for _row, logmel in store.iter_tracks("logmel", rows=rows):
+            yield logmel.astype(np.float16)
+        return
     tracks = store.tracks
     keys = [(tracks.track_id[row], tracks.path[row], None) for row in rows]
-    return [
-        None if isinstance(value, BaseException) else value.astype(np.float16)
-        for _key, value in _decode(SimpleNamespace(spec=MUSICNN_SPEC), keys, workers=workers)
-    ]
+    for _key, value in _decode(SimpleNamespace(spec=MUSICNN_SPEC), keys, workers=workers):
+        yield None if isinstance(value, BaseException) else value.astype(np.float16)
 
 
 def fine_tune(
@@ -74,7 +78,8 @@ def fine_tune(
     c: float = 1.0,
     batch_size: int = 16,
     seed: int = 0,
-    eval_crops: int = 8,
+    max_patches: int = 8,
+    memory_limit_mb: float = 4096.0,
     workers: int | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
@@ -96,8 +101,10 @@ def fine_tune(
         The head's inverse L2 strength.
     batch_size : int
         Patches per step.
-    eval_crops : int
-        Most patches per validation track.
+    max_patches : int
+        Most patches held per track (training and validation).
+    memory_limit_mb : float
+        What the held patches may take.
 
     Returns
     -------
@@ -115,22 +122,35 @@ def fine_tune(
 
     from engine import ProgressReporter
     from models.heads import head_logits, head_penalty
-    from models.input_pipeline import _pad_to
     from models.input_pipeline import eval_crops as covering_crops
     from models.pretrained.musicnn import PATCH_FRAMES, load_musicnn, musicnn_arrays
 
     if epochs < 1:
         raise ModelError(f"fine-tuning needs at least 1 epoch, got {epochs}")
     start_time = time.perf_counter()
+    rows = np.concatenate([train_rows, valid_rows]).astype(np.int64)
+    counts = np.clip(np.ceil(store.tracks.duration[rows] / 3.0), 1, max_patches)
+    needed = float(counts.sum()) * PATCH_BYTES / 2**20
+    if needed > memory_limit_mb:
+        raise ModelError(
+            f"fine-tuning holds up to {max_patches} patches of each of its {len(rows):,} training and validation "
+            f"tracks in memory: {needed:,.0f} MB, over the limit of {memory_limit_mb:,.0f} MB. Fine-tune on a "
+            "sample of the tracks (--split-file), or keep the backbone frozen: its head scales to any size"
+        )
     report = ProgressReporter(progress, "fine-tune", "steps")
-    train_logmel = _track_logmels(store, train_rows, head.featurizer, workers=workers)
-    valid_logmel = _track_logmels(store, valid_rows, head.featurizer, workers=workers)
     labels = store.tracks.label
-    train = [(x, int(labels[r])) for x, r in zip(train_logmel, train_rows) if x is not None]
-    valid = [(x, int(labels[r])) for x, r in zip(valid_logmel, valid_rows) if x is not None]
+
+    def held(rows: np.ndarray) -> list:
+        logmels = _track_logmels(store, rows, workers=workers)
+        return [
+            (covering_crops(x, PATCH_FRAMES, max_patches), int(labels[r]))
+            for x, r in zip(logmels, rows)
+            if x is not None
+        ]
+
+    train, valid = held(train_rows), held(valid_rows)
     if not train:
         raise ModelError("no training track could be read for fine-tuning")
-    train = [(_pad_to(x, PATCH_FRAMES), y) for x, y in train]
 
     module = load_musicnn(head.featurizer)
     graphdef, backbone, batch_stats = nnx.split(module, nnx.Param, nnx.BatchStat)
@@ -173,16 +193,15 @@ def fine_tune(
     def valid_accuracy(params) -> float | None:
         if not valid:
             return None
-        crops = [covering_crops(x.astype(np.float32), PATCH_FRAMES, eval_crops) for x, _ in valid]
-        owner = np.repeat(np.arange(len(crops)), [len(c) for c in crops])
-        patches = np.concatenate(crops)
+        owner = np.repeat(np.arange(len(valid)), [len(x) for x, _ in valid])
+        patches = np.concatenate([x for x, _ in valid]).astype(np.float32)
         out = []
         for i in range(0, len(patches), 64):  # one compiled shape: the last chunk is padded
             chunk = np.zeros((64,) + patches.shape[1:], np.float32)
             chunk[: len(patches[i : i + 64])] = patches[i : i + 64]
             out.append(np.asarray(embed_jit(params["backbone"], chunk))[: len(patches[i : i + 64])])
         embeddings = np.concatenate(out)
-        sums = np.zeros((len(crops), embeddings.shape[1]))
+        sums = np.zeros((len(valid), embeddings.shape[1]))
         np.add.at(sums, owner, embeddings)
         vectors = (sums / np.bincount(owner)[:, None] - np.asarray(mean)) / np.asarray(std)
         predicted = head_logits({k: np.asarray(v) for k, v in params["head"].items()}, vectors).argmax(1)
@@ -202,12 +221,7 @@ def fine_tune(
             take = order[first : first + batch]
             if len(take) < batch:  # one compiled shape: fill the last batch from the start of the pass
                 take = np.concatenate([take, order[: batch - len(take)]])
-            x = np.stack(
-                [
-                    train[i][0][s : s + PATCH_FRAMES]
-                    for i, s in ((i, rng.integers(0, len(train[i][0]) - PATCH_FRAMES + 1)) for i in take)
-                ]
-            ).astype(np.float32)
+            x = np.stack([train[i][0][rng.integers(len(train[i][0]))] for i in take]).astype(np.float32)
             y = np.array([train[i][1] for i in take])
             params, opt_state, loss, _accuracy = step(params, opt_state, x, y)
             losses.append(float(loss))
@@ -224,7 +238,7 @@ def fine_tune(
     for first in range(0, n_train, batch):
         take = np.arange(first, min(first + batch, n_train))
         take = np.concatenate([take, np.zeros(batch - len(take), np.int64)])
-        x = np.stack([train[i][0][:PATCH_FRAMES] for i in take]).astype(np.float32)
+        x = np.stack([train[i][0][0] for i in take]).astype(np.float32)
         predicted = np.asarray(logits_of(best, x)).argmax(1)[: min(batch, n_train - first)]
         hits += int((predicted == np.array([train[i][1] for i in take])[: len(predicted)]).sum())
 

@@ -246,3 +246,17 @@ def test_fine_tuning_is_refused_without_a_backbone(stats_store, tmp_path):
         train_head(stats_store, tmp_path / "m", "stats", fine_tune_epochs=1)
     result = CliRunner().invoke(app, ["train", str(stats_store), "--out", str(tmp_path / "c"), "--fine-tune", "2"])
     assert result.exit_code != 0 and "apply to --model stats and --backbone heads" in result.output
+
+
+def test_fine_tuning_refuses_more_patches_than_its_memory_limit_before_reading(stats_store, tmp_path):
+    from engine import FeatureStore
+    from models.config import ModelError
+    from models.finetune import fine_tune
+    from models.heads import HeadModel, train_head
+
+    train_head(stats_store, tmp_path / "m", "musicnn-msd")
+    store = FeatureStore(stats_store)
+    rows = np.arange(len(store))
+    # 24 tracks of 2 s: one 36 KB patch each, 0.8 MB in all.
+    with pytest.raises(ModelError, match=r"24 training and validation tracks in memory: 1 MB, over the limit of 0"):
+        fine_tune(store, HeadModel.load(tmp_path / "m"), rows[:20], rows[20:], epochs=1, memory_limit_mb=0.5)
