@@ -153,6 +153,7 @@ def run_task(folder: Path, manifest: Path, seed: int, fine_tune: int) -> dict:
         results[kind] = {"accuracy": metrics["accuracy"], "balanced": balanced(metrics), "seconds": seconds}
         if kind == "musicnn fine-tuned":
             results[kind]["kept_pass"] = summary["fine_tune"]["best_epoch"]
+            results[kind]["step_seconds"] = summary["fine_tune"]["step_seconds"]  # 16 patches
         print(json.dumps({"task": folder.name, "seed": seed, "kind": kind, **results[kind]}), flush=True)
     return results
 

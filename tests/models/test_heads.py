@@ -187,6 +187,7 @@ def test_fine_tuning_trains_the_backbone_but_not_its_statistics(stats_store, tmp
     # No validation rows: the last pass is kept, so what is saved is what was trained.
     tuned = fine_tune(store, head, rows, rows[:0], epochs=2, lr=1e-5, batch_size=16)
     assert tuned["best_epoch"] == 2 and tuned["steps"] == 4 and len(tuned["history"]) == 3
+    assert 0 < tuned["step_seconds"] < tuned["seconds"]
     assert tuned["train_accuracy"] >= 0.9  # three tones stay apart
     import io
 
