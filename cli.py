@@ -579,12 +579,12 @@ def train_command(
     model_kind: ModelKind = typer.Option(
         "cnn",
         "--model",
-        help="cnn (the short-chunk CNN) or stats (logistic regression on per-track MFCC and log-mel statistics).",
+        help="cnn (the short-chunk CNN) or stats (a --head on per-track MFCC and log-mel statistics).",
     ),
     backbone: Backbone = typer.Option(
         None,
         "--backbone",
-        help="Train a logistic-regression head on this frozen pretrained network's embeddings of each track's audio.",
+        help="Train a head on this pretrained network's embeddings of each track's audio (frozen unless --fine-tune).",
     ),
     c: float = typer.Option(1.0, "--c", min=0.0, help="Inverse L2 strength of a stats or backbone head (> 0)."),
     head: HeadKind = typer.Option(
