@@ -22,11 +22,12 @@ layer and both are trained end to end, the usual "linear probe, then fine-tune":
   gradient norm clipped to 1. The default ``lr`` is 1e-5: with the BatchNorm
   statistics fixed, Adam's first steps move every weight by about ``lr``, and
   at 1e-4 two steps took the training loss on real clips from 0.01 to 40.
-- **selection**: the track-level validation accuracy (mean penultimate vector
-  over patches covering the track, as prediction computes it) after every
-  pass; the best pass is kept, the frozen start (pass 0) included, so
-  fine-tuning never returns a worse model on the validation split than the
-  frozen head. Without validation tracks the last pass is kept.
+- **selection**: the track-level validation accuracy after every pass (the
+  mean penultimate vector over the held patches covering the track, as
+  prediction computes it over all of them). The best pass is kept, the frozen
+  start (pass 0) included, so fine-tuning never returns a worse model on the
+  validation split than the frozen head. Without validation tracks the last
+  pass is kept.
 
 This is for the small labelled sets it helps most (hundreds to a few thousand
 tracks): a pass costs about 3 forward passes of the backbone per track (about
@@ -53,11 +54,11 @@ PATCH_BYTES = 187 * 96 * 2
 
 def _track_logmels(store: Any, rows: np.ndarray, *, workers=None) -> Iterator[np.ndarray | None]:
     """The backbone's log-mel ``(n_frames, 96)`` float16 of each of ``rows``, one at a time (None where it failed)."""
-    from engine import differences
+    from models.heads import holds_backbone_input
     from models.predict import _decode
     from models.pretrained.musicnn import MUSICNN_SPEC
 
-    if not differences(MUSICNN_SPEC, store.spec.to_dict()):  # a store of the backbone's own input
+    if holds_backbone_input(store):
         for _row, logmel in store.iter_tracks("logmel", rows=rows):
             yield logmel.astype(np.float16)
         return
@@ -189,7 +190,7 @@ def fine_tune(
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, (logits.argmax(-1) == y).mean()
 
-    embed_jit = jax.jit(embed)
+    embed_jit, logits_jit = jax.jit(embed), jax.jit(logits_of)
 
     def valid_accuracy(params) -> float | None:
         if not valid:
@@ -242,7 +243,7 @@ def fine_tune(
         take = np.arange(first, min(first + batch, n_train))
         take = np.concatenate([take, np.zeros(batch - len(take), np.int64)])
         x = np.stack([train[i][0][0] for i in take]).astype(np.float32)
-        predicted = np.asarray(logits_of(best, x)).argmax(1)[: min(batch, n_train - first)]
+        predicted = np.asarray(logits_jit(best, x)).argmax(1)[: min(batch, n_train - first)]
         hits += int((predicted == np.array([train[i][1] for i in take])[: len(predicted)]).sum())
 
     tuned = nnx.merge(graphdef, best["backbone"], batch_stats)

@@ -9,7 +9,8 @@ L-BFGS in JAX) on one vector per track:
   ``2 * (2 * n_mfcc + n_mels)`` values (336 with the default spec).
 - a backbone name (``musicnn-msd``, ``musicnn-mtt``): the backbone's
   penultimate layer averaged over the 3 s patches of the track, computed from
-  the track's audio file with the backbone's own front-end. The backbone is
+  the track's audio file with the backbone's own front-end, or read from the
+  store when it holds that front-end's output (``mgc extract --preset musicnn``). The backbone is
   frozen, unless ``fine_tune_epochs`` (``--fine-tune N``) then trains it and the
   head together (see :mod:`models.finetune`).
 
@@ -104,6 +105,8 @@ def _store_items(
     """``((track_id, path, label), vector or error)`` for ``rows`` of ``store``, in order.
 
     ``backbone``: a fine-tuned backbone's weights file instead of the shipped weights.
+    A backbone reads the store's log-mel when the store holds its input
+    (``mgc extract --preset musicnn``), and decodes each track's audio file otherwise.
     """
     ids, paths, labels = store.tracks.track_id, store.tracks.path, store.tracks.label_name
     if featurizer == "stats":
@@ -111,8 +114,25 @@ def _store_items(
         for (row, logmel), (_row, mfcc) in pairs:
             yield (ids[row], paths[row], labels[row]), stats_vector(logmel, mfcc)
         return
+    if holds_backbone_input(store):  # the backbone's own input is in the store: no audio is read
+        from models.inference import infer
+        from models.pretrained.musicnn import BuiltinModel
+
+        stored = store.iter_tracks("logmel", rows=rows)
+        items = (((ids[row], paths[row], labels[row]), logmel) for row, logmel in stored)
+        for result in infer(BuiltinModel(featurizer, path=backbone), items):
+            yield result.key, (result.error if result.error is not None else result.embedding)
+        return
     keys = [(ids[row], paths[row], labels[row]) for row in rows]
     yield from _backbone_items(keys, featurizer, workers=workers, executor=executor, backbone=backbone)
+
+
+def holds_backbone_input(store: Any) -> bool:
+    """Whether ``store`` was extracted with the backbone's spec (``mgc extract --preset musicnn``)."""
+    from engine import differences
+    from models.pretrained.musicnn import MUSICNN_SPEC
+
+    return not differences(MUSICNN_SPEC, store.spec.to_dict())
 
 
 def _backbone_items(keys: list, featurizer: str, *, workers=None, executor=None, backbone=None) -> Iterator:

@@ -261,3 +261,24 @@ def test_fine_tuning_refuses_more_patches_than_its_memory_limit_before_reading(s
     # 24 tracks of 2 s: one 36 KB patch each, 0.8 MB in all.
     with pytest.raises(ModelError, match=r"24 training and validation tracks in memory: 1 MB, over the limit of 0"):
         fine_tune(store, HeadModel.load(tmp_path / "m"), rows[:20], rows[20:], epochs=1, memory_limit_mb=0.5)
+
+
+def test_a_backbone_head_on_a_musicnn_store_reads_no_audio(tmp_path):
+    from engine import SPEC_PRESETS, FeatureSpec, FeatureStore, VectorStore, extract
+    from models import evaluate
+    from models.heads import _backbone_items, train_head
+
+    corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=4)
+    extract(corpus, tmp_path / "store", FeatureSpec.from_dict(SPEC_PRESETS["musicnn"]), workers=1)
+    store = FeatureStore(tmp_path / "store")
+    keys = [(store.tracks.track_id[i], store.tracks.path[i], "") for i in range(len(store))]
+    from_audio = {key[0]: vector for key, vector in _backbone_items(keys, "musicnn-msd", workers=1)}
+    corpus.rename(tmp_path / "gone")  # from here on, every audio read would fail
+    summary = train_head(store, tmp_path / "m", "musicnn-msd", fine_tune_epochs=1)
+    assert summary["train_accuracy"] is not None and summary["fine_tune"]["steps"] >= 1
+    cache = VectorStore(tmp_path / "m" / "vectors")
+    assert len(cache) == len(store) and not len(cache.failures())
+    for track_id, vector in zip(cache.track_ids(), cache.vectors(np.arange(len(cache)))):
+        np.testing.assert_allclose(vector, from_audio[track_id], atol=1e-4)
+    metrics = evaluate(tmp_path / "m", store, split="all")  # the tuned backbone, on the store's log-mel
+    assert metrics["n_tracks"] == 12
