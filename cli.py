@@ -598,6 +598,12 @@ def train_command(
         help="With --backbone: then train the backbone and head together for N passes over the training tracks.",
     ),
     fine_tune_lr: float = typer.Option(1e-5, "--fine-tune-lr", min=0.0, help="Peak learning rate of --fine-tune."),
+    vectors: str = typer.Option(
+        None,
+        "--vectors",
+        help="A head's per-track vector cache, shareable by heads on the same store and featurizer "
+        "(default: OUT/vectors).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train a genre model on a feature store: the CNN on every local device, or a head on one vector per track."""
@@ -605,11 +611,11 @@ def train_command(
 
     if backbone is not None or model_kind.value != "cnn":
         featurizer = backbone.value if backbone is not None else model_kind.value
-        options = {"head": head.value, "hidden": hidden, "c": c, "fine_tune_epochs": fine_tune}
+        options = {"head": head.value, "hidden": hidden, "c": c, "fine_tune_epochs": fine_tune, "vectors_dir": vectors}
         _train_head(store, out, featurizer, options | {"fine_tune_lr": fine_tune_lr}, seed, split_file, json_out)
         return
-    if fine_tune or head.value != "linear":
-        fail("--head and --fine-tune apply to --model stats and --backbone heads, not to the CNN")
+    if fine_tune or head.value != "linear" or vectors:
+        fail("--head, --fine-tune and --vectors apply to --model stats and --backbone heads, not to the CNN")
 
     given = {
         "epochs": epochs,

@@ -27,13 +27,14 @@ resumable; a second run reuses it). The objective is scikit-learn's
 The model folder::
 
     MODEL_DIR/model.json    {"kind": "head", "featurizer", "head", "hidden", "fine_tuned",
-                             "label_names", "spec", "dim", "C", "metrics"}
+                             "label_names", "spec", "dim", "C", "vectors", "metrics"}
     MODEL_DIR/head.npz      mean, std (dim,); weights (dim or hidden, n_classes), bias (n_classes,);
                             an MLP also hidden_weights (dim, hidden), hidden_bias (hidden,)
     MODEL_DIR/backbone.npz  a fine-tuned backbone's variables, named as in the shipped weights
                             (``models/pretrained/musicnn_msd.npz``); only when fine_tuned
     MODEL_DIR/splits.json   as for the CNN
-    MODEL_DIR/vectors/      the frozen backbone's (or the statistics') cached vectors (track ids are the store's)
+    MODEL_DIR/vectors/      the frozen backbone's (or the statistics') cached vectors (track ids are the store's);
+                            elsewhere when ``vectors`` (``--vectors DIR``) names a shared folder
 
 The probabilities of a vector ``v``: ``z = (v - mean) / std``; for an MLP
 ``z = max(z @ hidden_weights + hidden_bias, 0)``; ``softmax(z @ weights + bias)``.
@@ -316,6 +317,11 @@ class HeadModel:
         return int(self.mean.size)
 
     @property
+    def vectors_dir(self) -> Path:
+        """The cache of per-track vectors the training filled (``--vectors``; default ``MODEL_DIR/vectors``)."""
+        return Path(self.meta["vectors"]) if self.meta.get("vectors") else self.folder / VECTORS
+
+    @property
     def params(self) -> dict[str, np.ndarray]:
         """The layers' arrays, as :func:`head_logits` takes them."""
         names = ("weights", "bias", "hidden_weights", "hidden_bias")
@@ -346,7 +352,7 @@ class HeadModel:
         track id, computed otherwise (always, for a fine-tuned backbone: the
         cache holds the frozen backbone's vectors).
         """
-        cache = self.folder / VECTORS if self.backbone is None else None
+        cache = self.vectors_dir if self.backbone is None else None
         vectors, available = _from_cache(cache, store.tracks.track_id.take(rows), self.embedding_dim)
         missing = np.flatnonzero(~available)
         for position, (_key, value) in zip(missing, self.store_items(store, np.asarray(rows)[missing])):
@@ -380,19 +386,28 @@ def vector_dim(featurizer: str, spec: dict) -> int:
 
 def _cached_vectors(store: Any, rows: np.ndarray, folder: Path, featurizer: str, progress=None, workers=None):
     """Vectors of ``rows`` (in order) and which rows have one, computed once into ``folder`` (resumable)."""
-    from engine import ProgressReporter
+    from engine import ProgressReporter, StoreError
 
+    spec = store.spec.to_dict()
+    # What makes the vectors: the featurizer and, for the statistics, the store's spec.
+    fingerprint = featurizer if featurizer != "stats" else f"stats {json.dumps(spec, sort_keys=True)}"
     meta = {
         "format": "mgc-embeddings",
         "version": 1,
-        "model": {"dir": featurizer, "checkpoint": "", "step": None, "fingerprint": featurizer},
-        "dim": vector_dim(featurizer, store.spec.to_dict()),
+        "model": {"dir": featurizer, "checkpoint": "", "step": None, "fingerprint": fingerprint},
+        "dim": vector_dim(featurizer, spec),
         "dtype": "float32",
         "label_names": [],
         "spec": {},
     }
     folder.mkdir(parents=True, exist_ok=True)
-    writer = VectorWriter(folder, meta, overwrite=False)
+    try:
+        writer = VectorWriter(folder, meta, overwrite=False)
+    except StoreError as error:
+        raise ModelError(
+            f"{folder} holds vectors of another featurizer or feature spec than {featurizer} on this store "
+            f"({error}); give another --vectors folder"
+        ) from error
     ids = store.tracks.track_id
     todo = rows[~ids.take(rows).isin(list(writer.done))] if writer.done else rows
     report = ProgressReporter(progress, "vectors", "tracks")
@@ -440,6 +455,7 @@ def train_head(
     max_iter: int = 500,
     fine_tune_epochs: int = 0,
     fine_tune_lr: float = 1e-5,
+    vectors_dir: str | Path | None = None,
     seed: int = 0,
     split_files=None,
     workers: int | None = None,
@@ -468,6 +484,12 @@ def train_head(
         training tracks (0: keep the backbone frozen). See :mod:`models.finetune`.
     fine_tune_lr : float
         Peak Adam learning rate of the fine-tuning.
+    vectors_dir : str or Path, optional
+        Where to cache the per-track vectors (default ``MODEL_DIR/vectors``).
+        Heads trained on the same store with the same featurizer can share one
+        folder, so that the vectors (a backbone pass over every track) are
+        computed once for all of them. A folder of another featurizer or spec is
+        refused.
     seed, split_files :
         As for :func:`models.train` (the same splits for the same store and seed).
     workers : int, optional
@@ -508,7 +530,8 @@ def train_head(
         report = ProgressReporter(progress, "train", "steps")
         # Every labelled track's vector is cached (evaluation of any split reads it back).
         every = np.concatenate([rows["train"], rows["valid"], rows["test"]])
-        vectors, available = _cached_vectors(store, every, out_dir / VECTORS, featurizer, progress, workers)
+        cache = Path(vectors_dir) if vectors_dir is not None else out_dir / VECTORS
+        vectors, available = _cached_vectors(store, every, cache, featurizer, progress, workers)
         vector_seconds = time.perf_counter() - start
         labels = store.tracks.label[every]
         position = np.arange(len(every))
@@ -586,6 +609,7 @@ def train_head(
             "spec": spec,
             "dim": int(mean.size),
             "C": c,
+            "vectors": str(Path(vectors_dir).resolve()) if vectors_dir is not None else None,
             "metrics": summary,
         }
         atomic.write_json(out_dir / "model.json", meta, sort_keys=False)

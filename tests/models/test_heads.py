@@ -282,3 +282,21 @@ def test_a_backbone_head_on_a_musicnn_store_reads_no_audio(tmp_path):
         np.testing.assert_allclose(vector, from_audio[track_id], atol=1e-4)
     metrics = evaluate(tmp_path / "m", store, split="all")  # the tuned backbone, on the store's log-mel
     assert metrics["n_tracks"] == 12
+
+
+def test_heads_share_a_vector_cache_and_refuse_another_featurizers(stats_store, tmp_path):
+    from engine import VectorStore
+    from models import evaluate
+    from models.config import ModelError
+    from models.heads import HeadModel, train_head
+
+    shared = tmp_path / "shared-vectors"
+    train_head(stats_store, tmp_path / "linear", "musicnn-msd", vectors_dir=shared)
+    shards = VectorStore(shared).shards
+    assert len(VectorStore(shared)) == 24 and not (tmp_path / "linear" / "vectors").exists()
+    train_head(stats_store, tmp_path / "mlp", "musicnn-msd", head="mlp", vectors_dir=shared)
+    assert VectorStore(shared).shards == shards  # nothing computed again
+    assert HeadModel.load(tmp_path / "mlp").vectors_dir == shared.resolve()
+    assert evaluate(tmp_path / "mlp", stats_store, split="all")["n_tracks"] == 24
+    with pytest.raises(ModelError, match="holds vectors of another featurizer or feature spec than stats"):
+        train_head(stats_store, tmp_path / "stats", "stats", vectors_dir=shared)
