@@ -384,8 +384,13 @@ def vector_dim(featurizer: str, spec: dict) -> int:
         return int(weights["dense/kernel"].shape[1])
 
 
-def _cached_vectors(store: Any, rows: np.ndarray, folder: Path, featurizer: str, progress=None, workers=None):
-    """Vectors of ``rows`` (in order) and which rows have one, computed once into ``folder`` (resumable)."""
+def _cached_vectors(
+    store: Any, rows: np.ndarray, folder: Path, featurizer: str, progress=None, workers=None, *, own: bool = True
+):
+    """Vectors of ``rows`` (in order) and which rows have one, computed once into ``folder`` (resumable).
+
+    A cache of another featurizer or spec is replaced when it is the model folder's ``own``, refused otherwise.
+    """
     from engine import ProgressReporter, StoreError
 
     spec = store.spec.to_dict()
@@ -404,10 +409,13 @@ def _cached_vectors(store: Any, rows: np.ndarray, folder: Path, featurizer: str,
     try:
         writer = VectorWriter(folder, meta, overwrite=False)
     except StoreError as error:
-        raise ModelError(
-            f"{folder} holds vectors of another featurizer or feature spec than {featurizer} on this store "
-            f"({error}); give another --vectors folder"
-        ) from error
+        if own:  # the model folder's own cache, of the head this training replaces: start it again
+            writer = VectorWriter(folder, meta, overwrite=True)
+        else:
+            raise ModelError(
+                f"{folder} holds vectors of another featurizer or feature spec than {featurizer} on this store "
+                f"({error}); give another --vectors folder"
+            ) from error
     ids = store.tracks.track_id
     todo = rows[~ids.take(rows).isin(list(writer.done))] if writer.done else rows
     report = ProgressReporter(progress, "vectors", "tracks")
@@ -531,7 +539,8 @@ def train_head(
         # Every labelled track's vector is cached (evaluation of any split reads it back).
         every = np.concatenate([rows["train"], rows["valid"], rows["test"]])
         cache = Path(vectors_dir) if vectors_dir is not None else out_dir / VECTORS
-        vectors, available = _cached_vectors(store, every, cache, featurizer, progress, workers)
+        own = vectors_dir is None
+        vectors, available = _cached_vectors(store, every, cache, featurizer, progress, workers, own=own)
         vector_seconds = time.perf_counter() - start
         labels = store.tracks.label[every]
         position = np.arange(len(every))

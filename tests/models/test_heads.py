@@ -300,3 +300,13 @@ def test_heads_share_a_vector_cache_and_refuse_another_featurizers(stats_store, 
     assert evaluate(tmp_path / "mlp", stats_store, split="all")["n_tracks"] == 24
     with pytest.raises(ModelError, match="holds vectors of another featurizer or feature spec than stats"):
         train_head(stats_store, tmp_path / "stats", "stats", vectors_dir=shared)
+
+
+def test_a_model_folder_retrained_with_another_featurizer_replaces_its_own_cache(stats_store, tmp_path):
+    from engine import VectorStore
+    from models.heads import train_head
+
+    train_head(stats_store, tmp_path / "m", "stats")
+    assert VectorStore(tmp_path / "m" / "vectors").dim == 2 * (2 * 8 + 16)  # n_mfcc 8, n_mels 16
+    train_head(stats_store, tmp_path / "m", "musicnn-msd")
+    assert VectorStore(tmp_path / "m" / "vectors").dim == 200 and len(VectorStore(tmp_path / "m" / "vectors")) == 24
