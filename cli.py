@@ -800,20 +800,17 @@ def _predict(model_dir, inputs, store, out, top_k, max_crops, workers, batch_siz
     from models import predict
     from models.predict import predict_to_file
 
+    options = {
+        "store": store,
+        "top_k": top_k,
+        "max_crops": max_crops,
+        "workers": workers,
+        "batch_size": batch_size,
+        "executor": executor,
+    }
     if out:
         with ProgressView() as view:
-            summary = predict_to_file(
-                model_dir,
-                out,
-                inputs or (),
-                store=store,
-                top_k=top_k,
-                max_crops=max_crops,
-                workers=workers,
-                batch_size=batch_size,
-                progress=view,
-                executor=executor,
-            )
+            summary = predict_to_file(model_dir, out, inputs or (), progress=view, **options)
         console.print(
             Text(
                 f"wrote {summary['written']} track(s) to {summary['out']} ({summary['failed']} failed; "
@@ -826,16 +823,7 @@ def _predict(model_dir, inputs, store, out, top_k, max_crops, workers, batch_siz
         if summary["written"] and summary["written"] == summary["failed"]:
             raise typer.Exit(1)
         return
-    results = predict(
-        model_dir,
-        inputs or (),
-        store=store,
-        top_k=top_k,
-        max_crops=max_crops,
-        workers=workers,
-        batch_size=batch_size,
-        executor=executor,
-    )
+    results = predict(model_dir, inputs or (), **options)
     if json_out:
         print_json(results)
     else:

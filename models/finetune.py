@@ -192,11 +192,14 @@ def fine_tune(
 
     embed_jit, logits_jit = jax.jit(embed), jax.jit(logits_of)
 
+    if valid:  # gathered once: every pass embeds the same patches
+        owner = np.repeat(np.arange(len(valid)), [len(x) for x, _ in valid])
+        patches = np.concatenate([x for x, _ in valid]).astype(np.float32)
+        valid_labels = np.array([y for _, y in valid])
+
     def valid_accuracy(params) -> float | None:
         if not valid:
             return None
-        owner = np.repeat(np.arange(len(valid)), [len(x) for x, _ in valid])
-        patches = np.concatenate([x for x, _ in valid]).astype(np.float32)
         out = []
         for i in range(0, len(patches), 64):  # one compiled shape: the last chunk is padded
             chunk = np.zeros((64,) + patches.shape[1:], np.float32)
@@ -207,7 +210,7 @@ def fine_tune(
         np.add.at(sums, owner, embeddings)
         vectors = (sums / np.bincount(owner)[:, None] - np.asarray(mean)) / np.asarray(std)
         predicted = head_logits({k: np.asarray(v) for k, v in params["head"].items()}, vectors).argmax(1)
-        return float((predicted == np.array([y for _, y in valid])).mean())
+        return float((predicted == valid_labels).mean())
 
     rng = np.random.default_rng([seed, 1])
     best_accuracy = valid_accuracy(params)

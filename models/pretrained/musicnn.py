@@ -142,7 +142,7 @@ class Musicnn(nnx.Module):
         def mid(conv: nnx.Conv, bn: nnx.BatchNorm, y: jax.Array) -> jax.Array:
             # A 7-frame convolution across all channels. The published layer is 2-D with the channels as the
             # image's width and a kernel as wide; it is computed as the 1-D convolution it equals, whose
-            # gradient XLA's CPU backend computes 3,000 times faster (26 s against 8 ms for 16 patches).
+            # input gradient XLA's CPU backend computes 3,700 times faster (26 s against 7 ms for 16 patches).
             kernel = conv.kernel.get_value()
             y = jax.lax.conv_general_dilated(
                 y, kernel.reshape(kernel.shape[0], kernel.shape[1], kernel.shape[3]), (1,), [(3, 3)],

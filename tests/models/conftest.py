@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -92,6 +93,14 @@ def tone_model(tone_store, tmp_path_factory):
     loaded = load_model(out, "latest")
     loaded.folder = out  # for the CLI runs
     return loaded
+
+
+def linked_corpus(files: list, folder: Path, n: int) -> Path:
+    """``folder`` of ``n`` tracks ``tNNNN.wav``, hard links to ``files`` in turn: many tracks, little disk."""
+    folder.mkdir()
+    for i in range(n):
+        os.link(files[i % len(files)], folder / f"t{i:04d}.wav")
+    return folder
 
 
 def kill_once_lines(argv: list, path: Path, lines: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.models.conftest import kill_once_lines, write_tone_corpus
+from tests.models.conftest import kill_once_lines, linked_corpus, write_tone_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,10 +107,7 @@ def test_sigkill_mid_run_then_resume_embeds_every_track_once(model, tmp_path):
     from models.embeddings import EmbeddingStore
 
     files = sorted(write_tone_corpus(tmp_path / "src", n_per_class=2, seconds=3.0).rglob("*.wav"))
-    corpus = tmp_path / "many"
-    corpus.mkdir()
-    for i in range(240):  # hard links: many tracks, little disk
-        os.link(files[i % len(files)], corpus / f"t{i:04d}.wav")
+    corpus = linked_corpus(files, tmp_path / "many", 240)
     out = tmp_path / "emb"
     argv = [sys.executable, str(REPO / "cli.py"), "embed", str(model.folder), str(corpus), "--out", str(out)]
     argv += ["--batch-size", "4", "--workers", "1", "--shard-tracks", "8", "--checkpoint", "latest"]

@@ -205,27 +205,45 @@ def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store,
     from typer.testing import CliRunner
 
     from cli import app
-    from engine import FeatureStore
-    from models import predict
+    from engine import FeatureStore, VectorStore
+    from models import embed, predict
     from models.embeddings import weights_fingerprint
     from models.heads import HeadModel, _backbone_items
 
     runner = CliRunner()
     out = tmp_path / "m"
+    store = FeatureStore(stats_store)
+    ids = list(store.tracks.track_id)
+    # No validation tracks: the last pass is kept, so the saved backbone is the tuned one.
+    (tmp_path / "train.txt").write_text("\n".join(ids[:18]))
+    (tmp_path / "test.txt").write_text("\n".join(ids[18:]))
     args = ["train", str(stats_store), "--backbone", "musicnn-msd", "--out", str(out), "--json"]
+    args += ["--split-file", f"train={tmp_path / 'train.txt'}", "--split-file", f"test={tmp_path / 'test.txt'}"]
     result = runner.invoke(app, args + ["--fine-tune", "1"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["fine_tune"]["steps"] >= 1 and [h["epoch"] for h in summary["fine_tune"]["history"]] == [0, 1]
+    assert summary["fine_tune"]["best_epoch"] == 1
     head = HeadModel.load(out)
     assert head.backbone == out / "backbone.npz" and json.loads((out / "model.json").read_text())["fine_tuned"]
-    store = FeatureStore(stats_store)
     path = store.tracks.path[0]
-    # Prediction reads the folder's backbone: the same probabilities as its vector computed by hand.
+    # Prediction reads the folder's backbone: the same probabilities as its vector computed by hand,
+    # which differs from the shipped backbone's.
     [(_key, vector)] = list(_backbone_items([("t", path, "")], "musicnn-msd", backbone=out / "backbone.npz"))
+    [(_key, frozen)] = list(_backbone_items([("t", path, "")], "musicnn-msd"))
+    assert np.abs(vector - frozen).max() > 1e-4
     [result] = predict(out, [path], top_k=3)
     top = result["top"][0]
     assert top["probability"] == pytest.approx(head.probabilities(vector[None])[0].max(), abs=1e-5)
+    embed(out, tmp_path / "e", [path], dtype="float32", index="none")
+    [stored] = VectorStore(tmp_path / "e").vectors([0])
+
+    def unit(v):
+        z = head.standardise(v)
+        return z / np.linalg.norm(z)
+
+    np.testing.assert_allclose(stored, unit(vector), atol=1e-5)
+    assert np.abs(stored - unit(frozen)).max() > 1e-4
     tuned_print = weights_fingerprint(head)
     result = runner.invoke(app, ["evaluate", str(out), str(stats_store), "--split", "all", "--json"])
     assert result.exit_code == 0, result.output

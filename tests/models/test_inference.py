@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.models.conftest import kill_once_lines, write_tone_corpus
+from tests.models.conftest import kill_once_lines, linked_corpus, write_tone_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,10 +79,7 @@ def test_results_file_resumes_without_duplicates(model, files, tmp_path):
 
 
 def test_sigkill_mid_run_then_resume_writes_every_track_once(model, files, tmp_path):
-    corpus = tmp_path / "many"
-    corpus.mkdir()
-    for i in range(300):  # hard links: many tracks, little disk
-        os.link(files[i % len(files)], corpus / f"t{i:04d}.wav")
+    corpus = linked_corpus(files, tmp_path / "many", 300)
     out = tmp_path / "out.jsonl"
     argv = [sys.executable, str(REPO / "cli.py"), "predict", str(model.folder), str(corpus), "--out", str(out)]
     argv += ["--batch-size", "4", "--workers", "1"]
