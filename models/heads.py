@@ -62,6 +62,9 @@ HEADS = ("linear", "mlp")
 HEAD_FILE = "head.npz"
 BACKBONE_FILE = "backbone.npz"
 VECTORS = "vectors"
+#: Patches per backbone call: as fast as 256 on the CPU (85 against 87 patches/s) at 1.0 GB of peak memory
+#: instead of 2.7 GB (the timbral convolutions' output is 2.3 GB at 256).
+BACKBONE_BATCH = 64
 
 
 def head_logits(params: dict, z):
@@ -121,7 +124,7 @@ def _store_items(
 
         stored = store.iter_tracks("logmel", rows=rows)
         items = (((ids[row], paths[row], labels[row]), logmel) for row, logmel in stored)
-        for result in infer(BuiltinModel(featurizer, path=backbone), items):
+        for result in infer(BuiltinModel(featurizer, path=backbone), items, batch_size=BACKBONE_BATCH):
             yield result.key, (result.error if result.error is not None else result.embedding)
         return
     keys = [(ids[row], paths[row], labels[row]) for row in rows]
@@ -147,7 +150,7 @@ def _backbone_items(keys: list, featurizer: str, *, workers=None, executor=None,
 
     backbone = BuiltinModel(featurizer, path=backbone)
     items = _decode(backbone, list(keys), workers=workers, executor=executor)
-    for result in infer(backbone, items):
+    for result in infer(backbone, items, batch_size=BACKBONE_BATCH):
         yield result.key, (result.error if result.error is not None else result.embedding)
 
 
