@@ -30,10 +30,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from engine import SPEC_PRESETS, FeatureSpec, MgcError, ProgressEvent
-from engine.schema import COMPRESSIONS, DEFAULT_COMPRESSION
-from engine.spec import FEATURES
-from models.config import TrainConfig
+from mgc.engine import SPEC_PRESETS, FeatureSpec, MgcError, ProgressEvent
+from mgc.engine.schema import COMPRESSIONS, DEFAULT_COMPRESSION
+from mgc.engine.spec import FEATURES
+from mgc.models.config import TrainConfig
 
 app = typer.Typer(
     name="mgc",
@@ -207,7 +207,7 @@ def synth_command(
     genres: str = typer.Option("", help="Comma-separated subset of genres (default: all)."),
 ) -> None:
     """Write a synthetic multi-genre corpus (folder per genre + manifest.csv)."""
-    from engine.synth import make_corpus
+    from mgc.engine.synth import make_corpus
 
     subset = [g.strip() for g in genres.split(",") if g.strip()] or None
     with ProgressView() as view:
@@ -273,7 +273,7 @@ def _failures_table(title: str, rows, count: int, limit: int, more: str) -> Tabl
 
 def _verify_store(tracks, store: str) -> None:
     """Print what ``mgc extract --verify`` found; exit 1 when a run would redo anything."""
-    from engine.verify import verify
+    from mgc.engine.verify import verify
 
     check = verify(tracks, store)
     table = Table(title=f"verify {shown(check.store)}", show_header=False)
@@ -351,7 +351,7 @@ def extract_command(
     """Extract features of every track of CORPUS into the sharded HDF5 store STORE (resumable)."""
     import contextlib
 
-    from engine import ExtractFailed, extract, load_corpus
+    from mgc.engine import ExtractFailed, extract, load_corpus
 
     spec = FeatureSpec(
         sr=sr,
@@ -398,7 +398,7 @@ def _dask(stack, scheduler: str | None):
     """The executor of a Dask session entered on ``stack`` (None without ``--scheduler``), announced on stderr."""
     if not scheduler:
         return None
-    from engine.cluster import dask_executor
+    from mgc.engine.cluster import dask_executor
 
     session = stack.enter_context(dask_executor(scheduler))
     where = "started a local cluster" if session.local else "connected to"
@@ -459,7 +459,7 @@ def inspect_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout (for scripts)."),
 ) -> None:
     """Describe a store: spec, tracks and frames per label, failures, size on disk, compression."""
-    from engine import summarize_store
+    from mgc.engine import summarize_store
 
     summary = summarize_store(store)
     if as_json:
@@ -483,7 +483,7 @@ def demo_command(
     workers: int = typer.Option(None, "--workers", min=1, help="Extraction processes (default: all cores)."),
 ) -> None:
     """Synthesise a corpus, extract features, train, evaluate and predict: the whole system in one command."""
-    from models.demo import DemoConfig, run_demo
+    from mgc.models.demo import DemoConfig, run_demo
 
     overrides = {k: v for k, v in {"tracks_per_genre": tracks_per_genre, "workers": workers}.items() if v is not None}
     config = DemoConfig.quick(**overrides) if quick else DemoConfig(**overrides)
@@ -607,7 +607,7 @@ def train_command(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train a genre model on a feature store: the CNN on every local device, or a head on one vector per track."""
-    from models import ModelConfig, train
+    from mgc.models import ModelConfig, train
 
     if backbone is not None or model_kind.value != "cnn":
         featurizer = backbone.value if backbone is not None else model_kind.value
@@ -667,7 +667,7 @@ def train_command(
 
 
 def _train_head(store, out, featurizer, options, seed, split_file, json_out) -> None:
-    from models.heads import train_head
+    from mgc.models.heads import train_head
 
     with ProgressView() as view:
         summary = train_head(
@@ -712,7 +712,7 @@ def evaluate_command(
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Track-level accuracy, macro-F1, per-class precision/recall, a confusion matrix and genre precision at k."""
-    from models import evaluate
+    from mgc.models import evaluate
 
     metrics = evaluate(
         model_dir, store, split=split.value, out_dir=out, max_crops=max_crops, which=checkpoint.value, precision_k=k
@@ -797,8 +797,8 @@ def predict_command(
 
 
 def _predict(model_dir, inputs, store, out, top_k, max_crops, workers, batch_size, json_out, executor) -> None:
-    from models import predict
-    from models.predict import predict_to_file
+    from mgc.models import predict
+    from mgc.models.predict import predict_to_file
 
     options = {
         "store": store,
@@ -866,7 +866,7 @@ def embed_command(
     """Write one L2-normalised vector per track (the network's penultimate layer) into an embedding store."""
     import contextlib
 
-    from models import embed
+    from mgc.models import embed
 
     _one_source(inputs, store)
     with contextlib.ExitStack() as stack:
@@ -919,8 +919,8 @@ def similar_command(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """The tracks most similar to each query (cosine similarity of their embeddings)."""
-    from engine.neighbours import store_precision_at_k
-    from models.similarity import similar
+    from mgc.engine.neighbours import store_precision_at_k
+    from mgc.models.similarity import similar
 
     if evaluate_k:
         result = store_precision_at_k(embeddings, k, exact=True if exact else None)
@@ -958,7 +958,7 @@ def report_command(
     seed: int = typer.Option(0, "--seed", help="Seeds the sample."),
 ) -> None:
     """Figures and numbers about a store (and a model) in a folder with an index.html."""
-    from models.report import report
+    from mgc.models.report import report
 
     folder = out or f"{store.rstrip('/')}-report"
     with ProgressView() as view:

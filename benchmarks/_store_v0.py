@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from engine import schema
-from engine.errors import StoreError
-from engine.spec import FeatureSpec
+from mgc.engine import schema
+from mgc.engine.errors import StoreError
+from mgc.engine.spec import FeatureSpec
 
 __all__ = ["FeatureStore", "TrackTable", "FailureTable"]
 

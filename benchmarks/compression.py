@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from engine import FeatureSpec, schema  # noqa: I001  (after the path)
-from engine.features import compute_track
+from mgc.engine import FeatureSpec, schema  # noqa: I001  (after the path)
+from mgc.engine.features import compute_track
 
 PLAIN = {
     "none": {},
@@ -64,11 +64,11 @@ def plugin_filters() -> tuple[dict, str]:
 
 def real_features(audio: Path, n_tracks: int, seconds: float, spec: FeatureSpec) -> tuple[list[dict], float]:
     """``n_tracks`` feature dicts of ``seconds`` each from the files in ``audio``; and seconds spent computing."""
-    from engine import find_audio_files
+    from mgc.engine import find_audio_files
 
     files = [f for f in find_audio_files([audio]) if ".hq." not in os.path.basename(f)] if audio.is_dir() else []
     if not files:
-        from engine.synth import make_corpus
+        from mgc.engine.synth import make_corpus
 
         folder = Path(tempfile.mkdtemp(prefix="mgc-compression-"))
         make_corpus(folder, tracks_per_genre=2, seconds=seconds)

@@ -74,8 +74,8 @@ def in_child(fn, *args):
 def _build(folder: Path) -> dict:
     import usearch.index  # noqa: F401  (its import is not the index's memory)
 
-    from engine.neighbours import build_index
-    from engine.vectors import VectorStore as EmbeddingStore
+    from mgc.engine.neighbours import build_index
+    from mgc.engine.vectors import VectorStore as EmbeddingStore
 
     store = EmbeddingStore(folder)
     base = rss_mb()
@@ -90,9 +90,9 @@ def timed(fn, *args, **kwargs):
 
 
 def audio_section(args, work: Path) -> None:
-    from engine import FeatureSpec, extract
-    from engine.synth import make_corpus
-    from models import ModelConfig, TrainConfig, embed, load_model, predict, train
+    from mgc.engine import FeatureSpec, extract
+    from mgc.engine.synth import make_corpus
+    from mgc.models import ModelConfig, TrainConfig, embed, load_model, predict, train
 
     spec = FeatureSpec()
     n = args.tracks
@@ -143,7 +143,7 @@ def network_only(model) -> None:
     """The default network alone on in-memory crops: crops/s, and its FLOPs from XLA's cost analysis."""
     import jax
 
-    from models.steps import infer_step, make_graphdef
+    from mgc.models.steps import infer_step, make_graphdef
 
     graphdef = make_graphdef(model.model_config)
     step = jax.jit(infer_step, static_argnames="graphdef")
@@ -174,7 +174,7 @@ def linked_corpus(source: Path, corpus: Path, fmt: str, n: int) -> Path:
 
 
 def write_vectors(folder: Path, vectors_fn, n: int, dim: int, shard: int = 65536) -> None:
-    from engine.vectors import FORMAT, VERSION, VectorWriter
+    from mgc.engine.vectors import FORMAT, VERSION, VectorWriter
 
     meta = {
         "format": FORMAT,
@@ -213,9 +213,9 @@ def make_vectors(kind: str, dim: int, seed: int = 0):
 
 
 def ann_section(args, work: Path) -> None:
-    from engine.neighbours import EXPANSION_SEARCH, exact_search, search
-    from engine.vectors import VectorStore as EmbeddingStore
-    from engine.vectors import normalize
+    from mgc.engine.neighbours import EXPANSION_SEARCH, exact_search, search
+    from mgc.engine.vectors import VectorStore as EmbeddingStore
+    from mgc.engine.vectors import normalize
 
     dim = 128
     print(f"\n## Similarity: {args.vectors:,} vectors of {dim}, k=10, usearch HNSW", end="")

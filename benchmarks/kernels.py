@@ -44,7 +44,7 @@ MEL = dict(sr=SR, n_fft=2048, hop_length=512, n_mels=128)
 FIRST_CALL = """
 import time, numpy as np
 start = time.perf_counter()
-import kernels
+from mgc import kernels
 y = np.random.default_rng(0).standard_normal(22050 * 30).astype(np.float32)
 kernels.mfcc(y=y, sr=22050, n_mfcc=20)
 kernels.log_melspectrogram(y, sr=22050)
@@ -88,7 +88,7 @@ def main() -> None:
 
     import librosa
 
-    import kernels
+    from mgc import kernels
 
     rng = np.random.default_rng(0)
     clip = (0.1 * rng.standard_normal(int(SR * args.seconds))).astype(np.float32)

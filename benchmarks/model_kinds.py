@@ -39,10 +39,10 @@ KINDS = {
 
 
 def run(out: Path, size: int, seed: int) -> dict:
-    from engine import FeatureStore
-    from models import evaluate, predict
-    from models.demo import DemoConfig, run_demo
-    from models.heads import train_head
+    from mgc.engine import FeatureStore
+    from mgc.models import evaluate, predict
+    from mgc.models.demo import DemoConfig, run_demo
+    from mgc.models.heads import train_head
 
     folder = out / f"n{size}-s{seed}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -73,7 +73,7 @@ def fit_at_scale(n: int, head: str = "linear", dim: int = 336, classes: int = 10
 
     import numpy as np
 
-    from models.heads import _fit, _fit_mlp, head_logits
+    from mgc.models.heads import _fit, _fit_mlp, head_logits
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, classes, n)

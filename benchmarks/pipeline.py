@@ -114,7 +114,7 @@ def _librosa_task(args):
     import h5py
     import librosa
 
-    from engine import schema
+    from mgc.engine import schema
 
     paths, out = args
     with h5py.File(out, "w") as h5:
@@ -136,7 +136,7 @@ def _librosa_task(args):
 
 
 def _decode_task(paths):
-    from engine.audio import AudioStream
+    from mgc.engine.audio import AudioStream
 
     for path in paths:
         for _ in AudioStream(path, SR).blocks():
@@ -160,8 +160,8 @@ def _tasks(corpus: Path, per_task: int) -> list[list[str]]:
 
 def per_core(corpus: str, out: str, tracks: int, repeat: int) -> None:
     """Print JSON: per-track ms on one core, in this process, of ours / librosa's way / decode only."""
-    from engine import FeatureSpec
-    from engine.shard import ShardTask, run_shard
+    from mgc.engine import FeatureSpec
+    from mgc.engine.shard import ShardTask, run_shard
 
     os.environ.update(THREAD_ENV)
     paths = _tasks(Path(corpus), tracks)[0]
@@ -221,8 +221,8 @@ def child(mode: str, corpus: str, out: str, workers: int, per_task: int) -> None
         subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elif mode == "dask-warm":
         # A cluster that is already up (as a shared one is): time the extraction alone.
-        from engine import FeatureSpec, extract
-        from engine.cluster import dask_executor
+        from mgc.engine import FeatureSpec, extract
+        from mgc.engine.cluster import dask_executor
 
         with dask_executor(f"local:{workers}") as session:
             extract(corpus, out, FeatureSpec(), executor=session.executor, overwrite=True, shard_size=per_task)

@@ -111,11 +111,11 @@ def balanced(metrics: dict) -> float:
 
 
 def run_task(folder: Path, manifest: Path, seed: int, fine_tune: int) -> dict:
-    from engine import FeatureSpec, extract
-    from models import evaluate, train
-    from models.config import ModelConfig
-    from models.demo import DemoConfig
-    from models.heads import train_head
+    from mgc.engine import FeatureSpec, extract
+    from mgc.models import evaluate, train
+    from mgc.models.config import ModelConfig
+    from mgc.models.demo import DemoConfig
+    from mgc.models.heads import train_head
 
     store = folder / "store"
     if not store.exists():

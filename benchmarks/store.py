@@ -68,8 +68,8 @@ def report(rows: list[tuple], header: tuple) -> None:
 
 def build(workdir: Path, n_tracks: int, workers: int) -> tuple[Path, float, float]:
     """Make a store of ``n_tracks`` one-second tracks; return (store, extraction s, consolidate s)."""
-    from engine import extract
-    from engine.tables import consolidate
+    from mgc.engine import extract
+    from mgc.engine.tables import consolidate
     from tests.engine.conftest import write_audio
 
     corpus, store = workdir / "corpus", workdir / "store"
@@ -114,7 +114,7 @@ def cli_inspect(store: Path, repeats: int = 3) -> tuple[float, float]:
     """Median seconds of ``mgc inspect STORE`` end to end in a new interpreter, and of ``python -c pass``."""
     runs = {"inspect": [], "python": []}
     for _ in range(repeats):
-        for name, argv in (("inspect", [str(ROOT / "cli.py"), "inspect", str(store)]), ("python", ["-c", "pass"])):
+        for name, argv in (("inspect", ["-m", "mgc.cli", "inspect", str(store)]), ("python", ["-c", "pass"])):
             started = time.perf_counter()
             subprocess.run([sys.executable, *argv], capture_output=True, check=True)
             runs[name].append(time.perf_counter() - started)
@@ -154,7 +154,7 @@ def main() -> None:
     import _store_v0
     import h5py
 
-    from engine import FeatureStore, summarize_store
+    from mgc.engine import FeatureStore, summarize_store
 
     workdir = Path(args.workdir) / str(args.tracks)
     store_path, extract_seconds, consolidate_seconds = build(workdir, args.tracks, args.workers)

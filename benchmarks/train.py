@@ -50,12 +50,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from engine.background import background as prefetch  # noqa: E402
-from models.config import ModelConfig, TrainConfig  # noqa: E402
-from models.data import StoreTracks  # noqa: E402
-from models.input_pipeline import TrainStream, crop_frames_for, fit_normalizer  # noqa: E402
-from models.parallel import make_parallel  # noqa: E402
-from models.steps import init_state, make_optimizer  # noqa: E402
+from mgc.engine.background import background as prefetch  # noqa: E402
+from mgc.models.config import ModelConfig, TrainConfig  # noqa: E402
+from mgc.models.data import StoreTracks  # noqa: E402
+from mgc.models.input_pipeline import TrainStream, crop_frames_for, fit_normalizer  # noqa: E402
+from mgc.models.parallel import make_parallel  # noqa: E402
+from mgc.models.steps import init_state, make_optimizer  # noqa: E402
 
 
 def write_tones(corpus: Path, tracks_per_genre: int, seconds: float, sr: int = 22050) -> None:
@@ -74,11 +74,11 @@ def write_tones(corpus: Path, tracks_per_genre: int, seconds: float, sr: int = 2
 
 def make_store(folder: Path, tracks_per_genre: int, seconds: float) -> Path:
     """A synthetic corpus (engine.synth, else tones) extracted with the default spec, log-mel only."""
-    import engine
+    from mgc import engine
 
     corpus, store = folder / "corpus", folder / "store"
     try:
-        from engine.synth import make_corpus
+        from mgc.engine.synth import make_corpus
 
         make_corpus(corpus, tracks_per_genre=tracks_per_genre, seconds=seconds, seed=0)
     except Exception as error:  # the generator is optional here; any audio will do for timing
@@ -143,9 +143,9 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 started = time.perf_counter()
 import numpy as np
-from engine import FeatureStore
-from models.config import TrainConfig
-from models.input_pipeline import TrainStream, crop_frames_for, fit_normalizer
+from mgc.engine import FeatureStore
+from mgc.models.config import TrainConfig
+from mgc.models.input_pipeline import TrainStream, crop_frames_for, fit_normalizer
 store = FeatureStore({store!r})
 rows = np.arange(len(store))
 config = TrainConfig(batch_size={batch}, memory_limit_mb={memory}, crops_per_track={crops})
@@ -167,7 +167,7 @@ _TRAIN_PROBE = """
 import json, resource, sys, tempfile, time
 sys.path.insert(0, {root!r})
 started = time.perf_counter()
-from models import ModelConfig, TrainConfig, train
+from mgc.models import ModelConfig, TrainConfig, train
 events = {{}}
 def progress(event):
     if event.kind == "update":
@@ -197,7 +197,7 @@ def build_stream_store(workdir: Path, n_tracks: int) -> Path:
     import json
     import shutil
 
-    import engine
+    from mgc import engine
     from tests.engine.conftest import write_audio
 
     store, marker = workdir / "store", workdir / f"built-{n_tracks}.json"
@@ -219,7 +219,7 @@ def default_network_flops(n_mels: int = 128, crop: int = 130, batch: int = 256) 
     """FLOPs per example of one train step of the default network (XLA's count of the compiled step)."""
     import functools
 
-    from models.steps import make_graphdef, train_step
+    from mgc.models.steps import make_graphdef, train_step
 
     model_config = ModelConfig(n_mels=n_mels, n_classes=10)
     tx = make_optimizer(TrainConfig(), total_steps=1000)

@@ -6,7 +6,7 @@ message without a traceback.
 
 from __future__ import annotations
 
-from kernels import MgcError
+from mgc.kernels import MgcError
 
 __all__ = [
     "MgcError",

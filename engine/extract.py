@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from kernels.validate import integer, one_of, real_number
+from mgc.kernels.validate import integer, one_of, real_number
 
 from . import atomic, schema, tables
 from .corpus import Corpus, load_corpus

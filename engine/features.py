@@ -80,7 +80,7 @@ class LogMelAccumulator:
         self._frames: list[np.ndarray] = []  # each (k, n_mels) float32, dB without top_db
 
     def _emit(self, buffer: np.ndarray) -> np.ndarray:
-        from kernels import frame_count, log_melspectrogram, melspectrogram
+        from mgc.kernels import frame_count, log_melspectrogram, melspectrogram
 
         spec = self.spec
         if buffer.size < spec.n_fft:
@@ -179,7 +179,7 @@ def features_from_blocks(blocks: Iterable[np.ndarray], spec: FeatureSpec, path: 
     logmel = accumulator.finish()
     out = {}
     if "mfcc" in spec.features:
-        from kernels import mfcc
+        from mgc.kernels import mfcc
 
         # In slices of frames (each frame's DCT is independent): the kernel's
         # temporaries then stay a few MB however long the track is.

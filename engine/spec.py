@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
 
-from kernels.validate import one_of, positive_int, real_number
+from mgc.kernels.validate import one_of, positive_int, real_number
 
 from .errors import SpecError
 
@@ -127,13 +127,13 @@ class FeatureSpec:
 
     def mel_frequencies(self):
         """Centre frequencies in Hz of the ``n_mels`` bands ``(n_mels,)``, for axes and captions."""
-        from kernels import mel_frequencies
+        from mgc.kernels import mel_frequencies
 
         return mel_frequencies(self.n_mels + 2, fmin=self.fmin, fmax=self.fmax or self.sr / 2, htk=self.htk)[1:-1]
 
     def n_frames(self, n_samples: int) -> int:
         """Frames of a track of ``n_samples`` at ``sr`` (centred frames, as librosa)."""
-        from kernels import frame_count
+        from mgc.kernels import frame_count
 
         return frame_count(n_samples, n_fft=self.n_fft, hop_length=self.hop_length, center=True)
 

@@ -21,10 +21,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from engine import describe_differences, differences
-from models.config import ModelConfig, ModelError, TrainConfig
-from models.input_pipeline import Normalizer
-from models.layout import CHECKPOINT_KINDS, ModelFolder
+from mgc.engine import describe_differences, differences
+from mgc.models.config import ModelConfig, ModelError, TrainConfig
+from mgc.models.input_pipeline import Normalizer
+from mgc.models.layout import CHECKPOINT_KINDS, ModelFolder
 
 __all__ = ["Checkpoints", "TrainedModel", "load_model", "check_spec"]
 
@@ -100,7 +100,7 @@ class TrainedModel:
 
 def _builtin(model_dir: str | Path):
     """The built-in pretrained model named ``model_dir`` (``musicnn-msd``...), unless a folder has that name."""
-    from models.pretrained.musicnn import MUSICNN_MODELS, BuiltinModel
+    from mgc.models.pretrained.musicnn import MUSICNN_MODELS, BuiltinModel
 
     if str(model_dir) in MUSICNN_MODELS and not Path(model_dir).exists():
         return BuiltinModel(str(model_dir))
@@ -131,12 +131,12 @@ def load_model(model_dir: str | Path, which: str = "best") -> TrainedModel:
         (orbax deletes a checkpoint when it saves the next one; wait for the
         training to finish, or copy the folder).
     """
-    from models.steps import init_state, make_optimizer
+    from mgc.models.steps import init_state, make_optimizer
 
     builtin = _builtin(model_dir)
     if builtin is not None:
         return builtin
-    from models.heads import HeadModel, is_head
+    from mgc.models.heads import HeadModel, is_head
 
     if is_head(model_dir):
         return HeadModel.load(model_dir)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.config import ModelConfig
+from mgc.models.config import ModelConfig
 
 __all__ = ["ShortChunkCNN"]
 

@@ -10,13 +10,54 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-from engine import MgcError
+from mgc.engine import MgcError
 
-__all__ = ["ModelConfig", "TrainConfig", "ModelError", "tiny_model_config"]
+__all__ = [
+    "BACKBONES",
+    "EMBED_INDEXES",
+    "EVAL_SPLITS",
+    "FEATURIZERS",
+    "HEADS",
+    "INFER_BATCH",
+    "HeadConfig",
+    "ModelConfig",
+    "ModelError",
+    "TrainConfig",
+    "tiny_model_config",
+]
+
+#: Pretrained backbones a head can sit on (built-in model names, see ``models.pretrained``).
+BACKBONES = ("musicnn-msd", "musicnn-mtt")
+#: What makes a head's one vector per track: the store's statistics or a backbone.
+FEATURIZERS = ("stats", *BACKBONES)
+#: A head's layers: logistic regression, or one hidden ReLU layer before it.
+HEADS = ("linear", "mlp")
+#: Splits ``evaluate`` accepts: the model's saved splits, or every labelled track.
+EVAL_SPLITS = ("train", "valid", "test", "all")
+#: ``embed``'s approximate-index choices.
+EMBED_INDEXES = ("auto", "ann", "none")
+#: Crops per network call in prediction, embedding and evaluation.
+INFER_BATCH = 256
 
 
 class ModelError(MgcError, ValueError):
     """A problem a user can cause or fix: bad settings, a missing model, a spec mismatch."""
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Defaults of a head on one vector per track (``mgc train --model stats`` or ``--backbone NAME``).
+
+    The fields are :func:`models.train_head`'s keyword arguments of the same names.
+    """
+
+    featurizer: str = "stats"
+    head: str = "linear"
+    hidden: int = 256
+    c: float = 1.0
+    max_iter: int = 500
+    fine_tune_epochs: int = 0
+    fine_tune_lr: float = 1e-5
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -181,3 +222,40 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return _from_dict(cls, data)
+
+
+# Choices and defaults the CLI shows (``mgc train/evaluate/predict/embed/similar/report/demo``);
+# the library functions' own defaults should name these too, so that the two cannot drift.
+__all__ += [
+    "CHECKPOINTS",
+    "DEMO_OUT",
+    "EMBED_DTYPE",
+    "EMBED_INDEX",
+    "MODEL_KINDS",
+    "NEAREST_K",
+    "PARALLELS",
+    "PRECISIONS",
+    "REPORT_SAMPLE",
+    "TOP_K",
+]
+
+#: ``mgc train --model``: the short-chunk CNN, or a head on per-track statistics (``--backbone`` picks the others).
+MODEL_KINDS = ("cnn", "stats")
+#: ``TrainConfig.parallel``'s choices.
+PARALLELS = ("jit", "pmap")
+#: ``TrainConfig.precision``'s choices.
+PRECISIONS = ("float32", "bfloat16")
+#: The checkpoints a model folder keeps: the best by validation accuracy, and the latest.
+CHECKPOINTS = ("best", "latest")
+#: Genres per track that ``predict`` returns.
+TOP_K = 3
+#: Neighbours per query: ``similar``'s results and ``evaluate``'s genre precision at k.
+NEAREST_K = 10
+#: ``embed``'s stored precision of the vectors (one of ``engine.vectors.DTYPES``).
+EMBED_DTYPE = "float16"
+#: ``embed``'s default approximate-index policy (one of ``EMBED_INDEXES``).
+EMBED_INDEX = "auto"
+#: Tracks ``report`` reads for its spectra, examples and map.
+REPORT_SAMPLE = 2000
+#: ``run_demo``'s folder.
+DEMO_OUT = "mgc-demo"

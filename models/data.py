@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from models.config import ModelError
-from models.input_pipeline import TrackSource
-from models.splits import track_columns
+from mgc.models.config import ModelError
+from mgc.models.input_pipeline import TrackSource
+from mgc.models.splits import track_columns
 
 __all__ = ["open_store", "StoreTracks", "split_source"]
 
@@ -20,7 +20,7 @@ __all__ = ["open_store", "StoreTracks", "split_source"]
 def open_store(store: Any) -> Any:
     """Return an ``engine.FeatureStore`` for a path, or ``store`` itself if it already is one."""
     if isinstance(store, (str, Path)):
-        from engine import FeatureStore  # the engine's public API only
+        from mgc.engine import FeatureStore  # the engine's public API only
 
         return FeatureStore(store)
     return store

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import (
+from mgc.engine import (
     FeatureSpec,
     ProgressCallback,
     ProgressReporter,
@@ -29,11 +29,11 @@ from engine import (
     differences,
     extract,
 )
-from engine.synth import make_corpus
-from models.config import ModelConfig, ModelError, TrainConfig
-from models.evaluate import evaluate
-from models.predict import predict
-from models.train import has_checkpoint, train
+from mgc.engine.synth import make_corpus
+from mgc.models.config import ModelConfig, ModelError, TrainConfig
+from mgc.models.evaluate import evaluate
+from mgc.models.predict import predict
+from mgc.models.train import has_checkpoint, train
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
 

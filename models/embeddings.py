@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from engine import VectorStore, VectorWriter, vectors
-from models.config import ModelError
+from mgc.engine import VectorStore, VectorWriter, vectors
+from mgc.models.config import ModelError
 
 __all__ = ["EmbeddingStore", "embed", "weights_fingerprint"]
 
@@ -55,7 +55,7 @@ class EmbeddingStore(VectorStore):
         ModelError
             When the model folder is gone or its weights changed since.
         """
-        from models.checkpoint import load_model
+        from mgc.models.checkpoint import load_model
 
         model_meta = self.meta["model"]
         model = load_model(model_meta["dir"], model_meta["checkpoint"])
@@ -136,10 +136,10 @@ def embed(
         run), ``skipped`` (already in the store), ``vectors`` (in the store now)
         and ``index`` (the index file, or None).
     """
-    from engine import ProgressReporter, neighbours
-    from models.checkpoint import load_model
-    from models.inference import infer
-    from models.predict import _audio_items, _head_results, _store_items, describe_error
+    from mgc.engine import ProgressReporter, neighbours
+    from mgc.models.checkpoint import load_model
+    from mgc.models.inference import infer
+    from mgc.models.predict import _audio_items, _head_results, _store_items, describe_error
 
     if dtype not in vectors.DTYPES:
         raise ModelError(f"dtype must be one of {vectors.DTYPES}, got {dtype!r}")
@@ -147,7 +147,7 @@ def embed(
         raise ModelError(f"index must be auto, ann or none, got {index!r}")
     if shard_tracks < 1:
         raise ModelError("shard_tracks must be at least 1")
-    from engine import FolderLock
+    from mgc.engine import FolderLock
 
     folder = Path(out)
     model = load_model(model_dir, which)
@@ -169,11 +169,11 @@ def embed(
         writer = VectorWriter(folder, meta, overwrite=overwrite)
         summary["skipped"] = len(writer.done)
         skip = frozenset(writer.done)
-        from models.heads import HeadModel
+        from mgc.models.heads import HeadModel
 
         total = None
         if store is not None:
-            from engine import FeatureStore
+            from mgc.engine import FeatureStore
 
             store = store if isinstance(store, FeatureStore) else FeatureStore(store)
             total = max(len(store) - len(skip), 0)

@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from engine import atomic
-from models.checkpoint import TrainedModel, check_spec, load_model
-from models.config import ModelError
-from models.data import StoreTracks, split_source
-from models.layout import EVAL_FILES, ModelFolder, eval_folder_lock
-from models.metrics import classification_metrics, track_outputs
-from models.plots import confusion_png, curves_png
-from models.steps import make_graphdef
+from mgc.engine import atomic
+from mgc.models.checkpoint import TrainedModel, check_spec, load_model
+from mgc.models.config import ModelError
+from mgc.models.data import StoreTracks, split_source
+from mgc.models.layout import EVAL_FILES, ModelFolder, eval_folder_lock
+from mgc.models.metrics import classification_metrics, track_outputs
+from mgc.models.plots import confusion_png, curves_png
+from mgc.models.steps import make_graphdef
 
 __all__ = ["evaluate"]
 
@@ -145,7 +145,7 @@ def _evaluate_into(
     precision_k: int,
 ) -> dict[str, Any]:
     """:func:`evaluate`'s pass over ``rows`` and its files, written into the locked folder ``out``."""
-    from models.heads import HeadModel
+    from mgc.models.heads import HeadModel
 
     if isinstance(model, HeadModel):
         vectors, available = model.store_vectors(tracks.store, rows)
@@ -166,7 +166,7 @@ def _evaluate_into(
     y_pred = probs.argmax(-1)
     metrics = classification_metrics(y_true, y_pred, len(model.label_names))
     paths = {key: out / name for key, name in EVAL_FILES.items()}
-    from engine import neighbours
+    from mgc.engine import neighbours
 
     # Does similarity follow genre? The share of each track's nearest neighbours (by the
     # embedding `mgc embed` writes) that carry its true label.

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import ModelError
+from mgc.models.config import ModelError
 
 __all__ = ["fine_tune"]
 
@@ -54,9 +54,9 @@ PATCH_BYTES = 187 * 96 * 2
 
 def _track_logmels(store: Any, rows: np.ndarray, *, workers=None) -> Iterator[np.ndarray | None]:
     """The backbone's log-mel ``(n_frames, 96)`` float16 of each of ``rows``, one at a time (None where it failed)."""
-    from models.heads import holds_backbone_input
-    from models.predict import _decode
-    from models.pretrained.musicnn import MUSICNN_SPEC
+    from mgc.models.heads import holds_backbone_input
+    from mgc.models.predict import _decode
+    from mgc.models.pretrained.musicnn import MUSICNN_SPEC
 
     if holds_backbone_input(store):
         for _row, logmel in store.iter_tracks("logmel", rows=rows):
@@ -122,10 +122,10 @@ def fine_tune(
     import optax
     from flax import nnx
 
-    from engine import ProgressReporter
-    from models.heads import head_logits, head_penalty
-    from models.input_pipeline import eval_crops as covering_crops
-    from models.pretrained.musicnn import PATCH_FRAMES, load_musicnn, musicnn_arrays
+    from mgc.engine import ProgressReporter
+    from mgc.models.heads import head_logits, head_penalty
+    from mgc.models.input_pipeline import eval_crops as covering_crops
+    from mgc.models.pretrained.musicnn import PATCH_FRAMES, load_musicnn, musicnn_arrays
 
     if epochs < 1:
         raise ModelError(f"fine-tuning needs at least 1 epoch, got {epochs}")

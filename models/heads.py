@@ -52,13 +52,11 @@ from typing import Any
 
 import numpy as np
 
-from engine import VectorStore, VectorWriter, atomic
-from models.config import ModelError
+from mgc.engine import VectorStore, VectorWriter, atomic
+from mgc.models.config import FEATURIZERS, HEADS, HeadConfig, ModelError
 
 __all__ = ["FEATURIZERS", "HeadModel", "stats_vector", "train_head"]
 
-FEATURIZERS = ("stats", "musicnn-msd", "musicnn-mtt")
-HEADS = ("linear", "mlp")
 HEAD_FILE = "head.npz"
 BACKBONE_FILE = "backbone.npz"
 VECTORS = "vectors"
@@ -119,8 +117,8 @@ def _store_items(
             yield (ids[row], paths[row], labels[row]), stats_vector(logmel, mfcc)
         return
     if holds_backbone_input(store):  # the backbone's own input is in the store: no audio is read
-        from models.inference import infer
-        from models.pretrained.musicnn import BuiltinModel
+        from mgc.models.inference import infer
+        from mgc.models.pretrained.musicnn import BuiltinModel
 
         stored = store.iter_tracks("logmel", rows=rows)
         items = (((ids[row], paths[row], labels[row]), logmel) for row, logmel in stored)
@@ -133,8 +131,8 @@ def _store_items(
 
 def holds_backbone_input(store: Any) -> bool:
     """Whether ``store`` was extracted with the backbone's spec (``mgc extract --preset musicnn``)."""
-    from engine import differences
-    from models.pretrained.musicnn import MUSICNN_SPEC
+    from mgc.engine import differences
+    from mgc.models.pretrained.musicnn import MUSICNN_SPEC
 
     return not differences(MUSICNN_SPEC, store.spec.to_dict())
 
@@ -144,9 +142,9 @@ def _backbone_items(keys: list, featurizer: str, *, workers=None, executor=None,
 
     ``backbone``: a fine-tuned backbone's weights file (default: the shipped weights of ``featurizer``).
     """
-    from models.inference import infer
-    from models.predict import _decode
-    from models.pretrained.musicnn import BuiltinModel
+    from mgc.models.inference import infer
+    from mgc.models.predict import _decode
+    from mgc.models.pretrained.musicnn import BuiltinModel
 
     backbone = BuiltinModel(featurizer, path=backbone)
     items = _decode(backbone, list(keys), workers=workers, executor=executor)
@@ -159,7 +157,7 @@ def _audio_items(featurizer: str, spec: dict, keys: list, *, workers=None, execu
     if featurizer != "stats":
         yield from _backbone_items(keys, featurizer, workers=workers, executor=executor, backbone=backbone)
         return
-    from engine import FeatureSpec, map_features
+    from mgc.engine import FeatureSpec, map_features
 
     computed = map_features([k[1] for k in keys], FeatureSpec.from_dict(spec), workers=workers, executor=executor)
     for key, (_path, value) in zip(keys, computed):
@@ -380,7 +378,7 @@ def vector_dim(featurizer: str, spec: dict) -> int:
     """Length of a featurizer's vector for a store of ``spec``."""
     if featurizer == "stats":
         return 2 * (2 * int(spec["n_mfcc"]) + int(spec["n_mels"]))
-    from models.pretrained.musicnn import weights_path
+    from mgc.models.pretrained.musicnn import weights_path
 
     # From the weights file's shape: no need to build the network the vectors pass loads anyway.
     with np.load(weights_path(featurizer), allow_pickle=False) as weights:
@@ -394,7 +392,7 @@ def _cached_vectors(
 
     A cache of another featurizer or spec is replaced when it is the model folder's ``own``, refused otherwise.
     """
-    from engine import ProgressReporter, StoreError
+    from mgc.engine import ProgressReporter, StoreError
 
     spec = store.spec.to_dict()
     # What makes the vectors: the featurizer and, for the statistics, the store's spec.
@@ -441,7 +439,7 @@ def _cached_vectors(
 
     for key, value in _store_items(store, todo, featurizer, workers=workers):
         if isinstance(value, BaseException):
-            from models.predict import describe_error
+            from mgc.models.predict import describe_error
 
             failures.append((key[0], key[1], describe_error(value)))
         else:
@@ -458,14 +456,14 @@ def _cached_vectors(
 def train_head(
     store: Any,
     out_dir: str | Path,
-    featurizer: str = "stats",
+    featurizer: str = HeadConfig.featurizer,
     *,
-    head: str = "linear",
-    hidden: int = 256,
-    c: float = 1.0,
-    max_iter: int = 500,
-    fine_tune_epochs: int = 0,
-    fine_tune_lr: float = 1e-5,
+    head: str = HeadConfig.head,
+    hidden: int = HeadConfig.hidden,
+    c: float = HeadConfig.c,
+    max_iter: int = HeadConfig.max_iter,
+    fine_tune_epochs: int = HeadConfig.fine_tune_epochs,
+    fine_tune_lr: float = HeadConfig.fine_tune_lr,
     vectors_dir: str | Path | None = None,
     seed: int = 0,
     split_files=None,
@@ -514,9 +512,9 @@ def train_head(
         ``seconds`` (fit only), ``vector_seconds`` and, when fine-tuned,
         ``fine_tune`` (see :func:`models.finetune.fine_tune`).
     """
-    from engine import FeatureStore, ProgressReporter
-    from models.layout import ModelFolder
-    from models.splits import make_splits
+    from mgc.engine import FeatureStore, ProgressReporter
+    from mgc.models.layout import ModelFolder
+    from mgc.models.splits import make_splits
 
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
     spec = store.spec.to_dict()
@@ -587,7 +585,7 @@ def train_head(
             "vector_seconds": vector_seconds,
         }
         if fine_tune_epochs:
-            from models.finetune import fine_tune
+            from mgc.models.finetune import fine_tune
 
             tuned = fine_tune(
                 store,

@@ -28,8 +28,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from models.input_pipeline import eval_crops
-from models.steps import infer_step
+from mgc.models.input_pipeline import eval_crops
+from mgc.models.steps import infer_step
 
 __all__ = ["Inferred", "ResultsFile", "infer", "infer_with"]
 
@@ -73,7 +73,7 @@ def infer(
         ``embedding`` is the mean of the crops' penultimate-layer vectors (not
         normalised).
     """
-    from models.steps import make_graphdef
+    from mgc.models.steps import make_graphdef
 
     # A built-in model (models.pretrained) carries its own graph; a trained one is a ShortChunkCNN.
     graphdef = getattr(model, "graphdef", None) or make_graphdef(model.model_config)
@@ -191,7 +191,7 @@ class ResultsFile:
         if self.csv:
             rows = list(csv.reader(io.StringIO(text)))
             if rows and rows[0] != self.columns:
-                from models.config import ModelError
+                from mgc.models.config import ModelError
 
                 raise ModelError(f"{self.path} has the columns {rows[0]}, not {self.columns}; choose another --out")
             index = self.columns.index(self.key)

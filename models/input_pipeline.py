@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from engine import background
-from models.config import ModelError, TrainConfig
+from mgc.engine import background
+from mgc.models.config import ModelError, TrainConfig
 
 __all__ = [
     "Normalizer",

@@ -43,8 +43,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine import FolderLock, atomic
-from models.config import ModelError
+from mgc.engine import FolderLock, atomic
+from mgc.models.config import ModelError
 
 __all__ = ["EVAL_FILES", "ModelFolder", "eval_folder_lock"]
 

@@ -27,8 +27,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from models.config import ModelConfig, ModelError
-from models.steps import make_graphdef, train_step
+from mgc.models.config import ModelConfig, ModelError
+from mgc.models.steps import make_graphdef, train_step
 
 __all__ = ["make_parallel", "JitParallel", "PmapParallel", "AXIS"]
 

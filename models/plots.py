@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from engine import atomic
+from mgc.engine import atomic
 
 __all__ = ["confusion_png", "curves_png"]
 

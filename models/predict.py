@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from models.checkpoint import TrainedModel, load_model
-from models.inference import ResultsFile, infer
+from mgc.models.checkpoint import TrainedModel, load_model
+from mgc.models.inference import ResultsFile, infer
 
 __all__ = ["describe_error", "iter_predictions", "predict", "predict_to_file"]
 
 
 def _entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
     """``(track_id, path, label)`` of audio files, folders (searched recursively) and CSV manifests."""
-    from engine import find_audio_files, load_corpus
+    from mgc.engine import find_audio_files, load_corpus
 
     entries = []
     for item in inputs:
@@ -30,7 +30,7 @@ def _entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
 
 def _decode(model: Any, entries: list, *, workers: int | None, executor=None) -> Iterator[tuple]:
     """``(entry, logmel or error)`` of ``entries`` (``entry[1]`` is the path), with the model's spec, in order."""
-    from engine import FeatureSpec, map_features
+    from mgc.engine import FeatureSpec, map_features
 
     spec = FeatureSpec.from_dict(model.spec)
     # Only log-mel feeds the network; skip computing the rest.
@@ -52,8 +52,8 @@ def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, 
 
 def _store_items(model: TrainedModel, store: Any, *, skip) -> Iterator[tuple]:
     """``((track_id, path, label), logmel)`` of every track of a feature store not in ``skip``, in storage order."""
-    from engine import FeatureStore
-    from models.checkpoint import check_spec
+    from mgc.engine import FeatureStore
+    from mgc.models.checkpoint import check_spec
 
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
     check_spec(model.spec, store.spec, where="the model", store_path=store.path)
@@ -67,9 +67,9 @@ def _store_items(model: TrainedModel, store: Any, *, skip) -> Iterator[tuple]:
 
 def _head_results(model: Any, inputs: Sequence, *, store: Any, workers, skip, executor) -> Iterator:
     """:class:`models.inference.Inferred` results of a head model (one vector per track, no crops)."""
-    from engine import FeatureStore
-    from models.checkpoint import check_spec
-    from models.inference import Inferred
+    from mgc.engine import FeatureStore
+    from mgc.models.checkpoint import check_spec
+    from mgc.models.inference import Inferred
 
     if store is not None:
         store = store if isinstance(store, FeatureStore) else FeatureStore(store)
@@ -106,7 +106,7 @@ def iter_predictions(
     executor=None,
 ) -> Iterator[dict[str, Any]]:
     """One result per track, in input order (see :func:`predict`); tracks whose id is in ``skip`` are left out."""
-    from models.heads import HeadModel
+    from mgc.models.heads import HeadModel
 
     if isinstance(model, HeadModel):
         results = _head_results(model, inputs, store=store, workers=workers, skip=skip, executor=executor)
@@ -233,7 +233,7 @@ def predict_to_file(
     dict
         ``out``, ``written`` (this run), ``skipped`` (already in the file), ``failed`` (this run).
     """
-    from engine import ProgressReporter
+    from mgc.engine import ProgressReporter
 
     model = _loaded(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
@@ -277,7 +277,7 @@ def predict_to_file(
 
 def describe_error(error: Exception) -> str:
     """One line saying why a file could not be used, for the ``error`` field of a prediction."""
-    from engine import AudioError, MgcError
+    from mgc.engine import AudioError, MgcError
 
     if isinstance(error, AudioError):
         return f"{error.kind}: {error}"

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from engine import neighbours, vectors
-from models.config import ModelError
-from models.embeddings import EmbeddingStore
+from mgc.engine import neighbours, vectors
+from mgc.models.config import ModelError
+from mgc.models.embeddings import EmbeddingStore
 
 __all__ = ["similar"]
 
@@ -70,9 +70,9 @@ def similar(
     wanted[known] = store.vectors(rows[known])
     errors: dict[int, str] = {}
     if audio:
-        from models.heads import HeadModel
-        from models.inference import infer
-        from models.predict import _audio_items, _head_results, describe_error
+        from mgc.models.heads import HeadModel
+        from mgc.models.inference import infer
+        from mgc.models.predict import _audio_items, _head_results, describe_error
 
         model = store.load_model()
         positions = [i for i, row in enumerate(rows) if row < 0]

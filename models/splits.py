@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from models.config import ModelError
+from mgc.models.config import ModelError
 
 __all__ = ["SPLITS", "track_columns", "make_splits"]
 

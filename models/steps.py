@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from models.cnn import ShortChunkCNN
-from models.config import ModelConfig, TrainConfig
+from mgc.models.cnn import ShortChunkCNN
+from mgc.models.config import ModelConfig, TrainConfig
 
 __all__ = ["make_schedule", "make_optimizer", "make_graphdef", "init_state", "train_step", "eval_step", "infer_step"]
 

@@ -17,16 +17,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from engine import ProgressCallback, ProgressReporter, background, describe_differences, differences
-from models.checkpoint import Checkpoints, check_spec
-from models.config import ModelConfig, ModelError, TrainConfig
-from models.data import StoreTracks
-from models.input_pipeline import Normalizer, TrainStream, crop_frames_for, fit_normalizer
-from models.layout import ModelFolder
-from models.metrics import classification_metrics, track_outputs
-from models.parallel import make_parallel
-from models.splits import make_splits
-from models.steps import init_state, make_graphdef, make_optimizer, make_schedule
+from mgc.engine import ProgressCallback, ProgressReporter, background, describe_differences, differences
+from mgc.models.checkpoint import Checkpoints, check_spec
+from mgc.models.config import ModelConfig, ModelError, TrainConfig
+from mgc.models.data import StoreTracks
+from mgc.models.input_pipeline import Normalizer, TrainStream, crop_frames_for, fit_normalizer
+from mgc.models.layout import ModelFolder
+from mgc.models.metrics import classification_metrics, track_outputs
+from mgc.models.parallel import make_parallel
+from mgc.models.splits import make_splits
+from mgc.models.steps import init_state, make_graphdef, make_optimizer, make_schedule
 
 __all__ = ["has_checkpoint", "train"]
 

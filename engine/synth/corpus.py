@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engine.errors import MgcError
-from engine.progress import ProgressCallback, Reporter
-from kernels.validate import integer
+from mgc.engine.errors import MgcError
+from mgc.engine.progress import ProgressCallback, Reporter
+from mgc.kernels.validate import integer
 
 from .render import render
 from .styles import GENRES_TABLE

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m models.pretrained.convert                 # pip-downloads musicnn==0.1.0 into a temp folder
-    python -m models.pretrained.convert --source DIR    # DIR holds MSD_musicnn/ and MTT_musicnn/ (musicnn's package)
+    python -m mgc.models.pretrained.convert                 # pip-downloads musicnn==0.1.0 into a temp folder
+    python -m mgc.models.pretrained.convert --source DIR    # DIR holds MSD_musicnn/ and MTT_musicnn/ (musicnn's package)
 
 For each model it reads the checkpoint with :mod:`models.pretrained.tf_checkpoint`
 (no TensorFlow), keeps the model variables (the Adam slots, ``beta1_power`` and
@@ -63,7 +63,7 @@ CHECKPOINTS = {"MSD_musicnn": "musicnn_msd.npz", "MTT_musicnn": "musicnn_mtt.npz
 
 def convert_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
     """The Flax-named float32 weights of one musicnn checkpoint (``prefix``: e.g. ``.../MSD_musicnn/``)."""
-    from models.pretrained.tf_checkpoint import read_checkpoint
+    from mgc.models.pretrained.tf_checkpoint import read_checkpoint
 
     tensors = read_checkpoint(prefix)
     out = {}
@@ -81,7 +81,7 @@ def convert_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
 def _check_shapes(weights: dict[str, np.ndarray]) -> None:
     from flax import nnx
 
-    from models.pretrained.musicnn import Musicnn
+    from mgc.models.pretrained.musicnn import Musicnn
 
     model = Musicnn(n_classes=weights["out/kernel"].shape[1], rngs=nnx.Rngs(0))
     expected = {"/".join(map(str, k)): v.get_value().shape for k, v in nnx.to_flat_state(nnx.state(model))}
@@ -120,7 +120,7 @@ def _licence(source: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from engine import atomic
+    from mgc.engine import atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, help="musicnn's package folder (holding MSD_musicnn/, MTT_musicnn/).")

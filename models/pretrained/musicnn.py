@@ -20,7 +20,7 @@ mid-end and a global-pool back-end):
 
 Every BatchNorm uses epsilon 1e-3, as ``tf.compat.v1.layers`` does. Weights
 come from ``musicnn_msd.npz`` / ``musicnn_mtt.npz`` beside this file, made by
-``python -m models.pretrained.convert`` from the TensorFlow checkpoints in
+``python -m mgc.models.pretrained.convert`` from the TensorFlow checkpoints in
 musicnn's package (ISC licence, see ``LICENSE-musicnn.md``); they are read
 with ``np.load(allow_pickle=False)``.
 """
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from engine import SPEC_PRESETS
+from mgc.engine import SPEC_PRESETS
 
 __all__ = [
     "MSD_TAGS",
@@ -193,7 +193,7 @@ def load_musicnn(name: str = "musicnn-msd", path: str | Path | None = None) -> M
     Raises
     ------
     FileNotFoundError
-        When the weights file is missing (run ``python -m models.pretrained.convert``).
+        When the weights file is missing (run ``python -m mgc.models.pretrained.convert``).
     """
     path = Path(path) if path is not None else weights_path(name)
     with np.load(path, allow_pickle=False) as weights:
@@ -236,7 +236,7 @@ class BuiltinModel:
     """
 
     def __init__(self, name: str, path: str | Path | None = None) -> None:
-        from models.input_pipeline import Normalizer
+        from mgc.models.input_pipeline import Normalizer
 
         module = load_musicnn(name, path)
         self.name = name

@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 import soxr
 
-import engine.audio as engine_audio
-from engine import AudioError, FeatureSpec, FeatureStore, compute_features, extract
-from engine.audio import AudioStream
-from engine.features import compute_track
+import mgc.engine.audio as engine_audio
+from mgc.engine import AudioError, FeatureSpec, FeatureStore, compute_features, extract
+from mgc.engine.audio import AudioStream
+from mgc.engine.features import compute_track
 
 from .conftest import EXPECTED_KIND, make_bad_files, write_audio
 
@@ -71,8 +71,8 @@ def test_each_bad_file_raises_its_kind(tmp_path: Path, name: str):
 
 _AS_NOBODY = """
 import os, sys
-from engine.audio import AudioStream
-from engine.errors import AudioError
+from mgc.engine.audio import AudioStream
+from mgc.engine.errors import AudioError
 read_end, write_end = os.pipe()
 pid = os.fork()
 if pid == 0:  # the interpreter and engine are loaded: the user nobody need not reach them

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from engine.background import background
-from engine.prefetch import decoded_tracks
+from mgc.engine.background import background
+from mgc.engine.prefetch import decoded_tracks
 
 from .conftest import write_audio
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from mgc.cli import app
 
 from .conftest import write_audio
 

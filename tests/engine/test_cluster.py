@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import engine
-from engine.cluster import ClusterError, dask_executor, parse_scheduler
+from mgc import engine
+from mgc.engine.cluster import ClusterError, dask_executor, parse_scheduler
 
 from .conftest import make_genre_folder
 
@@ -123,7 +123,7 @@ def test_missing_dask_is_reported_with_the_install_command():
 def test_cli_scheduler_local_gives_the_same_store(corpus, reference_store, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from mgc.cli import app
 
     store = tmp_path / "cli-dask-store"
     result = CliRunner().invoke(
@@ -137,7 +137,7 @@ def test_cli_scheduler_local_gives_the_same_store(corpus, reference_store, tmp_p
 def test_cli_unreachable_scheduler_exits_2_without_traceback(corpus, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from mgc.cli import app
 
     result = CliRunner().invoke(app, ["extract", str(corpus), str(tmp_path / "s"), "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 2

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import CorpusError, load_corpus
+from mgc.engine import CorpusError, load_corpus
 
 from .conftest import write_audio
 

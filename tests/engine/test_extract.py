@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from engine import (
+from mgc.engine import (
     ExtractFailed,
     FeatureSpec,
     FeatureStore,
@@ -106,7 +106,7 @@ def test_bad_arguments(genre_folder: Path, tmp_path: Path, kwargs):
 
 _HOLD_LOCK = """
 import sys, time
-from engine.lock import StoreLock
+from mgc.engine.lock import StoreLock
 with StoreLock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(60)
@@ -165,7 +165,7 @@ def test_a_run_in_this_process_leaves_its_thread_settings_alone(genre_folder: Pa
     """Changing NUMBA_NUM_THREADS after Numba started its threads breaks every later compile."""
     import os
 
-    import kernels
+    from mgc import kernels
 
     names = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     before = {name: os.environ.get(name) for name in names}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import FeatureStore, extract
+from mgc.engine import FeatureStore, extract
 
 from .conftest import write_audio
 from .test_extract import assert_same_store
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def mgc(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real CLI in a new interpreter."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *map(str, args)],
+        [sys.executable, "-m", "mgc.cli", *map(str, args)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -249,7 +249,7 @@ class _ElsewhereExecutor:
         import concurrent.futures as cf
         import dataclasses
 
-        from engine.shard import run_shard
+        from mgc.engine.shard import run_shard
 
         self.folder, self._pool, self._run, self._replace = folder, cf.ThreadPoolExecutor(1), run_shard, dataclasses
         folder.mkdir()
@@ -259,7 +259,7 @@ class _ElsewhereExecutor:
 
 
 def test_workers_that_cannot_see_the_store_fail_the_run_loudly(tmp_path: Path):
-    from engine import ExtractFailed
+    from mgc.engine import ExtractFailed
 
     corpus, store = _corpus(tmp_path / "corpus", 4), tmp_path / "store"
     executor = _ElsewhereExecutor(tmp_path / "their-disk")
@@ -293,7 +293,7 @@ def test_memory_bombs_are_refused_under_a_memory_limit(tmp_path: Path):
         resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
     done = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "extract", str(corpus), str(tmp_path / "store"), "--workers", "2"],
+        [sys.executable, "-m", "mgc.cli", "extract", str(corpus), str(tmp_path / "store"), "--workers", "2"],
         cwd=ROOT,
         capture_output=True,
         text=True,

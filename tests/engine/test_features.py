@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import AudioError, FeatureSpec, compute_features
-from engine.audio import AudioStream
-from engine.features import compute_track, features_from_blocks
+from mgc.engine import AudioError, FeatureSpec, compute_features
+from mgc.engine.audio import AudioStream
+from mgc.engine.features import compute_track, features_from_blocks
 
 from .conftest import write_audio
 
@@ -112,8 +112,8 @@ def test_real_recordings_match_librosa(shared_audio: Path):
 _MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, sys
-    from engine import FeatureSpec
-    from engine.features import compute_track
+    from mgc.engine import FeatureSpec
+    from mgc.engine.features import compute_track
     spec = FeatureSpec(n_mels=32, n_mfcc=13)
     compute_track(sys.argv[1], spec)  # warm-up: compile, import, allocate pools
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

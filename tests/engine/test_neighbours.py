@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from engine.neighbours import build_index, exact_search, genre_precision_at_k, index_is_current, search
-from engine.vectors import FORMAT, VERSION, VectorStore, VectorWriter, normalize
+from mgc.engine.neighbours import build_index, exact_search, genre_precision_at_k, index_is_current, search
+from mgc.engine.vectors import FORMAT, VERSION, VectorStore, VectorWriter, normalize
 
 
 def _random_store(folder: Path, vectors: np.ndarray, labels, shard_tracks: int) -> Path:
@@ -123,7 +123,7 @@ def test_a_killed_writer_leaves_whole_shards_and_a_resume_drops_the_rest(tmp_pat
 
 
 def test_a_folder_that_is_not_a_vector_store_is_never_touched(tmp_path):
-    from engine.vectors import check_folder
+    from mgc.engine.vectors import check_folder
 
     folder = tmp_path / "store"
     folder.mkdir()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine import FeatureSpec, FeatureStore, extract, find_audio_files, load_corpus, schema
-from engine.tables import StringColumn
+from mgc.engine import FeatureSpec, FeatureStore, extract, find_audio_files, load_corpus, schema
+from mgc.engine.tables import StringColumn
 from tests.conftest import make_tone_mix
 
 from .conftest import write_audio
@@ -173,13 +173,13 @@ def test_inspect_shows_undecodable_names_escaped(odd_store):
     _corpus, store_path = odd_store
     env = {**os.environ, "COLUMNS": "400", "PYTHONIOENCODING": "utf-8"}  # strict, as on a UTF-8 terminal
     shown = subprocess.run(
-        [sys.executable, "cli.py", "inspect", str(store_path)], cwd=ROOT, env=env, capture_output=True
+        [sys.executable, "-m", "mgc.cli", "inspect", str(store_path)], cwd=ROOT, env=env, capture_output=True
     )
     assert shown.returncode == 0, shown.stderr.decode(errors="replace")[-2000:]
     text = shown.stdout.decode("utf-8")  # valid UTF-8: nothing raw reached the terminal
     assert "rock/bad\\xff.wav" in text and "j\\xe4zz" in text
     as_json = subprocess.run(
-        [sys.executable, "cli.py", "inspect", str(store_path), "--json"], cwd=ROOT, env=env, capture_output=True
+        [sys.executable, "-m", "mgc.cli", "inspect", str(store_path), "--json"], cwd=ROOT, env=env, capture_output=True
     )
     assert as_json.returncode == 0, as_json.stderr.decode(errors="replace")[-2000:]
     summary = json.loads(as_json.stdout)  # JSON keeps the names losslessly, as \udcxx escapes

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from engine import FeatureStore, extract
+from mgc.engine import FeatureStore, extract
 
 from .conftest import write_audio
 from .test_extract import assert_same_store
 
 _RUN = """
 import sys
-from engine import extract
+from mgc.engine import extract
 extract(sys.argv[1], sys.argv[2], workers=2, shard_size=1)
 """
 

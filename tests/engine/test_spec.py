@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine import FeatureSpec, SpecError
+from mgc.engine import FeatureSpec, SpecError
 
 
 def test_defaults_match_the_issue():

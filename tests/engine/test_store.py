@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from engine import FeatureSpec, FeatureStore, StoreError, compute_features, extract, schema
-from engine.tables import consolidate
+from mgc.engine import FeatureSpec, FeatureStore, StoreError, compute_features, extract, schema
+from mgc.engine.tables import consolidate
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ _UNDER_RLIMIT = """
 import resource, sys
 import numpy as np
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-from engine import FeatureStore
+from mgc.engine import FeatureStore
 store = FeatureStore(sys.argv[1])
 total = 0
 for row in range(len(store)):

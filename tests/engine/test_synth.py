@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from engine.synth import FORMATS, GENRES, SynthError, make_corpus, render_track, track_seed
+from mgc.engine.synth import FORMATS, GENRES, SynthError, make_corpus, render_track, track_seed
 
 SR = 8000
 
@@ -200,7 +200,7 @@ def test_bad_arguments(tmp_path, kwargs, name):
 
 
 def test_synth_error_is_an_mgc_error():
-    from engine import MgcError
+    from mgc.engine import MgcError
 
     # The CLI catches MgcError once; callers that expect a ValueError still get one.
     assert issubclass(SynthError, MgcError) and issubclass(SynthError, ValueError)
@@ -210,14 +210,17 @@ def test_public_api_and_engine_does_not_import_the_generator():
     import subprocess
     import sys
 
-    import engine.synth
+    import mgc.engine.synth  # noqa: F401
+    from mgc import engine
 
     assert sorted(engine.synth.__all__) == sorted(
         ["FORMATS", "GENERATOR_VERSION", "GENRES", "SynthError", "make_corpus", "render_track", "track_seed"]
     )
     assert all(hasattr(engine.synth, name) for name in engine.synth.__all__)
     # Extraction workers import engine; they must not pay for scipy.signal (the generator's import).
-    probe = "import sys, engine; print('engine.synth' in sys.modules, 'scipy.signal' in sys.modules)"
+    probe = (
+        "import sys; from mgc import engine; print('mgc.engine.synth' in sys.modules, 'scipy.signal' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
     assert not {"make_corpus", "SynthError", "SYNTH_GENRES"} & set(engine.__all__)
@@ -231,7 +234,7 @@ def test_render_track_bad_arguments():
 
 
 def test_cli(tmp_path):
-    from cli import app
+    from mgc.cli import app
 
     runner = CliRunner()
     out = tmp_path / "corpus"

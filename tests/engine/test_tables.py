@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import FeatureStore, extract, schema
-from engine.tables import StringColumn, consolidate
+from mgc.engine import FeatureStore, extract, schema
+from mgc.engine.tables import StringColumn, consolidate
 
 
 def _assert_same_tables(left: FeatureStore, right: FeatureStore) -> None:
@@ -77,7 +77,7 @@ def test_damaged_shard_behind_a_table_is_caught_when_read(genre_folder: Path, tm
     import h5py
     import pytest
 
-    from engine import StoreError
+    from mgc.engine import StoreError
 
     extract(genre_folder, tmp_path / "store", workers=1, shard_size=2)
     consolidate(tmp_path / "store")
@@ -90,7 +90,7 @@ def test_damaged_shard_behind_a_table_is_caught_when_read(genre_folder: Path, tm
 
 
 def test_summary_is_the_same_with_or_without_the_table(genre_folder: Path, tmp_path: Path):
-    from engine import summarize_store
+    from mgc.engine import summarize_store
 
     (genre_folder / "rock" / "bad.wav").write_text("text")
     extract(genre_folder, tmp_path / "store", workers=1, shard_size=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from engine.workers import default_workers, make_pool, one_thread_environment
+from mgc.engine.workers import default_workers, make_pool, one_thread_environment
 
 
 def _thread_caps():

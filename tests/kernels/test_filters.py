@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import kernels
-from kernels.filters import filterbank_by_bin
+from mgc import kernels
+from mgc.kernels.filters import filterbank_by_bin
 from tests import naive
 
 GRID = [

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import json, numpy as np
-import kernels, kernels._core as core
+import mgc.kernels._core as core
+from mgc import kernels
 y = np.zeros(22050, dtype=np.float32)
 kernels.log_melspectrogram(y, sr=22050)
 stats = core.mel_batch.stats

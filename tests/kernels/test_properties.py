@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
+from mgc import kernels
 
 from .conftest import assert_db_close, assert_spectrum_close
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import soundfile
 
-import kernels
+from mgc import kernels
 
 from .conftest import MFCC_ATOL, assert_db_close, assert_spectrum_close
 

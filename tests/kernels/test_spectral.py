@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import kernels
+from mgc import kernels
 from tests import naive
 from tests.conftest import make_tone_mix
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-import kernels
+from mgc import kernels
 from tests import naive
 from tests.conftest import make_tone_mix
 
@@ -267,7 +267,7 @@ def test_frame_count_formula_and_stft_agree_for_every_length(n_fft, hop_length, 
 
 @pytest.mark.parametrize("n_fft, hop_length", [(2048, 512), (512, 160), (1024, 1024), (400, 100)])
 def test_feature_spec_n_frames_agrees_with_frame_count(n_fft, hop_length):
-    from engine import FeatureSpec
+    from mgc.engine import FeatureSpec
 
     spec = FeatureSpec(n_fft=n_fft, hop_length=hop_length, n_mels=40)
     lengths = sorted(

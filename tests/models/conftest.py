@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from models.config import TrainConfig, tiny_model_config
+from mgc.models.config import TrainConfig, tiny_model_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def write_tone_corpus(root, n_per_class: int = 8, seconds: float = 2.0, sr: int 
 
 def small_spec():
     """8 kHz, 16 bands, log-mel only: a 2 s track is 126 frames, extracted in milliseconds."""
-    from engine import FeatureSpec
+    from mgc.engine import FeatureSpec
 
     return FeatureSpec(sr=8000, n_fft=256, hop_length=128, n_mels=16, features=("logmel",))
 
@@ -75,7 +75,7 @@ def small_spec():
 @pytest.fixture(scope="session")
 def tone_store(tmp_path_factory):
     """A real store made by ``engine.extract`` from 3 classes x 8 generated WAV tracks of 2 s."""
-    engine = pytest.importorskip("engine")
+    engine = pytest.importorskip("mgc.engine")
     root = tmp_path_factory.mktemp("tone-store")
     corpus = write_tone_corpus(root / "corpus")
     engine.extract(corpus, root / "store", small_spec(), workers=1)
@@ -85,7 +85,7 @@ def tone_store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tone_model(tone_store, tmp_path_factory):
     """A tiny model trained two epochs on ``tone_store`` (latest checkpoint); ``.folder`` is its folder."""
-    from models import load_model, train
+    from mgc.models import load_model, train
 
     out = tmp_path_factory.mktemp("tone-model") / "model"
     config = TrainConfig(epochs=2, batch_size=4, crop_seconds=0.5, crops_per_track=2, lr=0.01, seed=3)

@@ -15,10 +15,10 @@ import jax
 import numpy as np
 import pytest
 
-from engine import FeatureSpec
-from models.checkpoint import Checkpoints, check_spec, load_model
-from models.config import ModelError, TrainConfig
-from models.steps import init_state, make_optimizer
+from mgc.engine import FeatureSpec
+from mgc.models.checkpoint import Checkpoints, check_spec, load_model
+from mgc.models.config import ModelError, TrainConfig
+from mgc.models.steps import init_state, make_optimizer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,7 @@ def test_spec_mismatch_names_the_fields():
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from models import TrainConfig, tiny_model_config, train
+    from mgc.models import TrainConfig, tiny_model_config, train
 
     def slow(event):
         # Slows the run down so that the parent can kill it mid-way; the results do not depend on it.

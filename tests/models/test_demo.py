@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from mgc.cli import app
 
 runner = CliRunner()
 
@@ -57,7 +57,7 @@ def test_demo_refuses_a_folder_made_with_other_settings(tmp_path):
 
 def _check_report_matches_files(out: Path, report: dict) -> None:
     """report.json agrees with the metrics, predictions, splits, corpus and fresh tracks written beside it."""
-    from engine.synth import GENRES
+    from mgc.engine.synth import GENRES
 
     metrics = json.loads(Path(report["artefacts"]["metrics"]).read_text())
     confusion = np.array(metrics["confusion"])

@@ -23,7 +23,7 @@ def model(tone_model):
 
 @pytest.fixture(scope="module")
 def embedded(model, tone_store, tmp_path_factory):
-    from models import embed
+    from mgc.models import embed
 
     out = tmp_path_factory.mktemp("embedded") / "emb"
     summary = embed(model.folder, out, store=tone_store, dtype="float32", which="latest", shard_tracks=5, index="none")
@@ -34,10 +34,10 @@ def test_embeddings_are_the_normalised_mean_penultimate_layer(model, tone_store,
     import jax
     from flax import nnx
 
-    from engine import FeatureStore
-    from models.embeddings import EmbeddingStore
-    from models.input_pipeline import eval_crops
-    from models.steps import make_graphdef
+    from mgc.engine import FeatureStore
+    from mgc.models.embeddings import EmbeddingStore
+    from mgc.models.input_pipeline import eval_crops
+    from mgc.models.steps import make_graphdef
 
     out, summary = embedded
     store = FeatureStore(tone_store)
@@ -63,8 +63,8 @@ def test_embeddings_are_the_normalised_mean_penultimate_layer(model, tone_store,
 
 
 def test_similar_by_track_id_and_by_audio_file(model, embedded):
-    from models.embeddings import EmbeddingStore
-    from models.similarity import similar
+    from mgc.models.embeddings import EmbeddingStore
+    from mgc.models.similarity import similar
 
     out, _ = embedded
     emb = EmbeddingStore(out)
@@ -83,8 +83,8 @@ def test_similar_by_track_id_and_by_audio_file(model, embedded):
 
 
 def test_failures_are_recorded_and_a_resume_skips_them(model, tmp_path):
-    from models import embed
-    from models.embeddings import EmbeddingStore
+    from mgc.models import embed
+    from mgc.models.embeddings import EmbeddingStore
 
     corpus = write_tone_corpus(tmp_path / "c", n_per_class=2, seconds=2.0)
     broken = corpus / "tone0" / "broken.wav"
@@ -104,12 +104,12 @@ def test_failures_are_recorded_and_a_resume_skips_them(model, tmp_path):
 
 
 def test_sigkill_mid_run_then_resume_embeds_every_track_once(model, tmp_path):
-    from models.embeddings import EmbeddingStore
+    from mgc.models.embeddings import EmbeddingStore
 
     files = sorted(write_tone_corpus(tmp_path / "src", n_per_class=2, seconds=3.0).rglob("*.wav"))
     corpus = linked_corpus(files, tmp_path / "many", 240)
     out = tmp_path / "emb"
-    argv = [sys.executable, str(REPO / "cli.py"), "embed", str(model.folder), str(corpus), "--out", str(out)]
+    argv = [sys.executable, "-m", "mgc.cli", "embed", str(model.folder), str(corpus), "--out", str(out)]
     argv += ["--batch-size", "4", "--workers", "1", "--shard-tracks", "8", "--checkpoint", "latest"]
     log = out / "shards.jsonl"
     kill_once_lines(argv, log, 2)
@@ -130,7 +130,7 @@ def test_sigkill_mid_run_then_resume_embeds_every_track_once(model, tmp_path):
 def test_cli_embed_similar_and_evaluate(model, tone_store, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
+    from mgc.cli import app
 
     runner = CliRunner()
     out = tmp_path / "emb"
@@ -139,7 +139,7 @@ def test_cli_embed_similar_and_evaluate(model, tone_store, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (out / "index-usearch.bin").is_file() and (out / "index.json").is_file()
-    ids = list(__import__("models").EmbeddingStore(out).track_ids())
+    ids = list(__import__("mgc.models", fromlist=["EmbeddingStore"]).EmbeddingStore(out).track_ids())
     result = runner.invoke(app, ["similar", str(out), ids[0], "--k", "3", "--json"])
     assert result.exit_code == 0, result.output
     [hits] = json.loads(result.stdout)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from mgc.cli import app
 from tests.models.conftest import N_CLASSES, small_spec, write_tone_corpus
 
 runner = CliRunner()
@@ -41,7 +41,7 @@ def model_dir(tone_store, tmp_path_factory):
 
 
 def test_train_writes_a_model_folder(model_dir, tone_store):
-    from engine import FeatureStore
+    from mgc.engine import FeatureStore
 
     store = FeatureStore(tone_store)
     rows = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
@@ -83,7 +83,7 @@ def test_evaluate_prints_tables_and_writes_files(model_dir, tone_store, tmp_path
 
 
 def test_predict_skips_unreadable_files_and_continues(model_dir, tmp_path):
-    import models
+    from mgc import models
 
     write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
     (tmp_path / "fresh" / "broken.wav").write_text("this is not audio")
@@ -108,8 +108,8 @@ def test_predict_skips_unreadable_files_and_continues(model_dir, tmp_path):
 
 
 def test_one_file_failing_in_an_unexpected_way_never_aborts_a_batch(model_dir, tmp_path, monkeypatch):
-    import engine.batch
-    import models
+    import mgc.engine.batch  # noqa: F401
+    from mgc import engine, models
 
     fresh = write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
     files = sorted(fresh.rglob("*.wav"))
@@ -148,8 +148,8 @@ def test_a_second_evaluation_into_the_same_folder_fails_at_once(model_dir, tone_
     import sys
     from pathlib import Path
 
-    import models
-    from models.config import ModelError
+    from mgc import models
+    from mgc.models.config import ModelError
 
     repo = Path(__file__).resolve().parents[2]
     hold = "import sys, time\nfrom models.layout import eval_folder_lock\nwith eval_folder_lock(sys.argv[1]):\n"
@@ -175,7 +175,7 @@ def test_a_second_evaluation_into_the_same_folder_fails_at_once(model_dir, tone_
 
 
 def test_python_predict_api(model_dir, tmp_path):
-    import models
+    from mgc import models
 
     fresh = write_tone_corpus(tmp_path / "fresh", n_per_class=1, seconds=1.5)
     results = models.predict(model_dir, [fresh / "tone0" / "tone0.00000.wav", fresh / "tone2"], top_k=3)
@@ -197,7 +197,7 @@ def test_python_predict_api(model_dir, tmp_path):
 def test_a_store_with_another_spec_is_a_clear_error(model_dir, tmp_path):
     import dataclasses
 
-    import engine
+    from mgc import engine
 
     corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=2, seconds=1.0)
     other = tmp_path / "other-store"
@@ -209,7 +209,7 @@ def test_a_store_with_another_spec_is_a_clear_error(model_dir, tmp_path):
 
 
 def test_pmap_path_trains_end_to_end_with_split_files(tone_store, tmp_path):
-    from engine import FeatureStore
+    from mgc.engine import FeatureStore
 
     ids = sorted(FeatureStore(tone_store).tracks.track_id)
     # GTZAN-style lists: ids with the .wav extension; 4 tracks are in no list and are left out.
@@ -252,9 +252,9 @@ def test_missing_model_is_a_clear_error(tone_store, tmp_path):
 
 
 def test_store_streams_shard_by_shard_when_it_does_not_fit(tone_store):
-    from models.config import TrainConfig
-    from models.data import StoreTracks, split_source
-    from models.input_pipeline import Normalizer, TrainStream
+    from mgc.models.config import TrainConfig
+    from mgc.models.data import StoreTracks, split_source
+    from mgc.models.input_pipeline import Normalizer, TrainStream
 
     tracks = StoreTracks.of(tone_store)
     rows = np.arange(len(tracks.columns["track_id"]))
@@ -276,8 +276,8 @@ def test_store_streams_shard_by_shard_when_it_does_not_fit(tone_store):
 
 
 def test_manifest_split_and_artist_columns_reach_the_splits(tmp_path):
-    import engine
-    from models.splits import make_splits
+    from mgc import engine
+    from mgc.models.splits import make_splits
 
     corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=4, seconds=0.5)
     files = sorted(corpus.rglob("*.wav"))
@@ -293,7 +293,7 @@ def test_manifest_split_and_artist_columns_reach_the_splits(tmp_path):
 
 
 def test_predict_real_compressed_recordings(model_dir, shared_audio):
-    import models
+    from mgc import models
 
     files = [shared_audio / "sorohanro_-_solo-trumpet-06.ogg", shared_audio / "sorohanro_-_solo-trumpet-06.hq.ogg"]
     mono, stereo = models.predict(model_dir, files, top_k=3)

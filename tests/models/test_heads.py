@@ -13,7 +13,7 @@ from tests.models.conftest import write_tone_corpus
 @pytest.fixture(scope="module")
 def stats_store(tmp_path_factory):
     """3 classes x 8 tone tracks with log-mel and MFCC (the stats model needs both)."""
-    from engine import FeatureSpec, extract
+    from mgc.engine import FeatureSpec, extract
 
     root = tmp_path_factory.mktemp("heads")
     corpus = write_tone_corpus(root / "corpus")
@@ -23,7 +23,7 @@ def stats_store(tmp_path_factory):
 
 
 def test_stats_vector_is_means_and_spreads():
-    from models.heads import stats_vector
+    from mgc.models.heads import stats_vector
 
     rng = np.random.default_rng(0)
     logmel, mfcc = rng.standard_normal((50, 4)), rng.standard_normal((50, 3))
@@ -36,8 +36,8 @@ def test_stats_vector_is_means_and_spreads():
 
 def test_the_stats_model_equals_scikit_learns_logistic_regression(stats_store, tmp_path):
     sklearn = pytest.importorskip("sklearn.linear_model", reason="scikit-learn is the test oracle")
-    from engine import FeatureStore
-    from models.heads import HeadModel, train_head
+    from mgc.engine import FeatureStore
+    from mgc.models.heads import HeadModel, train_head
 
     summary = train_head(stats_store, tmp_path / "m", "stats", c=0.5)
     head = HeadModel.load(tmp_path / "m")
@@ -57,9 +57,9 @@ def test_the_stats_model_equals_scikit_learns_logistic_regression(stats_store, t
 
 
 def test_a_stats_model_evaluates_and_predicts_through_the_usual_commands(stats_store, tmp_path):
-    from engine import FeatureStore
-    from models import evaluate, predict
-    from models.heads import train_head
+    from mgc.engine import FeatureStore
+    from mgc.models import evaluate, predict
+    from mgc.models.heads import train_head
 
     train_head(stats_store, tmp_path / "m", "stats")
     metrics = evaluate(tmp_path / "m", stats_store, split="all")
@@ -80,16 +80,16 @@ def test_a_stats_model_evaluates_and_predicts_through_the_usual_commands(stats_s
 
 
 def test_a_stats_model_embeds_and_searches(stats_store, tmp_path):
-    from engine import FeatureStore
-    from models import embed, similar
-    from models.heads import HeadModel, train_head
+    from mgc.engine import FeatureStore
+    from mgc.models import embed, similar
+    from mgc.models.heads import HeadModel, train_head
 
     train_head(stats_store, tmp_path / "m", "stats")
     summary = embed(tmp_path / "m", tmp_path / "emb", store=stats_store, dtype="float32", index="none")
     assert summary["written"] == 24
     store, head = FeatureStore(stats_store), HeadModel.load(tmp_path / "m")
     expected = head.standardise(head.store_vectors(store, np.arange(3))[0])
-    from engine import VectorStore
+    from mgc.engine import VectorStore
 
     got = VectorStore(tmp_path / "emb").vectors([0, 1, 2])
     np.testing.assert_allclose(got, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
@@ -99,9 +99,9 @@ def test_a_stats_model_embeds_and_searches(stats_store, tmp_path):
 
 
 def test_a_backbone_head_caches_its_vectors(stats_store, tmp_path):
-    from engine import VectorStore
-    from models import evaluate
-    from models.heads import train_head
+    from mgc.engine import VectorStore
+    from mgc.models import evaluate
+    from mgc.models.heads import train_head
 
     first = train_head(stats_store, tmp_path / "m", "musicnn-msd")
     cache = VectorStore(tmp_path / "m" / "vectors")
@@ -114,15 +114,15 @@ def test_a_backbone_head_caches_its_vectors(stats_store, tmp_path):
 
 
 def test_the_stats_model_refuses_a_store_without_mfcc(tone_store, tmp_path):
-    from models.config import ModelError
-    from models.heads import train_head
+    from mgc.models.config import ModelError
+    from mgc.models.heads import train_head
 
     with pytest.raises(ModelError, match="needs a store with both logmel and mfcc"):
         train_head(tone_store, tmp_path / "m", "stats")
 
 
 def test_an_mlp_head_learns_what_a_linear_one_cannot():
-    from models.heads import _fit, _fit_mlp, head_logits
+    from mgc.models.heads import _fit, _fit_mlp, head_logits
 
     # XOR of two signs: no line separates the classes; one hidden layer does.
     rng = np.random.default_rng(0)
@@ -140,9 +140,9 @@ def test_an_mlp_head_learns_what_a_linear_one_cannot():
 def test_an_mlp_stats_model_trains_evaluates_predicts_and_embeds_through_the_cli(stats_store, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
-    from engine import FeatureStore, VectorStore
-    from models.heads import HeadModel
+    from mgc.cli import app
+    from mgc.engine import FeatureStore, VectorStore
+    from mgc.models.heads import HeadModel
 
     runner = CliRunner()
     out = tmp_path / "m"
@@ -175,10 +175,10 @@ def test_an_mlp_stats_model_trains_evaluates_predicts_and_embeds_through_the_cli
 
 
 def test_fine_tuning_trains_the_backbone_but_not_its_statistics(stats_store, tmp_path):
-    from engine import FeatureStore
-    from models.finetune import fine_tune
-    from models.heads import HeadModel, train_head
-    from models.pretrained.musicnn import weights_path
+    from mgc.engine import FeatureStore
+    from mgc.models.finetune import fine_tune
+    from mgc.models.heads import HeadModel, train_head
+    from mgc.models.pretrained.musicnn import weights_path
 
     train_head(stats_store, tmp_path / "m", "musicnn-msd")
     head = HeadModel.load(tmp_path / "m")
@@ -204,11 +204,11 @@ def test_fine_tuning_trains_the_backbone_but_not_its_statistics(stats_store, tmp
 def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
-    from engine import FeatureStore, VectorStore
-    from models import embed, predict
-    from models.embeddings import weights_fingerprint
-    from models.heads import HeadModel, _backbone_items
+    from mgc.cli import app
+    from mgc.engine import FeatureStore, VectorStore
+    from mgc.models import embed, predict
+    from mgc.models.embeddings import weights_fingerprint
+    from mgc.models.heads import HeadModel, _backbone_items
 
     runner = CliRunner()
     out = tmp_path / "m"
@@ -257,9 +257,9 @@ def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store,
 def test_fine_tuning_is_refused_without_a_backbone(stats_store, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
-    from models.config import ModelError
-    from models.heads import train_head
+    from mgc.cli import app
+    from mgc.models.config import ModelError
+    from mgc.models.heads import train_head
 
     with pytest.raises(ModelError, match="fine-tuning needs a backbone"):
         train_head(stats_store, tmp_path / "m", "stats", fine_tune_epochs=1)
@@ -268,10 +268,10 @@ def test_fine_tuning_is_refused_without_a_backbone(stats_store, tmp_path):
 
 
 def test_fine_tuning_refuses_more_patches_than_its_memory_limit_before_reading(stats_store, tmp_path):
-    from engine import FeatureStore
-    from models.config import ModelError
-    from models.finetune import fine_tune
-    from models.heads import HeadModel, train_head
+    from mgc.engine import FeatureStore
+    from mgc.models.config import ModelError
+    from mgc.models.finetune import fine_tune
+    from mgc.models.heads import HeadModel, train_head
 
     train_head(stats_store, tmp_path / "m", "musicnn-msd")
     store = FeatureStore(stats_store)
@@ -282,9 +282,9 @@ def test_fine_tuning_refuses_more_patches_than_its_memory_limit_before_reading(s
 
 
 def test_a_backbone_head_on_a_musicnn_store_reads_no_audio(tmp_path):
-    from engine import SPEC_PRESETS, FeatureSpec, FeatureStore, VectorStore, extract
-    from models import evaluate
-    from models.heads import _backbone_items, train_head
+    from mgc.engine import SPEC_PRESETS, FeatureSpec, FeatureStore, VectorStore, extract
+    from mgc.models import evaluate
+    from mgc.models.heads import _backbone_items, train_head
 
     corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=4)
     extract(corpus, tmp_path / "store", FeatureSpec.from_dict(SPEC_PRESETS["musicnn"]), workers=1)
@@ -303,10 +303,10 @@ def test_a_backbone_head_on_a_musicnn_store_reads_no_audio(tmp_path):
 
 
 def test_heads_share_a_vector_cache_and_refuse_another_featurizers(stats_store, tmp_path):
-    from engine import VectorStore
-    from models import evaluate
-    from models.config import ModelError
-    from models.heads import HeadModel, train_head
+    from mgc.engine import VectorStore
+    from mgc.models import evaluate
+    from mgc.models.config import ModelError
+    from mgc.models.heads import HeadModel, train_head
 
     shared = tmp_path / "shared-vectors"
     train_head(stats_store, tmp_path / "linear", "musicnn-msd", vectors_dir=shared)
@@ -321,8 +321,8 @@ def test_heads_share_a_vector_cache_and_refuse_another_featurizers(stats_store, 
 
 
 def test_a_model_folder_retrained_with_another_featurizer_replaces_its_own_cache(stats_store, tmp_path):
-    from engine import VectorStore
-    from models.heads import train_head
+    from mgc.engine import VectorStore
+    from mgc.models.heads import train_head
 
     train_head(stats_store, tmp_path / "m", "stats")
     assert VectorStore(tmp_path / "m" / "vectors").dim == 2 * (2 * 8 + 16)  # n_mfcc 8, n_mels 16

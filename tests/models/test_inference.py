@@ -32,7 +32,7 @@ def _probabilities(result, model):
 
 
 def test_packed_batches_equal_one_file_at_a_time(model, files):
-    from models import predict
+    from mgc.models import predict
 
     n = len(model.label_names)
     packed = predict(model, files, top_k=n, batch_size=8, workers=2)  # crops of several files share batches
@@ -43,8 +43,8 @@ def test_packed_batches_equal_one_file_at_a_time(model, files):
 
 
 def test_a_store_is_predicted_track_by_track(model, tone_store):
-    from engine import FeatureStore
-    from models import predict
+    from mgc.engine import FeatureStore
+    from mgc.models import predict
 
     store = FeatureStore(tone_store)
     results = predict(model, store=tone_store, top_k=len(model.label_names), batch_size=16)
@@ -58,7 +58,7 @@ def test_a_store_is_predicted_track_by_track(model, tone_store):
 
 
 def test_results_file_resumes_without_duplicates(model, files, tmp_path):
-    from models.predict import predict_to_file
+    from mgc.models.predict import predict_to_file
 
     broken = tmp_path / "broken.wav"
     broken.write_text("not audio")
@@ -81,7 +81,7 @@ def test_results_file_resumes_without_duplicates(model, files, tmp_path):
 def test_sigkill_mid_run_then_resume_writes_every_track_once(model, files, tmp_path):
     corpus = linked_corpus(files, tmp_path / "many", 300)
     out = tmp_path / "out.jsonl"
-    argv = [sys.executable, str(REPO / "cli.py"), "predict", str(model.folder), str(corpus), "--out", str(out)]
+    argv = [sys.executable, "-m", "mgc.cli", "predict", str(model.folder), str(corpus), "--out", str(out)]
     argv += ["--batch-size", "4", "--workers", "1"]
     kill_once_lines(argv, out, 8)
     assert 8 <= out.read_bytes().count(b"\n") < 300
@@ -93,9 +93,9 @@ def test_sigkill_mid_run_then_resume_writes_every_track_once(model, files, tmp_p
 
 def test_decoding_on_a_dask_cluster_gives_the_same_results(model, files, tmp_path):
     pytest.importorskip("distributed", reason="the Dask path needs the extra: pip install -e .[dask]")
-    from engine import VectorStore
-    from engine.cluster import dask_executor
-    from models import embed, predict
+    from mgc.engine import VectorStore
+    from mgc.engine.cluster import dask_executor
+    from mgc.models import embed, predict
 
     n = len(model.label_names)
     with dask_executor("local:2") as session:  # a real LocalCluster of worker processes on loopback

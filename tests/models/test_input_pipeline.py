@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.config import TrainConfig
-from models.input_pipeline import Normalizer, TrainStream, auto_crops_per_track, eval_crops, fit_normalizer
+from mgc.models.config import TrainConfig
+from mgc.models.input_pipeline import Normalizer, TrainStream, auto_crops_per_track, eval_crops, fit_normalizer
 
 
 def _tracks(rng, n=10, n_mels=16):
@@ -14,7 +14,7 @@ def _tracks(rng, n=10, n_mels=16):
 
 
 def _stream(store_path, seed=0, crop=16, **overrides):
-    from engine import FeatureStore
+    from mgc.engine import FeatureStore
 
     store = FeatureStore(store_path)
     config = TrainConfig(**{"batch_size": 4, "seed": seed, **overrides})
@@ -56,7 +56,7 @@ def test_normalizer_fits_the_training_frames(rng):
 
 
 def test_normalizer_of_a_sample_is_seeded_and_close(tone_store):
-    from engine import FeatureStore
+    from mgc.engine import FeatureStore
 
     store = FeatureStore(tone_store)
     rows = np.arange(len(store))
@@ -134,7 +134,7 @@ def test_epochs_in_examples_and_small_sets(tone_store):
 def test_memory_is_bounded_by_the_window_not_the_store(tmp_path):
     import tracemalloc
 
-    import engine
+    from mgc import engine
     from tests.models.conftest import small_spec, write_tone_corpus
 
     corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=20, seconds=20.0)

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from engine import FolderLock, StoreError, StoreLockedError, extract
-from models.config import ModelError, TrainConfig
-from models.layout import ModelFolder
+from mgc.engine import FolderLock, StoreError, StoreLockedError, extract
+from mgc.models.config import ModelError, TrainConfig
+from mgc.models.layout import ModelFolder
 from tests.models.conftest import small_spec, write_tone_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
 HOLD = """
 import sys, time
-from models.layout import ModelFolder
+from mgc.models.layout import ModelFolder
 with ModelFolder(sys.argv[1]).lock(shared=sys.argv[2] == "shared"):
     print("locked", flush=True)
     time.sleep(float(sys.argv[3]))
@@ -64,7 +64,7 @@ def quick_config() -> TrainConfig:
 
 
 def test_a_second_training_into_the_same_folder_fails_at_once(tone_store, tmp_path, holders):
-    import models
+    from mgc import models
 
     model_dir = tmp_path / "model"
     holders.append(first := hold(model_dir))
@@ -76,7 +76,7 @@ def test_a_second_training_into_the_same_folder_fails_at_once(tone_store, tmp_pa
 
 
 def test_reading_a_model_during_its_training_is_a_clear_error(tone_store, tmp_path, holders):
-    import models
+    from mgc import models
 
     model_dir = tmp_path / "model"
     holders.append(trainer := hold(model_dir))
@@ -92,7 +92,7 @@ def test_reading_a_model_during_its_training_is_a_clear_error(tone_store, tmp_pa
 
 
 def test_a_killed_holder_frees_the_lock(tmp_path, holders):
-    import models
+    from mgc import models
 
     model_dir = tmp_path / "model"
     holders.append(trainer := hold(model_dir))
@@ -109,7 +109,7 @@ def test_a_killed_holder_frees_the_lock(tmp_path, holders):
 
 
 def test_training_holds_the_lock_for_its_run_and_releases_it_on_error(tone_store, tmp_path):
-    import models
+    from mgc import models
 
     model_dir = tmp_path / "model"
     seen: list[BaseException] = []
@@ -207,7 +207,7 @@ def test_a_hard_linked_or_odd_lock_file_is_refused(tmp_path, outside):
 
 
 def test_a_symlinked_lock_file_of_a_model_folder_is_refused(tone_store, tmp_path, outside):
-    import models
+    from mgc import models
 
     model_dir = tmp_path / "model"
     model_dir.mkdir()

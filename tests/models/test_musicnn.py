@@ -34,7 +34,7 @@ def reference():
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_the_port_equals_the_original_on_its_own_input(name, reference):
-    from models.pretrained.musicnn import MUSICNN_MODELS, load_musicnn
+    from mgc.models.pretrained.musicnn import MUSICNN_MODELS, load_musicnn
 
     key = MODELS[name]
     model = load_musicnn(name)
@@ -52,9 +52,9 @@ def test_the_port_equals_the_original_on_its_own_input(name, reference):
 
 def test_the_front_end_equals_musicnns_on_the_same_samples(reference):
     """engine's log10_1p spec on the reference's 16 kHz samples gives musicnn's spectrogram."""
-    from engine import FeatureSpec
-    from engine.features import features_from_blocks
-    from models.pretrained.musicnn import MUSICNN_SPEC
+    from mgc.engine import FeatureSpec
+    from mgc.engine.features import features_from_blocks
+    from mgc.models.pretrained.musicnn import MUSICNN_SPEC
 
     spec = FeatureSpec.from_dict(MUSICNN_SPEC)
     audio = reference["audio_16k_0"]
@@ -71,8 +71,8 @@ def test_the_front_end_equals_musicnns_on_the_same_samples(reference):
 
 def test_tags_of_the_real_recordings_from_their_files(reference, shared_audio):
     """The whole path: decoding and resampling by the engine, our front-end, our network."""
-    from engine import FeatureSpec, compute_features
-    from models.pretrained.musicnn import MUSICNN_SPEC, load_musicnn
+    from mgc.engine import FeatureSpec, compute_features
+    from mgc.models.pretrained.musicnn import MUSICNN_SPEC, load_musicnn
 
     spec = FeatureSpec.from_dict(MUSICNN_SPEC)
     model = load_musicnn("musicnn-msd")
@@ -88,8 +88,8 @@ def test_tags_of_the_real_recordings_from_their_files(reference, shared_audio):
 
 
 def test_predict_embed_and_similar_take_the_built_in_name(reference, shared_audio, tmp_path):
-    from engine import VectorStore
-    from models import embed, predict, similar
+    from mgc.engine import VectorStore
+    from mgc.models import embed, predict, similar
 
     files = [str(shared_audio / name) for name in reference["files"]]
     results = predict("musicnn-msd", files, top_k=3, workers=1)
@@ -109,9 +109,9 @@ def test_predict_embed_and_similar_take_the_built_in_name(reference, shared_audi
 def test_a_musicnn_preset_store_predicts_as_the_audio_does(tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
-    from engine import FeatureStore
-    from models import predict
+    from mgc.cli import app
+    from mgc.engine import FeatureStore
+    from mgc.models import predict
     from tests.models.conftest import write_tone_corpus
 
     corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=1, seconds=4.0)

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from models.config import tiny_model_config
-from models.parallel import make_parallel
-from models.steps import init_state, make_optimizer
+from mgc.models.config import tiny_model_config
+from mgc.models.parallel import make_parallel
+from mgc.models.steps import init_state, make_optimizer
 from tests.models.conftest import make_batch
 
 pytestmark = pytest.mark.skipif(jax.local_device_count() < 4, reason="needs 4 (faked) CPU devices")
@@ -52,7 +52,7 @@ def test_jit_matches_one_device_with_dropout(rng, train_config):
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error(model_config, train_config):
-    from models.config import ModelError
+    from mgc.models.config import ModelError
 
     tx = make_optimizer(train_config, total_steps=10)
     with pytest.raises(ModelError, match="multiple"):

@@ -19,8 +19,8 @@ def _html_labels(text: str) -> dict[str, int]:
 def test_a_report_of_a_store_and_a_model(tone_store, tone_model, tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
-    from engine import FeatureStore
+    from mgc.cli import app
+    from mgc.engine import FeatureStore
 
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["report", str(tone_store), "--model", str(tone_model.folder), "--out", str(out)])
@@ -41,8 +41,8 @@ def test_a_report_of_a_store_and_a_model(tone_store, tone_model, tmp_path):
 
 def test_memory_is_bounded_by_the_sample_not_the_store(tmp_path):
     """The same report of a store four times larger allocates about the same at its peak."""
-    from engine import extract
-    from models.report import report
+    from mgc.engine import extract
+    from mgc.models.report import report
 
     corpus = write_tone_corpus(tmp_path / "small", n_per_class=8, seconds=2.0)
     big = tmp_path / "big"

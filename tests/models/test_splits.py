@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.config import ModelError
-from models.splits import _ALIASES, SPLITS, _from_files, make_splits, track_columns
+from mgc.models.config import ModelError
+from mgc.models.splits import _ALIASES, SPLITS, _from_files, make_splits, track_columns
 
 
 def _table(n_per_class=10, n_classes=3, **extra):
@@ -206,7 +206,7 @@ def _random_table(rng, n, n_labels=4, n_artists=None, blank_artists=0.0, split=N
 
 def _as_engine_table(table):
     """The same table with string columns as the engine's StringColumn (what FeatureStore gives)."""
-    from engine.tables import StringColumn
+    from mgc.engine.tables import StringColumn
 
     return {k: StringColumn.from_strings(v) if np.asarray(v).dtype == object else v for k, v in table.items()}
 
@@ -230,7 +230,7 @@ def test_vectorised_splits_equal_the_old_implementation(seed):
 
 
 def test_splits_of_a_real_store(tmp_path):
-    from engine import FeatureStore, extract
+    from mgc.engine import FeatureStore, extract
     from tests.engine.conftest import make_genre_folder
 
     extract(make_genre_folder(tmp_path / "corpus", per_label=4), tmp_path / "store", workers=1, shard_size=2)
@@ -242,8 +242,8 @@ def test_splits_of_a_real_store(tmp_path):
 
 
 def test_store_rows_and_bulk_sources(tmp_path):
-    from engine import FeatureStore, extract
-    from models.data import StoreTracks, split_source
+    from mgc.engine import FeatureStore, extract
+    from mgc.models.data import StoreTracks, split_source
     from tests.engine.conftest import make_genre_folder
 
     extract(make_genre_folder(tmp_path / "corpus", per_label=4), tmp_path / "store", workers=1, shard_size=3)

@@ -7,8 +7,8 @@ import functools
 import jax
 import numpy as np
 
-from models.config import TrainConfig
-from models.steps import eval_step, init_state, make_graphdef, make_optimizer, make_schedule, train_step
+from mgc.models.config import TrainConfig
+from mgc.models.steps import eval_step, init_state, make_graphdef, make_optimizer, make_schedule, train_step
 from tests.models.conftest import make_batch
 
 
@@ -48,7 +48,7 @@ def test_bfloat16_step_matches_float32_within_bfloat16_precision(model_config, r
     and the update keeps its direction (cosine > 0.99). Parameters, optimizer state and BatchNorm
     statistics stay float32.
     """
-    from models.parallel import make_parallel
+    from mgc.models.parallel import make_parallel
 
     config = TrainConfig(lr=1e-2, warmup_fraction=0.1)
     tx = make_optimizer(config, total_steps=30)

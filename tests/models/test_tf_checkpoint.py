@@ -73,7 +73,7 @@ def write_bundle(prefix: str, tensors: dict) -> None:
 
 
 def test_reads_every_tensor_with_its_shape_and_bytes(tmp_path):
-    from models.pretrained.tf_checkpoint import list_tensors, read_checkpoint
+    from mgc.models.pretrained.tf_checkpoint import list_tensors, read_checkpoint
 
     tensors = {
         "conv2d/kernel": np.arange(2 * 3 * 1 * 4, dtype=np.float32).reshape(2, 3, 1, 4) / 7,
@@ -93,7 +93,7 @@ def test_reads_every_tensor_with_its_shape_and_bytes(tmp_path):
 
 
 def test_refuses_what_is_not_a_checkpoint(tmp_path):
-    from models.pretrained.tf_checkpoint import CheckpointError, list_tensors, read_checkpoint
+    from mgc.models.pretrained.tf_checkpoint import CheckpointError, list_tensors, read_checkpoint
 
     (tmp_path / "x.index").write_bytes(b"\0" * 100)
     with pytest.raises(CheckpointError, match="bad magic"):
