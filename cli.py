@@ -483,7 +483,7 @@ def demo_command(
     workers: int = typer.Option(None, "--workers", min=1, help="Extraction processes (default: all cores)."),
 ) -> None:
     """Synthesise a corpus, extract features, train, evaluate and predict: the whole system in one command."""
-    from mgc.models.demo import DemoConfig, run_demo
+    from mgc.models import DemoConfig, run_demo
 
     overrides = {k: v for k, v in {"tracks_per_genre": tracks_per_genre, "workers": workers}.items() if v is not None}
     config = DemoConfig.quick(**overrides) if quick else DemoConfig(**overrides)
@@ -667,7 +667,7 @@ def train_command(
 
 
 def _train_head(store, out, featurizer, options, seed, split_file, json_out) -> None:
-    from mgc.models.heads import train_head
+    from mgc.models import train_head
 
     with ProgressView() as view:
         summary = train_head(
@@ -797,8 +797,7 @@ def predict_command(
 
 
 def _predict(model_dir, inputs, store, out, top_k, max_crops, workers, batch_size, json_out, executor) -> None:
-    from mgc.models import predict
-    from mgc.models.predict import predict_to_file
+    from mgc.models import predict, predict_to_file
 
     options = {
         "store": store,
@@ -920,7 +919,7 @@ def similar_command(
 ) -> None:
     """The tracks most similar to each query (cosine similarity of their embeddings)."""
     from mgc.engine.neighbours import store_precision_at_k
-    from mgc.models.similarity import similar
+    from mgc.models import similar
 
     if evaluate_k:
         result = store_precision_at_k(embeddings, k, exact=True if exact else None)
@@ -958,7 +957,7 @@ def report_command(
     seed: int = typer.Option(0, "--seed", help="Seeds the sample."),
 ) -> None:
     """Figures and numbers about a store (and a model) in a folder with an index.html."""
-    from mgc.models.report import report
+    from mgc.models import report
 
     folder = out or f"{store.rstrip('/')}-report"
     with ProgressView() as view:

@@ -29,7 +29,7 @@ def main() -> None:
     from mgc.engine import SPEC_PRESETS, FeatureSpec, extract
     from mgc.engine.synth import make_corpus
     from mgc.models import predict
-    from mgc.models.heads import train_head
+    from mgc.models.training.heads import train_head
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracks-per-genre", type=int, default=20)

@@ -143,7 +143,7 @@ def network_only(model) -> None:
     """The default network alone on in-memory crops: crops/s, and its FLOPs from XLA's cost analysis."""
     import jax
 
-    from mgc.models.steps import infer_step, make_graphdef
+    from mgc.models.nets.steps import infer_step, make_graphdef
 
     graphdef = make_graphdef(model.model_config)
     step = jax.jit(infer_step, static_argnames="graphdef")

@@ -41,8 +41,8 @@ KINDS = {
 def run(out: Path, size: int, seed: int) -> dict:
     from mgc.engine import FeatureStore
     from mgc.models import evaluate, predict
-    from mgc.models.demo import DemoConfig, run_demo
-    from mgc.models.heads import train_head
+    from mgc.models.tasks.demo import DemoConfig, run_demo
+    from mgc.models.training.heads import train_head
 
     folder = out / f"n{size}-s{seed}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -73,7 +73,8 @@ def fit_at_scale(n: int, head: str = "linear", dim: int = 336, classes: int = 10
 
     import numpy as np
 
-    from mgc.models.heads import _fit, _fit_mlp, head_logits
+    from mgc.models.nets.heads import head_logits
+    from mgc.models.training.fit import fit_linear, fit_mlp
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, classes, n)
@@ -83,10 +84,10 @@ def fit_at_scale(n: int, head: str = "linear", dim: int = 336, classes: int = 10
     valid = rng.random(n) < 0.1
     started = time.perf_counter()
     if head == "linear":
-        w, b, iterations = _fit(x[~valid], labels[~valid], classes, 1.0, 500)
+        w, b, iterations = fit_linear(x[~valid], labels[~valid], classes, 1.0, 500)
         params, unit = {"weights": w, "bias": b}, "L-BFGS iterations"
     else:
-        params, iterations = _fit_mlp(x[~valid], labels[~valid], classes, 1.0, 256, valid=(x[valid], labels[valid]))
+        params, iterations = fit_mlp(x[~valid], labels[~valid], classes, 1.0, 256, valid=(x[valid], labels[valid]))
         unit = "Adam steps of 512"
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -114,8 +114,8 @@ def run_task(folder: Path, manifest: Path, seed: int, fine_tune: int) -> dict:
     from mgc.engine import FeatureSpec, extract
     from mgc.models import evaluate, train
     from mgc.models.config import ModelConfig
-    from mgc.models.demo import DemoConfig
-    from mgc.models.heads import train_head
+    from mgc.models.tasks.demo import DemoConfig
+    from mgc.models.training.heads import train_head
 
     store = folder / "store"
     if not store.exists():

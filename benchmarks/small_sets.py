@@ -29,7 +29,7 @@ SETTINGS = {"old (1 crop per track)": 1, "new (8 crops per track)": 8}
 
 
 def run(out: Path, size: int, seed: int, crops: int) -> dict:
-    from mgc.models.demo import DemoConfig, run_demo
+    from mgc.models.tasks.demo import DemoConfig, run_demo
 
     folder = out / f"n{size}-s{seed}-c{crops}"
     shutil.rmtree(folder, ignore_errors=True)  # a fresh run each time (the demo would resume a finished one)

@@ -52,10 +52,10 @@ import numpy as np  # noqa: E402
 
 from mgc.engine.background import background as prefetch  # noqa: E402
 from mgc.models.config import ModelConfig, TrainConfig  # noqa: E402
-from mgc.models.data import StoreTracks  # noqa: E402
-from mgc.models.input_pipeline import TrainStream, crop_frames_for, fit_normalizer  # noqa: E402
-from mgc.models.parallel import make_parallel  # noqa: E402
-from mgc.models.steps import init_state, make_optimizer  # noqa: E402
+from mgc.models.data.pipeline import TrainStream, crop_frames_for, fit_normalizer  # noqa: E402
+from mgc.models.data.stores import StoreTracks  # noqa: E402
+from mgc.models.nets.steps import init_state, make_optimizer  # noqa: E402
+from mgc.models.training.parallel import make_parallel  # noqa: E402
 
 
 def write_tones(corpus: Path, tracks_per_genre: int, seconds: float, sr: int = 22050) -> None:
@@ -145,7 +145,7 @@ started = time.perf_counter()
 import numpy as np
 from mgc.engine import FeatureStore
 from mgc.models.config import TrainConfig
-from mgc.models.input_pipeline import TrainStream, crop_frames_for, fit_normalizer
+from mgc.models.data.pipeline import TrainStream, crop_frames_for, fit_normalizer
 store = FeatureStore({store!r})
 rows = np.arange(len(store))
 config = TrainConfig(batch_size={batch}, memory_limit_mb={memory}, crops_per_track={crops})
@@ -219,7 +219,7 @@ def default_network_flops(n_mels: int = 128, crop: int = 130, batch: int = 256) 
     """FLOPs per example of one train step of the default network (XLA's count of the compiled step)."""
     import functools
 
-    from mgc.models.steps import make_graphdef, train_step
+    from mgc.models.nets.steps import make_graphdef, train_step
 
     model_config = ModelConfig(n_mels=n_mels, n_classes=10)
     tx = make_optimizer(TrainConfig(), total_steps=1000)

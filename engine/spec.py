@@ -46,7 +46,7 @@ class FeatureSpec:
         ``"db"`` (default): ``power_to_db`` as above. ``"log10_1p"``: musicnn's
         ``log10(1 + 10000 * mel power)``, computed as musicnn did (the mel
         power cast to float16 first, the log in float32), for
-        ``models.pretrained``'s front-end; it needs ``top_db=None`` and no MFCC.
+        ``mgc.models.pretrained``'s front-end; it needs ``top_db=None`` and no MFCC.
         Left out of ``to_dict`` (and so of ``hash``) when ``"db"``, so the specs
         of stores made before it existed keep their hash.
     """

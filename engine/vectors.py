@@ -1,6 +1,6 @@
 """Vector stores: one L2-normalised vector per track, sharded, atomic and resumable.
 
-The storage behind ``mgc embed`` (``models.embeddings`` computes the vectors;
+The storage behind ``mgc embed`` (``mgc.models.tasks.embed`` computes the vectors;
 this module writes and reads them, and knows nothing of networks). A folder::
 
     STORE/

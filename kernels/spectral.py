@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._errors import ParameterError
 from .filters import check_norm, filterbank_by_bin, mel_filterbank
-from .stft import _complex_like, frames_setup
+from .stft import complex_like, frames_setup
 from .validate import power as check_power
 from .validate import real_number
 
@@ -88,7 +88,7 @@ def melspectrogram(
         hop_length,
         _core.BLOCK_FRAMES,
         power,
-        _complex_like(padded.dtype),
+        complex_like(padded.dtype),
         bin_offsets,
         bin_bands,
         bin_weights,

@@ -86,7 +86,7 @@ def _window(window, win_length, n_fft, dtype) -> np.ndarray:
     return get_window(window, win_length, n_fft=n_fft).astype(dtype)
 
 
-def _complex_like(dtype) -> np.ndarray:
+def complex_like(dtype) -> np.ndarray:
     """An empty complex array of the precision matching real ``dtype`` (a dtype carrier for the cores)."""
     return np.empty(0, dtype=np.complex64 if dtype == np.float32 else np.complex128)
 
@@ -169,5 +169,5 @@ def spectrogram(
     )
     out = np.empty((padded.shape[0], 1 + window_values.shape[0] // 2, n_frames), dtype=padded.dtype)
     driver = _core.power_batch_parallel if parallel else _core.power_batch
-    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, _complex_like(padded.dtype), out)
+    driver(padded, window_values, hop_length, _core.BLOCK_FRAMES, power, complex_like(padded.dtype), out)
     return out.reshape(leading + out.shape[1:])

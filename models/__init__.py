@@ -1,48 +1,26 @@
-"""mgc's genre models: a Flax NNX short-chunk CNN trained on feature stores.
+"""mgc's models: networks, training, model kinds and the tasks users run on them.
 
-Reads stores and computes features only through ``engine``'s public API.
+Reads stores and computes features only through ``engine``'s public API. The
+package is organised by concern, with imports one way (tests/test_import_graph.py):
 
-The submodules (and JAX, Flax, orbax and matplotlib with them) load on first
-use of a name: ``models.config`` (the CLI's defaults, ``ModelError``) imports in
-milliseconds, so a command that never touches a network, such as ``mgc
-inspect``, does not pay about a second for JAX.
+- ``errors``, ``config``: :class:`ModelError`; the configs, choices and defaults (no JAX);
+- ``folder``: the model folder's schema, every kind's files; ``checkpoints``: a CNN's orbax checkpoints;
+- ``nets/``: networks and the jitted steps, pure; ``pretrained/``: musicnn's weights, licence and converter;
+- ``data/``: splits, crops and the training stream, store sources, audio inputs for a spec;
+- ``inference``: crops of many tracks packed in batches; ``metrics``: classification metrics;
+- ``kinds/``: the one model interface, its kinds (CNN, built-in tagger, head) and :func:`load_model`;
+- ``training/``: the CNN on one or many devices, heads and their vector cache, fine-tuning;
+- ``tasks/``: predict, evaluate, embed, similar, report, the demo.
+
+The public names below load on first use: ``mgc.models.config`` (the CLI's
+defaults, ``ModelError``) imports in milliseconds, so a command that never
+touches a network, such as ``mgc inspect``, does not pay about a second for JAX.
 """
 
-import sys
-import types
 from importlib import import_module
-
-__all__ = [
-    "BACKBONES",
-    "EMBED_INDEXES",
-    "EVAL_SPLITS",
-    "FEATURIZERS",
-    "HEADS",
-    "INFER_BATCH",
-    "DemoConfig",
-    "EmbeddingStore",
-    "HeadConfig",
-    "ModelConfig",
-    "ModelError",
-    "TrainConfig",
-    "TrainedModel",
-    "embed",
-    "evaluate",
-    "load_model",
-    "predict",
-    "predict_to_file",
-    "report",
-    "run_demo",
-    "similar",
-    "tiny_model_config",
-    "train",
-    "train_head",
-]
 
 #: Public name -> the module that defines it.
 _HOMES = {
-    "TrainedModel": "checkpoint",
-    "load_model": "checkpoint",
     "BACKBONES": "config",
     "EMBED_INDEXES": "config",
     "EVAL_SPLITS": "config",
@@ -51,47 +29,34 @@ _HOMES = {
     "INFER_BATCH": "config",
     "HeadConfig": "config",
     "ModelConfig": "config",
-    "ModelError": "config",
     "TrainConfig": "config",
     "tiny_model_config": "config",
-    "EmbeddingStore": "embeddings",
-    "embed": "embeddings",
-    "similar": "similarity",
-    "evaluate": "evaluate",
-    "predict": "predict",
-    "predict_to_file": "predict",
-    "report": "report",
-    "DemoConfig": "demo",
-    "run_demo": "demo",
-    "train": "train",
-    "train_head": "heads",
+    "ModelError": "errors",
+    "Model": "kinds.base",
+    "load_model": "kinds.loader",
+    "train": "training.cnn",
+    "train_head": "training.heads",
+    "predict": "tasks.predict",
+    "predict_to_file": "tasks.predict",
+    "evaluate": "tasks.evaluate",
+    "EmbeddingStore": "tasks.embed",
+    "embed": "tasks.embed",
+    "similar": "tasks.similar",
+    "report": "tasks.report",
+    "DemoConfig": "tasks.demo",
+    "run_demo": "tasks.demo",
 }
+
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name):
     home = _HOMES.get(name)
     if home is None:
-        raise AttributeError(f"module 'models' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(import_module(f".{home}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
-
-
-class _Models(types.ModuleType):
-    """The package module: a submodule named like a public function never hides the function.
-
-    Importing ``models.train`` (or ``models.evaluate``, ``models.predict``) binds
-    the submodule as an attribute of the package; ``models.train`` must stay the
-    function.
-    """
-
-    def __setattr__(self, name, value):
-        if name in _HOMES and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Models
 
 
 def __dir__():

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-from mgc.engine import MgcError
+from mgc.models.errors import ModelError
 
 __all__ = [
     "BACKBONES",
@@ -26,7 +26,7 @@ __all__ = [
     "tiny_model_config",
 ]
 
-#: Pretrained backbones a head can sit on (built-in model names, see ``models.pretrained``).
+#: Pretrained backbones a head can sit on (built-in model names, see ``mgc.models.pretrained``).
 BACKBONES = ("musicnn-msd", "musicnn-mtt")
 #: What makes a head's one vector per track: the store's statistics or a backbone.
 FEATURIZERS = ("stats", *BACKBONES)
@@ -40,15 +40,11 @@ EMBED_INDEXES = ("auto", "ann", "none")
 INFER_BATCH = 256
 
 
-class ModelError(MgcError, ValueError):
-    """A problem a user can cause or fix: bad settings, a missing model, a spec mismatch."""
-
-
 @dataclass(frozen=True)
 class HeadConfig:
     """Defaults of a head on one vector per track (``mgc train --model stats`` or ``--backbone NAME``).
 
-    The fields are :func:`models.train_head`'s keyword arguments of the same names.
+    The fields are :func:`mgc.models.train_head`'s keyword arguments of the same names.
     """
 
     featurizer: str = "stats"
@@ -153,12 +149,12 @@ class TrainConfig:
     memory_limit_mb : float
         Log-mel the training input may hold (in the store's dtype): the whole
         training split, read once, when it fits; otherwise two shuffle windows
-        of whole shards of half this size each (see ``models.input_pipeline``).
+        of whole shards of half this size each (see ``mgc.models.data.pipeline``).
     crops_per_track : int
         Random crops taken from each training track per pass over the tracks; 0
         (default): ``ceil(4096 / training tracks)`` between 1 and 8, so that a small
         set gets enough steps per epoch (see
-        ``models.input_pipeline.auto_crops_per_track``) and a large one one crop.
+        ``mgc.models.data.pipeline.auto_crops_per_track``) and a large one one crop.
     epoch_examples : int
         Examples per epoch (validation and the per-epoch checkpoint); 0: one pass,
         ``n_train_tracks * crops_per_track``. An epoch may end within a pass.

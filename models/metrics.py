@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from mgc.models.data.pipeline import Normalizer
 from mgc.models.inference import infer_with
-from mgc.models.input_pipeline import Normalizer
 
 __all__ = ["track_outputs", "classification_metrics"]
 

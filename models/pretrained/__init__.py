@@ -1,0 +1,1 @@
+"""Pretrained weights mgc ships (musicnn's, with their licence) and the converter that made them without TensorFlow."""

@@ -2,13 +2,13 @@
 
 Usage::
 
-    python -m mgc.models.pretrained.convert                 # pip-downloads musicnn==0.1.0 into a temp folder
-    python -m mgc.models.pretrained.convert --source DIR    # DIR holds MSD_musicnn/ and MTT_musicnn/ (musicnn's package)
+    python -m mgc.models.pretrained.convert               # pip-downloads musicnn==0.1.0 into a temp folder
+    python -m mgc.models.pretrained.convert --source DIR  # DIR holds MSD_musicnn/ and MTT_musicnn/ (musicnn's package)
 
-For each model it reads the checkpoint with :mod:`models.pretrained.tf_checkpoint`
+For each model it reads the checkpoint with :mod:`mgc.models.pretrained.tf_checkpoint`
 (no TensorFlow), keeps the model variables (the Adam slots, ``beta1_power`` and
 ``beta2_power`` are dropped), renames them to the Flax module's names, checks
-every shape against :class:`models.pretrained.musicnn.Musicnn`, and writes
+every shape against :class:`mgc.models.nets.musicnn.Musicnn`, and writes
 ``musicnn_msd.npz`` / ``musicnn_mtt.npz`` atomically beside this file, with
 musicnn's licence as ``LICENSE-musicnn.md``.
 """

@@ -103,13 +103,11 @@ def _kind_as_nobody(path: Path) -> str:
     The fork happens in a new single-threaded interpreter (not in the test
     process, where JAX's threads make forking unsafe), then drops root.
     """
-    root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-c", _AS_NOBODY, str(path)],
         capture_output=True,
         text=True,
         check=True,
-        env=dict(os.environ, PYTHONPATH=str(root)),
     )
     return result.stdout.strip()
 

@@ -109,7 +109,7 @@ def test_unreachable_scheduler_gives_a_clear_error_quickly():
 def test_missing_dask_is_reported_with_the_install_command():
     code = (
         "import sys; sys.modules['distributed'] = None\n"
-        "from engine.cluster import dask_executor, ClusterError\n"
+        "from mgc.engine.cluster import dask_executor, ClusterError\n"
         "try:\n"
         "    with dask_executor('local:1'):\n"
         "        pass\n"

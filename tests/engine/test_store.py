@@ -177,7 +177,6 @@ def test_reading_every_track_under_a_64_file_limit(many_shards: Path):
         capture_output=True,
         text=True,
         cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 from mgc.engine import FeatureSpec
-from mgc.models.checkpoint import Checkpoints, check_spec, load_model
+from mgc.models.checkpoints import Checkpoints
 from mgc.models.config import ModelError, TrainConfig
-from mgc.models.steps import init_state, make_optimizer
+from mgc.models.data.stores import check_spec
+from mgc.models.kinds.loader import load_model
+from mgc.models.nets.steps import init_state, make_optimizer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mgc.models.cnn import ShortChunkCNN
 from mgc.models.config import ModelConfig, ModelError, TrainConfig, tiny_model_config
+from mgc.models.nets.cnn import ShortChunkCNN
 
 
 def test_logits_shape_and_depth(model_config):

@@ -35,9 +35,9 @@ def test_embeddings_are_the_normalised_mean_penultimate_layer(model, tone_store,
     from flax import nnx
 
     from mgc.engine import FeatureStore
-    from mgc.models.embeddings import EmbeddingStore
-    from mgc.models.input_pipeline import eval_crops
-    from mgc.models.steps import make_graphdef
+    from mgc.models.data.pipeline import eval_crops
+    from mgc.models.nets.steps import make_graphdef
+    from mgc.models.tasks.embed import EmbeddingStore
 
     out, summary = embedded
     store = FeatureStore(tone_store)
@@ -63,8 +63,8 @@ def test_embeddings_are_the_normalised_mean_penultimate_layer(model, tone_store,
 
 
 def test_similar_by_track_id_and_by_audio_file(model, embedded):
-    from mgc.models.embeddings import EmbeddingStore
-    from mgc.models.similarity import similar
+    from mgc.models.tasks.embed import EmbeddingStore
+    from mgc.models.tasks.similar import similar
 
     out, _ = embedded
     emb = EmbeddingStore(out)
@@ -84,7 +84,7 @@ def test_similar_by_track_id_and_by_audio_file(model, embedded):
 
 def test_failures_are_recorded_and_a_resume_skips_them(model, tmp_path):
     from mgc.models import embed
-    from mgc.models.embeddings import EmbeddingStore
+    from mgc.models.tasks.embed import EmbeddingStore
 
     corpus = write_tone_corpus(tmp_path / "c", n_per_class=2, seconds=2.0)
     broken = corpus / "tone0" / "broken.wav"
@@ -104,7 +104,7 @@ def test_failures_are_recorded_and_a_resume_skips_them(model, tmp_path):
 
 
 def test_sigkill_mid_run_then_resume_embeds_every_track_once(model, tmp_path):
-    from mgc.models.embeddings import EmbeddingStore
+    from mgc.models.tasks.embed import EmbeddingStore
 
     files = sorted(write_tone_corpus(tmp_path / "src", n_per_class=2, seconds=3.0).rglob("*.wav"))
     corpus = linked_corpus(files, tmp_path / "many", 240)
@@ -131,6 +131,7 @@ def test_cli_embed_similar_and_evaluate(model, tone_store, tmp_path):
     from typer.testing import CliRunner
 
     from mgc.cli import app
+    from mgc.models import EmbeddingStore
 
     runner = CliRunner()
     out = tmp_path / "emb"
@@ -139,16 +140,27 @@ def test_cli_embed_similar_and_evaluate(model, tone_store, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (out / "index-usearch.bin").is_file() and (out / "index.json").is_file()
-    ids = list(__import__("mgc.models", fromlist=["EmbeddingStore"]).EmbeddingStore(out).track_ids())
+    ids = list(EmbeddingStore(out).track_ids())
     result = runner.invoke(app, ["similar", str(out), ids[0], "--k", "3", "--json"])
     assert result.exit_code == 0, result.output
     [hits] = json.loads(result.stdout)
     assert len(hits["results"]) == 3 and hits["query"] == ids[0]
     result = runner.invoke(app, ["similar", str(out), "--precision", "--k", "3", "--json"])
     assert result.exit_code == 0, result.output
-    assert 0.0 <= json.loads(result.stdout)["precision"] <= 1.0
+    precision = json.loads(result.stdout)["precision"]
+    # The same number written out in NumPy: each track's 3 nearest others by cosine, the share with its label.
+    emb = EmbeddingStore(out)
+    vectors = emb.vectors(np.arange(len(emb))).astype(np.float64)
+    labels = np.asarray(emb.info(np.arange(len(emb)))["label"])
+    scores = vectors @ vectors.T
+    np.fill_diagonal(scores, -np.inf)
+    nearest = np.argsort(-scores, axis=1, kind="stable")[:, :3]
+    expected = float((labels[nearest] == labels[:, None]).mean())
+    assert precision == pytest.approx(expected, abs=1e-9)
     argv = ["evaluate", str(model.folder), str(tone_store), "--split", "all", "--json", "--k", "3"]
     result = runner.invoke(app, argv)
     assert result.exit_code == 0, result.output
     neighbours = json.loads(result.stdout)["genre_precision_at_k"]
-    assert neighbours["k"] == 3 and neighbours["queries"] == 24 and 0 <= neighbours["precision"] <= 1
+    assert neighbours["k"] == 3 and neighbours["queries"] == 24
+    # From the float32 embeddings in memory: the same neighbours as the float16 store's.
+    assert neighbours["precision"] == pytest.approx(expected, abs=1e-9)

@@ -152,13 +152,12 @@ def test_a_second_evaluation_into_the_same_folder_fails_at_once(model_dir, tone_
     from mgc.models.config import ModelError
 
     repo = Path(__file__).resolve().parents[2]
-    hold = "import sys, time\nfrom models.layout import eval_folder_lock\nwith eval_folder_lock(sys.argv[1]):\n"
+    hold = "import sys, time\nfrom mgc.models.folder import eval_folder_lock\nwith eval_folder_lock(sys.argv[1]):\n"
     hold += "    print('locked', flush=True)\n    time.sleep(120)\n"
     out = tmp_path / "eval"
     holder = subprocess.Popen(
         [sys.executable, "-c", hold, str(out)],
         cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo)},
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -253,8 +252,8 @@ def test_missing_model_is_a_clear_error(tone_store, tmp_path):
 
 def test_store_streams_shard_by_shard_when_it_does_not_fit(tone_store):
     from mgc.models.config import TrainConfig
-    from mgc.models.data import StoreTracks, split_source
-    from mgc.models.input_pipeline import Normalizer, TrainStream
+    from mgc.models.data.pipeline import Normalizer, TrainStream
+    from mgc.models.data.stores import StoreTracks, split_source
 
     tracks = StoreTracks.of(tone_store)
     rows = np.arange(len(tracks.columns["track_id"]))
@@ -277,7 +276,7 @@ def test_store_streams_shard_by_shard_when_it_does_not_fit(tone_store):
 
 def test_manifest_split_and_artist_columns_reach_the_splits(tmp_path):
     from mgc import engine
-    from mgc.models.splits import make_splits
+    from mgc.models.data.splits import make_splits
 
     corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=4, seconds=0.5)
     files = sorted(corpus.rglob("*.wav"))

@@ -23,7 +23,7 @@ def stats_store(tmp_path_factory):
 
 
 def test_stats_vector_is_means_and_spreads():
-    from mgc.models.heads import stats_vector
+    from mgc.models.kinds.featurizers import stats_vector
 
     rng = np.random.default_rng(0)
     logmel, mfcc = rng.standard_normal((50, 4)), rng.standard_normal((50, 3))
@@ -37,7 +37,8 @@ def test_stats_vector_is_means_and_spreads():
 def test_the_stats_model_equals_scikit_learns_logistic_regression(stats_store, tmp_path):
     sklearn = pytest.importorskip("sklearn.linear_model", reason="scikit-learn is the test oracle")
     from mgc.engine import FeatureStore
-    from mgc.models.heads import HeadModel, train_head
+    from mgc.models.kinds.head import HeadModel
+    from mgc.models.training.heads import train_head
 
     summary = train_head(stats_store, tmp_path / "m", "stats", c=0.5)
     head = HeadModel.load(tmp_path / "m")
@@ -59,7 +60,7 @@ def test_the_stats_model_equals_scikit_learns_logistic_regression(stats_store, t
 def test_a_stats_model_evaluates_and_predicts_through_the_usual_commands(stats_store, tmp_path):
     from mgc.engine import FeatureStore
     from mgc.models import evaluate, predict
-    from mgc.models.heads import train_head
+    from mgc.models.training.heads import train_head
 
     train_head(stats_store, tmp_path / "m", "stats")
     metrics = evaluate(tmp_path / "m", stats_store, split="all")
@@ -82,7 +83,8 @@ def test_a_stats_model_evaluates_and_predicts_through_the_usual_commands(stats_s
 def test_a_stats_model_embeds_and_searches(stats_store, tmp_path):
     from mgc.engine import FeatureStore
     from mgc.models import embed, similar
-    from mgc.models.heads import HeadModel, train_head
+    from mgc.models.kinds.head import HeadModel
+    from mgc.models.training.heads import train_head
 
     train_head(stats_store, tmp_path / "m", "stats")
     summary = embed(tmp_path / "m", tmp_path / "emb", store=stats_store, dtype="float32", index="none")
@@ -101,7 +103,7 @@ def test_a_stats_model_embeds_and_searches(stats_store, tmp_path):
 def test_a_backbone_head_caches_its_vectors(stats_store, tmp_path):
     from mgc.engine import VectorStore
     from mgc.models import evaluate
-    from mgc.models.heads import train_head
+    from mgc.models.training.heads import train_head
 
     first = train_head(stats_store, tmp_path / "m", "musicnn-msd")
     cache = VectorStore(tmp_path / "m" / "vectors")
@@ -115,23 +117,26 @@ def test_a_backbone_head_caches_its_vectors(stats_store, tmp_path):
 
 def test_the_stats_model_refuses_a_store_without_mfcc(tone_store, tmp_path):
     from mgc.models.config import ModelError
-    from mgc.models.heads import train_head
+    from mgc.models.training.heads import train_head
 
     with pytest.raises(ModelError, match="needs a store with both logmel and mfcc"):
         train_head(tone_store, tmp_path / "m", "stats")
 
 
 def test_an_mlp_head_learns_what_a_linear_one_cannot():
-    from mgc.models.heads import _fit, _fit_mlp, head_logits
+    from mgc.models.nets.heads import head_logits
+
+    # XOR of two signs: no line separates the classes; one hidden layer does.
+    from mgc.models.training.fit import fit_linear, fit_mlp
 
     # XOR of two signs: no line separates the classes; one hidden layer does.
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (400, 2)).astype(np.float32)
     x = x[np.abs(x).min(1) > 0.1]
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(np.int64)
-    weights, bias, _ = _fit(x, y, 2, 1.0, 500)
+    weights, bias, _ = fit_linear(x, y, 2, 1.0, 500)
     linear = (head_logits({"weights": weights, "bias": bias}, x).argmax(1) == y).mean()
-    params, steps = _fit_mlp(x, y, 2, 100.0, 32, valid=(x[:50], y[:50]))
+    params, steps = fit_mlp(x, y, 2, 100.0, 32, valid=(x[:50], y[:50]))
     mlp = (head_logits(params, x).argmax(1) == y).mean()
     assert linear < 0.7 and mlp > 0.95, (linear, mlp)
     assert params["hidden_weights"].shape == (2, 32) and params["weights"].shape == (32, 2) and steps >= 500
@@ -142,7 +147,7 @@ def test_an_mlp_stats_model_trains_evaluates_predicts_and_embeds_through_the_cli
 
     from mgc.cli import app
     from mgc.engine import FeatureStore, VectorStore
-    from mgc.models.heads import HeadModel
+    from mgc.models.kinds.head import HeadModel
 
     runner = CliRunner()
     out = tmp_path / "m"
@@ -176,9 +181,10 @@ def test_an_mlp_stats_model_trains_evaluates_predicts_and_embeds_through_the_cli
 
 def test_fine_tuning_trains_the_backbone_but_not_its_statistics(stats_store, tmp_path):
     from mgc.engine import FeatureStore
-    from mgc.models.finetune import fine_tune
-    from mgc.models.heads import HeadModel, train_head
+    from mgc.models.kinds.head import HeadModel
     from mgc.models.pretrained.musicnn import weights_path
+    from mgc.models.training.finetune import fine_tune
+    from mgc.models.training.heads import train_head
 
     train_head(stats_store, tmp_path / "m", "musicnn-msd")
     head = HeadModel.load(tmp_path / "m")
@@ -207,8 +213,8 @@ def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store,
     from mgc.cli import app
     from mgc.engine import FeatureStore, VectorStore
     from mgc.models import embed, predict
-    from mgc.models.embeddings import weights_fingerprint
-    from mgc.models.heads import HeadModel, _backbone_items
+    from mgc.models.kinds.featurizers import backbone_vectors
+    from mgc.models.kinds.head import HeadModel
 
     runner = CliRunner()
     out = tmp_path / "m"
@@ -229,8 +235,8 @@ def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store,
     path = store.tracks.path[0]
     # Prediction reads the folder's backbone: the same probabilities as its vector computed by hand,
     # which differs from the shipped backbone's.
-    [(_key, vector)] = list(_backbone_items([("t", path, "")], "musicnn-msd", backbone=out / "backbone.npz"))
-    [(_key, frozen)] = list(_backbone_items([("t", path, "")], "musicnn-msd"))
+    [(_key, vector)] = list(backbone_vectors([("t", path, "")], "musicnn-msd", backbone=out / "backbone.npz"))
+    [(_key, frozen)] = list(backbone_vectors([("t", path, "")], "musicnn-msd"))
     assert np.abs(vector - frozen).max() > 1e-4
     [result] = predict(out, [path], top_k=3)
     top = result["top"][0]
@@ -244,14 +250,14 @@ def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store,
 
     np.testing.assert_allclose(stored, unit(vector), atol=1e-5)
     assert np.abs(stored - unit(frozen)).max() > 1e-4
-    tuned_print = weights_fingerprint(head)
+    tuned_print = head.fingerprint()
     result = runner.invoke(app, ["evaluate", str(out), str(stats_store), "--split", "all", "--json"])
     assert result.exit_code == 0, result.output
     # Training again without --fine-tune leaves a frozen head: no stale backbone file, another fingerprint.
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert not (out / "backbone.npz").exists() and HeadModel.load(out).backbone is None
-    assert weights_fingerprint(HeadModel.load(out)) != tuned_print
+    assert HeadModel.load(out).fingerprint() != tuned_print
 
 
 def test_fine_tuning_is_refused_without_a_backbone(stats_store, tmp_path):
@@ -259,7 +265,7 @@ def test_fine_tuning_is_refused_without_a_backbone(stats_store, tmp_path):
 
     from mgc.cli import app
     from mgc.models.config import ModelError
-    from mgc.models.heads import train_head
+    from mgc.models.training.heads import train_head
 
     with pytest.raises(ModelError, match="fine-tuning needs a backbone"):
         train_head(stats_store, tmp_path / "m", "stats", fine_tune_epochs=1)
@@ -270,8 +276,9 @@ def test_fine_tuning_is_refused_without_a_backbone(stats_store, tmp_path):
 def test_fine_tuning_refuses_more_patches_than_its_memory_limit_before_reading(stats_store, tmp_path):
     from mgc.engine import FeatureStore
     from mgc.models.config import ModelError
-    from mgc.models.finetune import fine_tune
-    from mgc.models.heads import HeadModel, train_head
+    from mgc.models.kinds.head import HeadModel
+    from mgc.models.training.finetune import fine_tune
+    from mgc.models.training.heads import train_head
 
     train_head(stats_store, tmp_path / "m", "musicnn-msd")
     store = FeatureStore(stats_store)
@@ -284,13 +291,14 @@ def test_fine_tuning_refuses_more_patches_than_its_memory_limit_before_reading(s
 def test_a_backbone_head_on_a_musicnn_store_reads_no_audio(tmp_path):
     from mgc.engine import SPEC_PRESETS, FeatureSpec, FeatureStore, VectorStore, extract
     from mgc.models import evaluate
-    from mgc.models.heads import _backbone_items, train_head
+    from mgc.models.kinds.featurizers import backbone_vectors
+    from mgc.models.training.heads import train_head
 
     corpus = write_tone_corpus(tmp_path / "corpus", n_per_class=4)
     extract(corpus, tmp_path / "store", FeatureSpec.from_dict(SPEC_PRESETS["musicnn"]), workers=1)
     store = FeatureStore(tmp_path / "store")
     keys = [(store.tracks.track_id[i], store.tracks.path[i], "") for i in range(len(store))]
-    from_audio = {key[0]: vector for key, vector in _backbone_items(keys, "musicnn-msd", workers=1)}
+    from_audio = {key[0]: vector for key, vector in backbone_vectors(keys, "musicnn-msd", workers=1)}
     corpus.rename(tmp_path / "gone")  # from here on, every audio read would fail
     summary = train_head(store, tmp_path / "m", "musicnn-msd", fine_tune_epochs=1)
     assert summary["train_accuracy"] is not None and summary["fine_tune"]["steps"] >= 1
@@ -306,7 +314,8 @@ def test_heads_share_a_vector_cache_and_refuse_another_featurizers(stats_store, 
     from mgc.engine import VectorStore
     from mgc.models import evaluate
     from mgc.models.config import ModelError
-    from mgc.models.heads import HeadModel, train_head
+    from mgc.models.kinds.head import HeadModel
+    from mgc.models.training.heads import train_head
 
     shared = tmp_path / "shared-vectors"
     train_head(stats_store, tmp_path / "linear", "musicnn-msd", vectors_dir=shared)
@@ -322,7 +331,7 @@ def test_heads_share_a_vector_cache_and_refuse_another_featurizers(stats_store, 
 
 def test_a_model_folder_retrained_with_another_featurizer_replaces_its_own_cache(stats_store, tmp_path):
     from mgc.engine import VectorStore
-    from mgc.models.heads import train_head
+    from mgc.models.training.heads import train_head
 
     train_head(stats_store, tmp_path / "m", "stats")
     assert VectorStore(tmp_path / "m" / "vectors").dim == 2 * (2 * 8 + 16)  # n_mfcc 8, n_mels 16

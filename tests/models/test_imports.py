@@ -17,7 +17,9 @@ PUBLIC = {"engine": engine, "engine.synth": engine.synth}
 
 
 def test_models_use_only_the_public_engine_api():
-    for path in MODELS.glob("*.py"):
+    paths = sorted(MODELS.rglob("*.py"))
+    assert {"kinds", "tasks", "training"} <= {p.parent.name for p in paths}  # subpackages are seen
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.ImportFrom) and node.module:
                 root = node.module.removeprefix("mgc.").split(".")[0]
@@ -40,7 +42,7 @@ def test_models_public_api():
 
     assert {"train", "evaluate", "predict", "ModelConfig", "TrainConfig"} <= set(models.__all__)
     assert all(hasattr(models, name) for name in models.__all__)
-    for path in MODELS.glob("*.py"):
+    for path in MODELS.rglob("*.py"):
         assert path.read_text().isascii(), f"{path.name} is not ASCII"
 
 
@@ -57,11 +59,16 @@ def test_config_and_cli_load_without_jax():
     assert done.stdout.strip() == "[]"
 
 
-def test_submodule_import_does_not_hide_the_function():
-    import mgc.models.evaluate  # noqa: F401
-    import mgc.models.predict  # noqa: F401
-    import mgc.models.train  # noqa: F401
+def test_importing_every_submodule_hides_no_public_name():
+    import importlib
+    import pkgutil
+
     from mgc import models
 
-    assert callable(models.train) and callable(models.evaluate) and callable(models.predict)
-    assert models.train.__module__ == "mgc.models.train"
+    names = [m.name for m in pkgutil.walk_packages(models.__path__, "mgc.models.") if "convert" not in m.name]
+    assert {"mgc.models.kinds.loader", "mgc.models.training.cnn", "mgc.models.tasks.report"} <= set(names)
+    for name in names:
+        importlib.import_module(name)
+    assert callable(models.train) and callable(models.evaluate) and callable(models.report)
+    assert models.train.__module__ == "mgc.models.training.cnn"
+    assert models.report.__module__ == "mgc.models.tasks.report"

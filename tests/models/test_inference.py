@@ -58,7 +58,7 @@ def test_a_store_is_predicted_track_by_track(model, tone_store):
 
 
 def test_results_file_resumes_without_duplicates(model, files, tmp_path):
-    from mgc.models.predict import predict_to_file
+    from mgc.models.tasks.predict import predict_to_file
 
     broken = tmp_path / "broken.wav"
     broken.write_text("not audio")

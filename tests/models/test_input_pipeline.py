@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mgc.models.config import TrainConfig
-from mgc.models.input_pipeline import Normalizer, TrainStream, auto_crops_per_track, eval_crops, fit_normalizer
+from mgc.models.data.pipeline import Normalizer, TrainStream, auto_crops_per_track, eval_crops, fit_normalizer
 
 
 def _tracks(rng, n=10, n_mels=16):

@@ -17,14 +17,14 @@ import pytest
 
 from mgc.engine import FolderLock, StoreError, StoreLockedError, extract
 from mgc.models.config import ModelError, TrainConfig
-from mgc.models.layout import ModelFolder
+from mgc.models.folder import ModelFolder
 from tests.models.conftest import small_spec, write_tone_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
 HOLD = """
 import sys, time
-from mgc.models.layout import ModelFolder
+from mgc.models.folder import ModelFolder
 with ModelFolder(sys.argv[1]).lock(shared=sys.argv[2] == "shared"):
     print("locked", flush=True)
     time.sleep(float(sys.argv[3]))
@@ -36,7 +36,6 @@ def hold(folder: Path, *, shared: bool = False, seconds: float = 120.0) -> subpr
     process = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(folder), "shared" if shared else "exclusive", str(seconds)],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mgc.models.config import tiny_model_config
-from mgc.models.parallel import make_parallel
-from mgc.models.steps import init_state, make_optimizer
+from mgc.models.nets.steps import init_state, make_optimizer
+from mgc.models.training.parallel import make_parallel
 from tests.models.conftest import make_batch
 
 pytestmark = pytest.mark.skipif(jax.local_device_count() < 4, reason="needs 4 (faked) CPU devices")

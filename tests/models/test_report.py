@@ -42,7 +42,7 @@ def test_a_report_of_a_store_and_a_model(tone_store, tone_model, tmp_path):
 def test_memory_is_bounded_by_the_sample_not_the_store(tmp_path):
     """The same report of a store four times larger allocates about the same at its peak."""
     from mgc.engine import extract
-    from mgc.models.report import report
+    from mgc.models.tasks.report import report
 
     corpus = write_tone_corpus(tmp_path / "small", n_per_class=8, seconds=2.0)
     big = tmp_path / "big"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mgc.models.config import ModelError
-from mgc.models.splits import _ALIASES, SPLITS, _from_files, make_splits, track_columns
+from mgc.models.data.splits import _ALIASES, SPLITS, _from_files, make_splits, track_columns
 
 
 def _table(n_per_class=10, n_classes=3, **extra):
@@ -85,11 +85,13 @@ def test_split_files_gtzan_style(tmp_path):
         make_splits(table, split_files={"train": tmp_path / "bad.txt"})
 
 
-def test_track_columns_accepts_rows_and_bytes():
-    rows = [{"track_id": b"a", "label": 0, "split": None}, {"track_id": b"b", "label": 1, "split": "test"}]
-    cols = track_columns(rows)
+def test_track_columns_accepts_bytes_and_missing_splits():
+    table = {"track_id": np.array([b"a", b"b"], object), "label": [0, 1], "split": np.array([None, "test"], object)}
+    cols = track_columns(table)
     assert cols["track_id"].tolist() == ["a", "b"] and cols["split"].tolist() == ["", "test"]
     assert cols["label"].dtype == np.int64
+    with pytest.raises(ModelError, match="dict of columns"):
+        track_columns([{"track_id": "a", "label": 0}])
 
 
 # --- the vectorised splits equal the per-track implementation they replaced --------------------
@@ -243,7 +245,7 @@ def test_splits_of_a_real_store(tmp_path):
 
 def test_store_rows_and_bulk_sources(tmp_path):
     from mgc.engine import FeatureStore, extract
-    from mgc.models.data import StoreTracks, split_source
+    from mgc.models.data.stores import StoreTracks, split_source
     from tests.engine.conftest import make_genre_folder
 
     extract(make_genre_folder(tmp_path / "corpus", per_label=4), tmp_path / "store", workers=1, shard_size=3)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from mgc.models.config import TrainConfig
-from mgc.models.steps import eval_step, init_state, make_graphdef, make_optimizer, make_schedule, train_step
+from mgc.models.nets.steps import infer_step, init_state, make_graphdef, make_optimizer, make_schedule, train_step
 from tests.models.conftest import make_batch
 
 
@@ -27,7 +27,7 @@ def test_steps_learn_a_fixed_batch_and_are_pure(model_config, rng):
         losses.append(float(metrics["loss"]))
     assert int(state["step"]) == 20
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.6 * losses[0]
-    probs = jax.jit(eval_step, static_argnames="graphdef")(
+    probs, _embedding = jax.jit(infer_step, static_argnames=("graphdef", "multilabel"))(
         state["params"], state["batch_stats"], batch["x"], graphdef=make_graphdef(model_config)
     )
     np.testing.assert_allclose(np.asarray(probs).sum(-1), 1.0, rtol=1e-5)
@@ -48,7 +48,7 @@ def test_bfloat16_step_matches_float32_within_bfloat16_precision(model_config, r
     and the update keeps its direction (cosine > 0.99). Parameters, optimizer state and BatchNorm
     statistics stay float32.
     """
-    from mgc.models.parallel import make_parallel
+    from mgc.models.training.parallel import make_parallel
 
     config = TrainConfig(lr=1e-2, warmup_fraction=0.1)
     tx = make_optimizer(config, total_steps=30)

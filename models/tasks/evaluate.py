@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import atomic
-from mgc.models.checkpoint import TrainedModel, check_spec, load_model
-from mgc.models.config import ModelError
-from mgc.models.data import StoreTracks, split_source
-from mgc.models.layout import EVAL_FILES, ModelFolder, eval_folder_lock
-from mgc.models.metrics import classification_metrics, track_outputs
-from mgc.models.plots import confusion_png, curves_png
-from mgc.models.steps import make_graphdef
+from mgc.models.config import EVAL_SPLITS
+from mgc.models.data.stores import StoreTracks
+from mgc.models.errors import ModelError
+from mgc.models.folder import EVAL_FILES, ModelFolder, eval_folder_lock
+from mgc.models.kinds.base import Model
+from mgc.models.kinds.loader import load_model
+from mgc.models.metrics import classification_metrics
+from mgc.models.tasks.plots import confusion_png, curves_png
 
 __all__ = ["evaluate"]
 
@@ -25,10 +26,8 @@ def _rows_for(split: str, ids: list[str] | None, tracks: StoreTracks) -> np.ndar
     labeled = np.flatnonzero(tracks.columns["label"] >= 0)
     if ids is None:
         return labeled
-    track_ids = tracks.columns["track_id"]
-    # Vectorised membership (a StringColumn's isin, or numpy's for a plain array): no loop over a million rows.
-    member = track_ids.isin(ids) if hasattr(track_ids, "isin") else np.isin(np.asarray(track_ids, object), ids)
-    rows = labeled[np.asarray(member)[labeled]].astype(np.int64)
+    # Vectorised membership (the StringColumn's isin): no loop over a million rows.
+    rows = labeled[np.asarray(tracks.columns["track_id"].isin(ids))[labeled]].astype(np.int64)
     if ids and not rows.size:
         raise ModelError(
             f"none of the model's {split} tracks is in this store; evaluate another store with --split all"
@@ -53,7 +52,7 @@ def evaluate(
     Parameters
     ----------
     model_dir : str or Path
-        A folder written by :func:`models.train`.
+        A folder written by :func:`mgc.models.train`.
     store : str, Path or engine.FeatureStore
         A store made with the model's FeatureSpec (checked).
     split : str
@@ -85,12 +84,12 @@ def evaluate(
     ModelError
         Bad split, a store with another FeatureSpec or unknown labels, a
         training writing into ``model_dir`` (the model is read under the
-        folder's shared lock, see :mod:`models.layout`), or another evaluation
+        folder's shared lock, see :mod:`mgc.models.folder`), or another evaluation
         writing into the same output folder (locked for the whole pass).
     """
     model_dir = Path(model_dir)
-    if split not in ("train", "valid", "test", "all"):
-        raise ModelError(f"unknown split {split!r}; use train, valid, test or all")
+    if split not in EVAL_SPLITS:
+        raise ModelError(f"unknown split {split!r}; use {', '.join(EVAL_SPLITS[:-1])} or {EVAL_SPLITS[-1]}")
     folder = ModelFolder(model_dir)
     # The checkpoint and splits.json of one training, read under the readers' lock (released here:
     # the evaluation itself works on the model in memory).
@@ -98,12 +97,7 @@ def evaluate(
         model = load_model(model_dir, which)
         split_ids = None if split == "all" else folder.read_splits()[split]
     tracks = StoreTracks.of(store)
-    check_spec(
-        model.spec,
-        tracks.store.spec,
-        where=f"the model in {model_dir}",
-        store_path=getattr(tracks.store, "path", store),
-    )
+    model.check_store(tracks.store, where=f"the model in {model_dir}")
     rows = _rows_for(split, split_ids, tracks)
     store_names = [str(n) for n in tracks.store.label_names]
     unknown = sorted({store_names[label] for label in tracks.columns["label"][rows]} - set(model.label_names))
@@ -133,7 +127,7 @@ def evaluate(
 
 def _evaluate_into(
     out: Path,
-    model: TrainedModel,
+    model: Model,
     model_dir: Path,
     tracks: StoreTracks,
     rows: np.ndarray,
@@ -145,24 +139,9 @@ def _evaluate_into(
     precision_k: int,
 ) -> dict[str, Any]:
     """:func:`evaluate`'s pass over ``rows`` and its files, written into the locked folder ``out``."""
-    from mgc.models.heads import HeadModel
-
-    if isinstance(model, HeadModel):
-        vectors, available = model.store_vectors(tracks.store, rows)
-        if not available.all():
-            raise ModelError(f"{int((~available).sum())} of the {split} tracks have no vector (their files failed)")
-        probs, embeddings = model.probabilities(vectors), model.standardise(vectors)
-    else:
-        source = split_source(tracks, rows, memory_limit_mb=model.train_config.memory_limit_mb)
-        probs, embeddings = track_outputs(
-            model.params,
-            model.batch_stats,
-            make_graphdef(model.model_config),
-            iter(source),
-            normalizer=model.normalizer,
-            crop_frames=model.crop_frames,
-            max_crops=max_crops,
-        )
+    probs, embeddings, available = model.store_outputs(tracks.store, rows, max_crops=max_crops)
+    if not available.all():
+        raise ModelError(f"{int((~available).sum())} of the {split} tracks have no vector (their files failed)")
     y_pred = probs.argmax(-1)
     metrics = classification_metrics(y_true, y_pred, len(model.label_names))
     paths = {key: out / name for key, name in EVAL_FILES.items()}
@@ -178,7 +157,7 @@ def _evaluate_into(
             "split": split,
             "label_names": model.label_names,
             "checkpoint": which,
-            "step": (model.meta.get("metrics") or {}).get("step"),
+            "step": model.step,
         }
     )
     track_ids = tracks.columns["track_id"]

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import background
-from mgc.models.config import ModelError, TrainConfig
+from mgc.models.config import TrainConfig
+from mgc.models.errors import ModelError
 
 __all__ = [
     "Normalizer",
@@ -123,11 +124,6 @@ class TrackSource:
         self._lock = threading.Lock()
         if self.in_memory:
             self._cache = {i: self._load(i) for i in range(len(self.keys))}
-
-    @classmethod
-    def from_arrays(cls, arrays: Sequence[np.ndarray]) -> TrackSource:
-        """A source over in-memory arrays (tests, benchmarks)."""
-        return cls(lambda i: arrays[i], range(len(arrays)), [a.shape[0] for a in arrays], arrays[0].shape[1])
 
     def _load(self, i: int) -> np.ndarray:
         return np.asarray(self._read(self.keys[i]), dtype=np.float32)

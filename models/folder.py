@@ -1,18 +1,17 @@
-"""The model folder: every file ``mgc train`` and ``mgc evaluate`` write, in one place.
+"""The model folder: every file of every model kind, what is written when and in which order, what is checked.
 
 As :mod:`engine.schema` describes a feature store, this module describes a
-model folder::
+model folder. ``model.json`` names the folder's ``kind``; the loader
+(:func:`mgc.models.load_model`) dispatches on it, and nothing else asks.
+
+Every kind::
 
     MODEL_DIR/
       .lock                      flock: held exclusively by the training writing the folder, shared by
-                                 readers while they load a checkpoint (see ModelFolder.lock); the
+                                 readers while they load a CNN's checkpoint (see ModelFolder.lock); the
                                  training's pid inside, or empty
-      model.json                 configs, label names, FeatureSpec, normalisation, store path (JSON, at start)
+      model.json                 {"kind": "cnn" | "head", ...}: what made the model (JSON)
       splits.json                {"method": str, "train": [track_id...], "valid": [...], "test": [...]}
-      metrics.jsonl              one JSON object per finished epoch (epoch, step, train_loss, train_accuracy,
-                                 val_accuracy, val_macro_f1, lr, examples_per_s, epoch_seconds)
-      checkpoints/latest/STEP/   orbax checkpoint of the last saved step (items "state" and "meta", no pickle)
-      checkpoints/best/STEP/     orbax checkpoint of the best validation accuracy so far
       eval-SPLIT/                what ``mgc evaluate`` writes (or the folder given with --out):
         .lock                    held exclusively by the evaluation writing this folder
         metrics.json             accuracy, macro_f1, per-class precision/recall/f1/support, confusion, ...
@@ -20,11 +19,40 @@ model folder::
         confusion_matrix.png     row-normalised confusion matrix
         training_curves.png      loss and accuracy per epoch (when metrics.jsonl has rows)
 
+Kind ``cnn`` (``mgc train``; a ``model.json`` without ``kind``, from before the
+field existed, is a CNN)::
+
+      model.json                 kind, configs, label names, FeatureSpec, normalisation, store path (at start)
+      metrics.jsonl              one JSON object per finished epoch (epoch, step, train_loss, train_accuracy,
+                                 val_accuracy, val_macro_f1, lr, examples_per_s, epoch_seconds)
+      checkpoints/latest/STEP/   orbax checkpoint of the last saved step (items "state" and "meta", no pickle)
+      checkpoints/best/STEP/     orbax checkpoint of the best validation accuracy so far
+
+Kind ``head`` (``mgc train --model stats`` or ``--backbone NAME``)::
+
+      model.json                 {"kind": "head", "featurizer", "head", "hidden", "fine_tuned",
+                                 "label_names", "spec", "dim", "C", "vectors", "metrics"} (written last)
+      head.npz                   mean, std (dim,); weights (dim or hidden, n_classes), bias (n_classes,);
+                                 an MLP also hidden_weights (dim, hidden), hidden_bias (hidden,)
+      backbone.npz               a fine-tuned backbone's variables, named as in the shipped weights
+                                 (``models/pretrained/musicnn_msd.npz``); only when fine_tuned
+      vectors/                   the frozen backbone's (or the statistics') cached vectors, an
+                                 ``engine.vectors`` store (track ids are the store's); elsewhere when
+                                 ``vectors`` (``--vectors DIR``) names a shared folder
+
 Every file is written atomically (:mod:`engine.atomic`: a temporary name,
 fsync, rename, fsync of the folder): a killed run leaves the previous version
-or the new one, never half a file. ``metrics.jsonl`` is rewritten whole (one
-row more) per epoch; a reader still skips a torn last line, which a file
-copied mid-write by another tool could have.
+or the new one, never half a file. A head is committed by its ``model.json``:
+``backbone.npz`` (or the removal of a previous run's), then ``head.npz``, then
+``model.json``, so a head is read only once all its files are in place.
+``metrics.jsonl`` is rewritten whole (one row more) per epoch; a reader still
+skips a torn last line, which a file copied mid-write by another tool could have.
+
+Checked on open: ``model.json`` is a JSON object of a known kind; a head's
+``head.npz`` holds ``mean``, ``std``, ``weights`` and ``bias`` of agreeing
+shapes (a missing or damaged file is a :class:`ModelError` naming it); a
+fine-tuned head's ``backbone.npz`` exists. A CNN's checkpoint is checked by
+orbax as it is restored.
 
 Concurrency: ``mgc train`` holds ``.lock`` exclusively for its whole run, so a
 second training into the same folder fails at once, naming the first one's
@@ -39,14 +67,18 @@ write the same files at once.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from mgc.engine import FolderLock, atomic
-from mgc.models.config import ModelError
+import numpy as np
 
-__all__ = ["EVAL_FILES", "ModelFolder", "eval_folder_lock"]
+from mgc.engine import FolderLock, atomic
+from mgc.models.errors import ModelError
+
+__all__ = ["EVAL_FILES", "KINDS", "ModelFolder", "eval_folder_lock"]
 
 LOCK_NAME = ".lock"
 #: How long a training waits for readers, who hold the lock only while they load a checkpoint.
@@ -57,6 +89,14 @@ SPLITS_JSON = "splits.json"
 METRICS_LOG = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_KINDS = ("latest", "best")
+#: The kinds a folder can hold (``model.json``'s ``kind``).
+KINDS = ("cnn", "head")
+HEAD_FILE = "head.npz"
+BACKBONE_FILE = "backbone.npz"
+VECTORS = "vectors"
+#: Arrays every head.npz holds, and those of an MLP's hidden layer.
+HEAD_ARRAYS = ("mean", "std", "weights", "bias")
+MLP_ARRAYS = ("hidden_weights", "hidden_bias")
 #: Files of an evaluation folder: key in ``evaluate()``'s ``files`` -> file name.
 EVAL_FILES = {
     "metrics": "metrics.json",
@@ -90,6 +130,24 @@ class ModelFolder:
         self.splits_json = self.root / SPLITS_JSON
         self.metrics_log = self.root / METRICS_LOG
         self.checkpoints = self.root / CHECKPOINTS
+        self.head_file = self.root / HEAD_FILE
+        self.backbone_file = self.root / BACKBONE_FILE
+        self.vectors_dir = self.root / VECTORS
+
+    def kind(self) -> str:
+        """The kind ``model.json`` records: ``cnn`` where it records none or is absent (a CNN being trained).
+
+        Raises
+        ------
+        ModelError
+            When ``model.json`` exists but is not a JSON object.
+        """
+        if not self.model_json.exists():
+            return "cnn"
+        data = _read_json(self.model_json, "model description")
+        if not isinstance(data, dict):
+            raise ModelError(f"{self.model_json} is not a model description (a JSON object)")
+        return str(data.get("kind", "cnn"))
 
     def checkpoint_dir(self, which: str) -> Path:
         """``checkpoints/latest`` or ``checkpoints/best``."""
@@ -148,8 +206,55 @@ class ModelFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic.write_json(self.model_json, data, sort_keys=False)
 
-    def read_model(self) -> dict[str, Any]:
-        return _read_json(self.model_json, "model description")
+    # a head: head.npz, backbone.npz, model.json -----------------------------------
+    def write_head(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, backbone: bytes | None) -> None:
+        """Write a head: ``backbone.npz`` (or remove a previous run's), ``head.npz``, then ``model.json``.
+
+        Parameters
+        ----------
+        arrays : dict
+            ``mean``, ``std``, ``weights``, ``bias`` and, for an MLP, ``hidden_weights``, ``hidden_bias``.
+        meta : dict
+            ``model.json``'s content, ``"kind": "head"`` included.
+        backbone : bytes or None
+            A fine-tuned backbone's ``.npz`` bytes.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        if backbone is not None:
+            atomic.write_bytes(self.backbone_file, backbone)
+        else:
+            self.backbone_file.unlink(missing_ok=True)  # a previous run's tuned backbone
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic.write_bytes(self.head_file, buffer.getvalue())
+        atomic.write_json(self.model_json, meta, sort_keys=False)
+
+    def read_head(self) -> tuple[dict[str, Any], dict[str, np.ndarray], Path | None]:
+        """A head's ``model.json``, ``head.npz`` arrays and fine-tuned backbone file (None when frozen), checked.
+
+        Raises
+        ------
+        ModelError
+            When a file is missing or damaged, or the arrays disagree in shape.
+        """
+        meta = _read_json(self.model_json, "model description")
+        missing = [k for k in ("featurizer", "label_names", "spec") if k not in meta]
+        if missing:
+            raise ModelError(f"{self.model_json} lacks {', '.join(missing)}: it is not a head's description")
+        try:
+            with np.load(self.head_file, allow_pickle=False) as head:
+                arrays = {k: head[k] for k in head.files}
+        except FileNotFoundError:
+            raise ModelError(
+                f"{self.head_file} is missing: the head in {self.root} is incomplete; train it again"
+            ) from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise ModelError(f"{self.head_file} is damaged ({error}); train the head again") from None
+        _check_head_arrays(arrays, len(meta["label_names"]), self.head_file)
+        backbone = self.backbone_file if meta.get("fine_tuned") else None
+        if backbone is not None and not backbone.is_file():
+            raise ModelError(f"{self.root} is a fine-tuned head but its {BACKBONE_FILE} is missing")
+        return meta, arrays, backbone
 
     # splits.json -----------------------------------------------------------------
     def write_splits(self, splits: dict[str, Any]) -> None:
@@ -194,6 +299,21 @@ class ModelFolder:
         kept = [row for row in rows if row.get("step", 0) <= step]
         if kept != rows or not self.metrics_log.exists():
             self.write_metrics(kept)
+
+
+def _check_head_arrays(arrays: dict[str, np.ndarray], n_classes: int, path: Path) -> None:
+    names = set(arrays)
+    if not set(HEAD_ARRAYS) <= names or names - set(HEAD_ARRAYS) - set(MLP_ARRAYS):
+        expected = f"{list(HEAD_ARRAYS)} (+ {list(MLP_ARRAYS)})"
+        raise ModelError(f"{path} holds {sorted(names)}, not a head's arrays {expected}")
+    dim = arrays["mean"].shape[0]
+    width = arrays["hidden_weights"].shape[1] if "hidden_weights" in arrays else dim
+    expected = {"std": (dim,), "weights": (width, n_classes), "bias": (n_classes,)}
+    if "hidden_weights" in arrays:
+        expected.update({"hidden_weights": (dim, width), "hidden_bias": (width,)})
+    wrong = [f"{k} {arrays[k].shape}" for k, shape in expected.items() if arrays[k].shape != shape]
+    if wrong:
+        raise ModelError(f"{path}: arrays of disagreeing shapes ({', '.join(wrong)}); train the head again")
 
 
 def eval_folder_lock(out: str | Path) -> FolderLock:

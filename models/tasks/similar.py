@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import neighbours, vectors
-from mgc.models.config import ModelError
-from mgc.models.embeddings import EmbeddingStore
+from mgc.models.data.inputs import describe_error, entries
+from mgc.models.errors import ModelError
+from mgc.models.tasks.embed import EmbeddingStore
 
 __all__ = ["similar"]
 
@@ -33,7 +34,7 @@ def similar(
     Parameters
     ----------
     embeddings : str, Path or EmbeddingStore
-        A folder written by :func:`models.embeddings.embed`.
+        A folder written by :func:`mgc.models.embed`.
     queries : sequence of str
         Track ids of the store, or audio files (embedded with the store's model,
         which must still be where the store says and unchanged).
@@ -70,16 +71,9 @@ def similar(
     wanted[known] = store.vectors(rows[known])
     errors: dict[int, str] = {}
     if audio:
-        from mgc.models.heads import HeadModel
-        from mgc.models.inference import infer
-        from mgc.models.predict import _audio_items, _head_results, describe_error
-
         model = store.load_model()
         positions = [i for i, row in enumerate(rows) if row < 0]
-        if isinstance(model, HeadModel):
-            results = _head_results(model, audio, store=None, workers=workers, skip=frozenset(), executor=None)
-        else:
-            results = infer(model, _audio_items(model, audio, workers=workers, skip=frozenset()))
+        results = model.audio_results(entries(audio), workers=workers)
         for position, result in zip(positions, results):
             if result.error is not None:
                 errors[position] = describe_error(result.error)

@@ -14,14 +14,13 @@ Unlabeled tracks (label -1) are never in a split.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from mgc.models.config import ModelError
+from mgc.models.errors import ModelError
 
 __all__ = ["SPLITS", "track_columns", "make_splits"]
 
@@ -61,28 +60,19 @@ def _is_string_column(values: Any) -> bool:
 def track_columns(tracks: Any) -> dict[str, Any]:
     """Return the store's per-track table as a dict of equal-length columns.
 
-    Accepts the engine's ``TrackTable``, a pandas DataFrame, a numpy
-    structured array, a dict of columns or a sequence of row dicts / objects.
-    ``track_id``, ``path``, ``split`` and ``artist`` come back as str object
-    arrays, or as the engine's ``StringColumn`` when the table holds one (kept
-    as is: no Python object per row); ``label`` and ``n_frames`` as int64.
+    Accepts the engine's ``TrackTable`` (``keys()`` + ``table[column]``), a dict
+    of columns, or a numpy structured array. ``track_id``, ``path``, ``split``
+    and ``artist`` come back as str object arrays, or as the engine's
+    ``StringColumn`` when the table holds one (kept as is: no Python object per
+    row); ``label`` and ``n_frames`` as int64.
     """
-    if hasattr(tracks, "columns") and hasattr(tracks, "to_numpy"):
-        cols = {str(c): tracks[c].to_numpy() for c in tracks.columns}
-    elif isinstance(tracks, np.ndarray) and tracks.dtype.names:
+    if isinstance(tracks, np.ndarray) and tracks.dtype.names:
         cols = {n: tracks[n] for n in tracks.dtype.names}
     elif isinstance(tracks, Mapping) or (hasattr(tracks, "keys") and hasattr(tracks, "__getitem__")):
-        # A dict of columns, or the engine's TrackTable (keys() + table[column]).
         cols = {str(k): tracks[k] if _is_string_column(tracks[k]) else np.asarray(tracks[k]) for k in tracks.keys()}
-    elif dataclasses.is_dataclass(tracks):
-        cols = {f.name: np.asarray(getattr(tracks, f.name)) for f in dataclasses.fields(tracks)}
     else:
-        rows = list(tracks)
-        if not rows:
-            return {"track_id": np.array([], object), "label": np.array([], np.int64)}
-        keys = rows[0].keys() if isinstance(rows[0], Mapping) else getattr(rows[0], "_fields", vars(rows[0]).keys())
-        get = (lambda r, k: r[k]) if isinstance(rows[0], Mapping) else getattr
-        cols = {k: np.asarray([get(r, k) for r in rows]) for k in keys}
+        kind = type(tracks).__name__
+        raise ModelError(f"a track table must be the store's TrackTable or a dict of columns, not {kind}")
     for name in ("track_id", "path", "split", "artist"):
         if name in cols and not _is_string_column(cols[name]):
             cols[name] = _text(cols[name])

@@ -1,6 +1,6 @@
 """Data parallelism over local devices: ``jax.jit`` over a mesh, or ``jax.pmap``.
 
-Both wrap the same pure :func:`models.steps.train_step`; they differ only in
+Both wrap the same pure :func:`mgc.models.nets.steps.train_step`; they differ only in
 how the state and the global batch are laid out on devices:
 
 - ``jit`` (default, the recommended JAX path): the state is replicated and the
@@ -27,8 +27,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mgc.models.config import ModelConfig, ModelError
-from mgc.models.steps import make_graphdef, train_step
+from mgc.models.config import ModelConfig
+from mgc.models.errors import ModelError
+from mgc.models.nets.steps import make_graphdef, train_step
 
 __all__ = ["make_parallel", "JitParallel", "PmapParallel", "AXIS"]
 

@@ -2,7 +2,7 @@
 
 The steps are plain functions of ``(state, batch)``; the parallel transform
 (``jax.jit`` over a mesh or ``jax.pmap``) is applied where they are called, in
-:mod:`models.parallel`, as in the Flax examples.
+:mod:`mgc.models.training.parallel`, as in the Flax examples.
 
 The train state is a plain dict of pytrees (pure dicts of arrays, no Flax
 objects) so that orbax writes and reads it without custom handlers::
@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from mgc.models.cnn import ShortChunkCNN
 from mgc.models.config import ModelConfig, TrainConfig
+from mgc.models.nets.cnn import ShortChunkCNN
 
-__all__ = ["make_schedule", "make_optimizer", "make_graphdef", "init_state", "train_step", "eval_step", "infer_step"]
+__all__ = ["make_schedule", "make_optimizer", "make_graphdef", "init_state", "train_step", "infer_step"]
 
 TrainState = dict[str, Any]
 
@@ -153,8 +153,3 @@ def infer_step(
     embedding = model.embed(x)
     logits = model.out(embedding).astype(jnp.float32)
     return (jax.nn.sigmoid(logits) if multilabel else jax.nn.softmax(logits, axis=-1)), embedding
-
-
-def eval_step(params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.GraphDef) -> jax.Array:
-    """Class probabilities ``(batch, n_classes)`` for crops ``x`` ``(batch, n_frames, n_mels)``; pure."""
-    return infer_step(params, batch_stats, x, graphdef=graphdef)[0]

@@ -30,10 +30,11 @@ from mgc.engine import (
     extract,
 )
 from mgc.engine.synth import make_corpus
-from mgc.models.config import ModelConfig, ModelError, TrainConfig
-from mgc.models.evaluate import evaluate
-from mgc.models.predict import predict
-from mgc.models.train import has_checkpoint, train
+from mgc.models.config import ModelConfig, TrainConfig
+from mgc.models.errors import ModelError
+from mgc.models.tasks.evaluate import evaluate
+from mgc.models.tasks.predict import predict
+from mgc.models.training.cnn import has_checkpoint, train
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
 
@@ -51,7 +52,7 @@ class DemoConfig:
     fresh_per_genre : int
         Tracks per genre of the fresh corpus (another seed) used for prediction.
     epochs, batch_size, crop_seconds, crops_per_track, lr
-        Training settings (see :class:`models.TrainConfig`).
+        Training settings (see :class:`mgc.models.TrainConfig`).
     widths : tuple of int
         Channels of the CNN's blocks.
     seed : int

@@ -10,7 +10,6 @@ queries of ``mgc similar`` are embedded by the same model.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,30 +17,14 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import VectorStore, VectorWriter, vectors
-from mgc.models.config import ModelError
+from mgc.models.config import EMBED_INDEXES, INFER_BATCH
+from mgc.models.data.inputs import describe_error, entries
+from mgc.models.data.stores import open_store
+from mgc.models.errors import ModelError
+from mgc.models.kinds.base import Model
+from mgc.models.kinds.loader import load_model
 
-__all__ = ["EmbeddingStore", "embed", "weights_fingerprint"]
-
-
-def weights_fingerprint(model: Any) -> str:
-    """SHA-256 of a model's parameters and batch statistics (names, shapes, dtypes and bytes), or of a head's arrays."""
-    import jax
-
-    digest = hashlib.sha256()
-    if hasattr(model, "featurizer"):  # a head (models.heads): its arrays and what makes its vectors
-        digest.update(model.featurizer.encode())
-        for name, array in sorted(model.params.items()) + [("mean", model.mean), ("std", model.std)]:
-            digest.update(name.encode() + np.ascontiguousarray(array, np.float32).tobytes())
-        if model.backbone is not None:  # a fine-tuned backbone makes the vectors
-            digest.update(Path(model.backbone).read_bytes())
-        return digest.hexdigest()
-    for tree in (model.params, model.batch_stats):
-        leaves = jax.tree_util.tree_leaves_with_path(tree)
-        for path, leaf in leaves:
-            array = np.ascontiguousarray(np.asarray(leaf))
-            digest.update(f"{jax.tree_util.keystr(path)}:{array.dtype}:{array.shape};".encode())
-            digest.update(array.tobytes())
-    return digest.hexdigest()
+__all__ = ["EmbeddingStore", "embed"]
 
 
 class EmbeddingStore(VectorStore):
@@ -55,11 +38,9 @@ class EmbeddingStore(VectorStore):
         ModelError
             When the model folder is gone or its weights changed since.
         """
-        from mgc.models.checkpoint import load_model
-
         model_meta = self.meta["model"]
         model = load_model(model_meta["dir"], model_meta["checkpoint"])
-        if weights_fingerprint(model) != model_meta["fingerprint"]:
+        if model.fingerprint() != model_meta["fingerprint"]:
             raise ModelError(
                 f"the model in {model_meta['dir']} changed since {self.path} was made; "
                 "embed the collection again with it to compare audio files"
@@ -67,13 +48,9 @@ class EmbeddingStore(VectorStore):
         return model
 
 
-def _model_meta(model: Any, model_dir: Any, which: str) -> dict[str, Any]:
-    return {
-        "dir": model.name if hasattr(model, "name") else str(Path(model_dir).resolve()),
-        "checkpoint": which,
-        "step": (model.meta.get("metrics") or {}).get("step"),
-        "fingerprint": weights_fingerprint(model),
-    }
+def _model_meta(model: Model, which: str) -> dict[str, Any]:
+    """What the store records of the model that made it: where it is, and the fingerprint of its weights."""
+    return {"dir": model.source, "checkpoint": which, "step": model.step, "fingerprint": model.fingerprint()}
 
 
 def embed(
@@ -86,7 +63,7 @@ def embed(
     which: str = "best",
     max_crops: int | None = None,
     workers: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = INFER_BATCH,
     shard_tracks: int = vectors.SHARD_TRACKS,
     index: str = "auto",
     overwrite: bool = False,
@@ -98,7 +75,7 @@ def embed(
     Parameters
     ----------
     model_dir : str or Path
-        A model folder written by :func:`models.train`.
+        A model folder written by :func:`mgc.models.train`.
     out : str or Path
         The embedding store folder (created; resumed when it holds embeddings of
         the same model and dtype).
@@ -136,27 +113,22 @@ def embed(
         run), ``skipped`` (already in the store), ``vectors`` (in the store now)
         and ``index`` (the index file, or None).
     """
-    from mgc.engine import ProgressReporter, neighbours
-    from mgc.models.checkpoint import load_model
-    from mgc.models.inference import infer
-    from mgc.models.predict import _audio_items, _head_results, _store_items, describe_error
+    from mgc.engine import FolderLock, ProgressReporter, neighbours
 
     if dtype not in vectors.DTYPES:
         raise ModelError(f"dtype must be one of {vectors.DTYPES}, got {dtype!r}")
-    if index not in ("auto", "ann", "none"):
-        raise ModelError(f"index must be auto, ann or none, got {index!r}")
+    if index not in EMBED_INDEXES:
+        raise ModelError(f"index must be {', '.join(EMBED_INDEXES[:-1])} or {EMBED_INDEXES[-1]}, got {index!r}")
     if shard_tracks < 1:
         raise ModelError("shard_tracks must be at least 1")
-    from mgc.engine import FolderLock
-
     folder = Path(out)
     model = load_model(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    dim = getattr(model, "embedding_dim", None) or model.model_config.dense or model.model_config.widths[-1]
+    dim = model.embedding_dim
     meta = {
         "format": vectors.FORMAT,
         "version": vectors.VERSION,
-        "model": _model_meta(model, model_dir, which),
+        "model": _model_meta(model, which),
         "dim": int(dim),
         "dtype": dtype,
         "label_names": model.label_names,
@@ -169,21 +141,19 @@ def embed(
         writer = VectorWriter(folder, meta, overwrite=overwrite)
         summary["skipped"] = len(writer.done)
         skip = frozenset(writer.done)
-        from mgc.models.heads import HeadModel
-
-        total = None
         if store is not None:
-            from mgc.engine import FeatureStore
-
-            store = store if isinstance(store, FeatureStore) else FeatureStore(store)
-            total = max(len(store) - len(skip), 0)
-        if isinstance(model, HeadModel):  # one vector per track, no network crops
-            results = _head_results(model, inputs, store=store, workers=workers, skip=skip, executor=executor)
-        elif store is not None:
-            results = infer(model, _store_items(model, store, skip=skip), batch_size=batch_size, max_crops=max_crops)
+            store = open_store(store)
+            model.check_store(store)
+            rows = np.arange(len(store))
+            if skip:
+                rows = rows[~store.tracks.track_id.isin(list(skip))]
+            total = len(rows)
+            results = model.store_results(store, rows, batch_size=batch_size, max_crops=max_crops)
         else:
-            items = _audio_items(model, inputs, workers=workers, skip=skip, executor=executor)
-            results = infer(model, items, batch_size=batch_size, max_crops=max_crops)
+            total = None
+            results = model.audio_results(
+                entries(inputs, skip), workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
+            )
         report = ProgressReporter(progress, "embed", "tracks")
         report("start", 0, total)
         ids: list = []

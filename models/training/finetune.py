@@ -1,6 +1,6 @@
 """Fine-tuning a pretrained backbone together with its head (``mgc train STORE --backbone NAME --fine-tune N``).
 
-A head is first fitted on the frozen backbone's vectors (:func:`models.heads.train_head`);
+A head is first fitted on the frozen backbone's vectors (:func:`mgc.models.training.heads.train_head`);
 its standardisation and layers then sit on top of the backbone's penultimate
 layer and both are trained end to end, the usual "linear probe, then fine-tune":
 
@@ -40,12 +40,17 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from mgc.models.config import ModelError
+from mgc.models.data.inputs import decode_logmel
+from mgc.models.data.pipeline import eval_crops as covering_crops
+from mgc.models.errors import ModelError
+from mgc.models.kinds.featurizers import holds_backbone_input
+from mgc.models.nets.heads import head_logits, head_penalty
+from mgc.models.nets.musicnn import PATCH_FRAMES
+from mgc.models.pretrained.musicnn import MUSICNN_SPEC, load_musicnn, musicnn_arrays
 
 __all__ = ["fine_tune"]
 
@@ -54,17 +59,13 @@ PATCH_BYTES = 187 * 96 * 2
 
 def _track_logmels(store: Any, rows: np.ndarray, *, workers=None) -> Iterator[np.ndarray | None]:
     """The backbone's log-mel ``(n_frames, 96)`` float16 of each of ``rows``, one at a time (None where it failed)."""
-    from mgc.models.heads import holds_backbone_input
-    from mgc.models.predict import _decode
-    from mgc.models.pretrained.musicnn import MUSICNN_SPEC
-
     if holds_backbone_input(store):
         for _row, logmel in store.iter_tracks("logmel", rows=rows):
             yield logmel.astype(np.float16)
         return
     tracks = store.tracks
     keys = [(tracks.track_id[row], tracks.path[row], None) for row in rows]
-    for _key, value in _decode(SimpleNamespace(spec=MUSICNN_SPEC), keys, workers=workers):
+    for _key, value in decode_logmel(MUSICNN_SPEC, keys, workers=workers):
         yield None if isinstance(value, BaseException) else value.astype(np.float16)
 
 
@@ -89,7 +90,7 @@ def fine_tune(
     Parameters
     ----------
     store : engine.FeatureStore
-    head : models.heads.HeadModel
+    head : mgc.models.kinds.head.HeadModel
         Fitted on the frozen backbone's vectors: its ``featurizer`` names the
         backbone, its ``mean``/``std`` stay fixed, its layers are the start.
     train_rows, valid_rows : ndarray of int
@@ -123,9 +124,6 @@ def fine_tune(
     from flax import nnx
 
     from mgc.engine import ProgressReporter
-    from mgc.models.heads import head_logits, head_penalty
-    from mgc.models.input_pipeline import eval_crops as covering_crops
-    from mgc.models.pretrained.musicnn import PATCH_FRAMES, load_musicnn, musicnn_arrays
 
     if epochs < 1:
         raise ModelError(f"fine-tuning needs at least 1 epoch, got {epochs}")

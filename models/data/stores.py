@@ -10,11 +10,23 @@ from typing import Any
 
 import numpy as np
 
-from mgc.models.config import ModelError
-from mgc.models.input_pipeline import TrackSource
-from mgc.models.splits import track_columns
+from mgc.engine import describe_differences, differences
+from mgc.models.data.pipeline import TrackSource
+from mgc.models.data.splits import track_columns
+from mgc.models.errors import ModelError
 
-__all__ = ["open_store", "StoreTracks", "split_source"]
+__all__ = ["check_spec", "open_store", "StoreTracks", "split_source"]
+
+
+def check_spec(saved: dict[str, Any], store_spec: Any, *, where: str, store_path: str | Path) -> None:
+    """Raise :class:`ModelError` unless the store's FeatureSpec equals the one a model was trained on."""
+    changed = differences(saved, store_spec.to_dict())
+    if changed:
+        raise ModelError(
+            f"{where} was made with a different FeatureSpec than the store {store_path}: "
+            + describe_differences(changed, "model", "store")
+            + ". Extract the store again with the model's spec, or train a new model (without --resume) on this store."
+        )
 
 
 def open_store(store: Any) -> Any:
@@ -116,31 +128,12 @@ class _StoreSource(TrackSource):
 
 
 def split_source(tracks: StoreTracks, rows: np.ndarray, *, memory_limit_mb: float) -> TrackSource:
-    """Build a :class:`TrackSource` over store ``rows`` (blocks follow the store's shard column when it has one).
-
-    With a store that has ``read_rows`` (``engine.FeatureStore``), tracks are
-    read a shard at a time in bulk; other stores are read track by track.
-    """
+    """Build a :class:`TrackSource` over store ``rows``, read a shard at a time in bulk (blocks are shards)."""
     cols = tracks.columns
     rows = np.asarray(rows, np.int64)
-    if "n_frames" in cols:
-        n_frames = cols["n_frames"][rows]
-    else:
-        n_frames = np.full(len(rows), 0)  # unknown sizes: assume they fit
-    blocks = None
-    for name in ("shard", "shard_index", "shard_id"):
-        if name in cols:
-            # As strings, as before: block ids (and so the epoch order of a seed) do not change.
-            blocks = np.unique(np.asarray(cols[name])[rows].astype(str), return_inverse=True)[1].ravel()
-            break
+    # As strings, as before: block ids (and so the epoch order of a seed) do not change.
+    blocks = np.unique(np.asarray(cols["shard"])[rows].astype(str), return_inverse=True)[1].ravel()
     store = tracks.store
-    if hasattr(store, "read_rows"):
-        return _StoreSource(store, rows, n_frames, store.spec.n_mels, memory_limit_mb=memory_limit_mb, blocks=blocks)
-    return TrackSource(
-        lambda row: store.read(int(row), feature="logmel"),
-        rows,
-        n_frames,
-        store.spec.n_mels,
-        memory_limit_mb=memory_limit_mb,
-        blocks=blocks,
+    return _StoreSource(
+        store, rows, cols["n_frames"][rows], store.spec.n_mels, memory_limit_mb=memory_limit_mb, blocks=blocks
     )

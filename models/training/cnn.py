@@ -1,8 +1,8 @@
 """The training loop: a store in, a model folder with checkpoints and a metrics log out.
 
-See :func:`train`. The step itself is :func:`models.steps.train_step`, made
-data-parallel by :mod:`models.parallel`; batches come from
-:mod:`models.input_pipeline`; checkpoints from :mod:`models.checkpoint`.
+See :func:`train`. The step itself is :func:`mgc.models.nets.steps.train_step`, made
+data-parallel by :mod:`mgc.models.training.parallel`; batches come from
+:mod:`mgc.models.data.pipeline`; checkpoints from :mod:`mgc.models.checkpoints`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ import jax
 import numpy as np
 
 from mgc.engine import ProgressCallback, ProgressReporter, background, describe_differences, differences
-from mgc.models.checkpoint import Checkpoints, check_spec
-from mgc.models.config import ModelConfig, ModelError, TrainConfig
-from mgc.models.data import StoreTracks
-from mgc.models.input_pipeline import Normalizer, TrainStream, crop_frames_for, fit_normalizer
-from mgc.models.layout import ModelFolder
+from mgc.models.checkpoints import Checkpoints
+from mgc.models.config import ModelConfig, TrainConfig
+from mgc.models.data.pipeline import Normalizer, TrainStream, crop_frames_for, fit_normalizer
+from mgc.models.data.splits import make_splits
+from mgc.models.data.stores import StoreTracks, check_spec
+from mgc.models.errors import ModelError
+from mgc.models.folder import ModelFolder
 from mgc.models.metrics import classification_metrics, track_outputs
-from mgc.models.parallel import make_parallel
-from mgc.models.splits import make_splits
-from mgc.models.steps import init_state, make_graphdef, make_optimizer, make_schedule
+from mgc.models.nets.steps import init_state, make_graphdef, make_optimizer, make_schedule
+from mgc.models.training.parallel import make_parallel
 
 __all__ = ["has_checkpoint", "train"]
 
@@ -54,7 +55,7 @@ def train(
     store : str, Path or engine.FeatureStore
         The feature store (log-mel is read through ``engine``'s reader).
     out_dir : str or Path
-        The model folder (see :mod:`models.checkpoint` for its layout).
+        The model folder (see :mod:`mgc.models.folder` for its layout).
     config : TrainConfig or mapping, optional
         Run settings; a mapping overrides fields of ``TrainConfig()``. When
         resuming, the saved settings are used; passing different ones (all of
@@ -65,7 +66,7 @@ def train(
     resume : bool
         Continue from the latest checkpoint in ``out_dir``.
     split_files : mapping of split name to path, optional
-        Track-id lists that define the splits (see :func:`models.splits.make_splits`).
+        Track-id lists that define the splits (see :func:`mgc.models.data.splits.make_splits`).
     progress : callable, optional
         Receives :class:`engine.ProgressEvent` values of task ``"train"`` counting
         ``"steps"``: ``start`` (``info``: ``epochs``, ``devices``; ``done`` > 0 when
@@ -85,7 +86,7 @@ def train(
     ModelError
         Bad settings, a store that does not fit a resumed run, or another
         training (or, for longer than ``READERS_WAIT_SECONDS``, a reader) holding the
-        folder's lock. The lock (``out_dir/.lock``, see :mod:`models.layout`)
+        folder's lock. The lock (``out_dir/.lock``, see :mod:`mgc.models.folder`)
         is held for the whole run and released on any exit.
     """
     out_dir = Path(out_dir)
@@ -217,7 +218,7 @@ def _train_locked(
         folder.truncate_metrics(int(state["step"]))
     else:
         folder.write_splits(splits)
-        folder.write_model({**static_meta, "store": str(getattr(tracks.store, "path", ""))})
+        folder.write_model({"kind": "cnn", **static_meta, "store": str(getattr(tracks.store, "path", ""))})
         folder.write_metrics([])
         sums, best = {"loss": 0.0, "accuracy": 0.0, "steps": 0}, -1.0
         last_row = {}

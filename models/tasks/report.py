@@ -30,7 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mgc.engine import ProgressReporter, atomic
-from mgc.models.config import ModelError
+from mgc.models.errors import ModelError
 
 __all__ = ["report"]
 
@@ -241,8 +241,8 @@ def _map_png(store: Any, sampled: dict, path: Path) -> str:
 
 def _model_section(model_dir: Path, store: Any, out: Path) -> dict[str, Any]:
     """Per-class F1 and the most confused pairs from the model's evaluation (run on the test split if needed)."""
-    from mgc.models.evaluate import evaluate
-    from mgc.models.plots import confusion_png, curves_png
+    from mgc.models.tasks.evaluate import evaluate
+    from mgc.models.tasks.plots import confusion_png, curves_png
 
     metrics = evaluate(model_dir, store, split="test", out_dir=out / "evaluation")
     names = metrics["label_names"]
@@ -255,7 +255,7 @@ def _model_section(model_dir: Path, store: Any, out: Path) -> dict[str, Any]:
     ax.set_title(f"per-class F1 (accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f})")
     files = {"model_f1": _save(fig, out / "model_f1.png")}
     files["confusion"] = confusion_png(metrics["confusion"], names, out / "confusion.png").name
-    from mgc.models.layout import ModelFolder
+    from mgc.models.folder import ModelFolder
 
     rows = ModelFolder(model_dir).read_metrics()
     if rows:

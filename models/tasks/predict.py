@@ -2,121 +2,59 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mgc.models.checkpoint import TrainedModel, load_model
-from mgc.models.inference import ResultsFile, infer
+from mgc.models.config import INFER_BATCH
+from mgc.models.data.inputs import describe_error, entries
+from mgc.models.data.stores import open_store
+from mgc.models.kinds.base import Model
+from mgc.models.kinds.loader import loaded
+from mgc.models.tasks.results import ResultsFile
 
-__all__ = ["describe_error", "iter_predictions", "predict", "predict_to_file"]
-
-
-def _entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
-    """``(track_id, path, label)`` of audio files, folders (searched recursively) and CSV manifests."""
-    from mgc.engine import find_audio_files, load_corpus
-
-    entries = []
-    for item in inputs:
-        if str(item).lower().endswith(".csv") and Path(item).is_file():
-            entries += [(t.track_id, t.path, t.label or "") for t in load_corpus(item)]
-        else:
-            entries += [(str(path), str(path), "") for path in find_audio_files([item])]
-    return [e for e in entries if e[0] not in skip]
+__all__ = ["iter_predictions", "predict", "predict_to_file"]
 
 
-def _decode(model: Any, entries: list, *, workers: int | None, executor=None) -> Iterator[tuple]:
-    """``(entry, logmel or error)`` of ``entries`` (``entry[1]`` is the path), with the model's spec, in order."""
-    from mgc.engine import FeatureSpec, map_features
-
-    spec = FeatureSpec.from_dict(model.spec)
-    # Only log-mel feeds the network; skip computing the rest.
-    compute_spec = dataclasses.replace(spec, features=("logmel",))
-    computed = map_features([e[1] for e in entries], compute_spec, workers=workers, executor=executor)
-    for (_path, value), entry in zip(computed, entries):
-        if not isinstance(value, BaseException):
-            value = value["logmel"]
-            if model.spec.get("logmel_dtype") == "float16":
-                # The network was trained on float16-stored log-mel; round the same way.
-                value = value.astype(np.float16).astype(np.float32)
-        yield entry, value
-
-
-def _audio_items(model: TrainedModel, inputs: Sequence, *, workers: int | None, skip, executor=None) -> Iterator[tuple]:
-    """``((track_id, path, label), logmel or error)`` of audio files, folders and CSV manifests, in order."""
-    yield from _decode(model, _entries(inputs, skip), workers=workers, executor=executor)
-
-
-def _store_items(model: TrainedModel, store: Any, *, skip) -> Iterator[tuple]:
-    """``((track_id, path, label), logmel)`` of every track of a feature store not in ``skip``, in storage order."""
-    from mgc.engine import FeatureStore
-    from mgc.models.checkpoint import check_spec
-
-    store = store if isinstance(store, FeatureStore) else FeatureStore(store)
-    check_spec(model.spec, store.spec, where="the model", store_path=store.path)
-    ids = store.tracks.track_id
+def _results(model: Model, inputs: Sequence, *, store: Any, workers, skip, executor, batch_size, max_crops):
+    """The model's results for audio inputs or for every track of ``store`` not in ``skip``, in order."""
+    if store is None:
+        return model.audio_results(
+            entries(inputs, skip), workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
+        )
+    store = open_store(store)
+    model.check_store(store)
     rows = np.arange(len(store))
     if skip:
-        rows = rows[~ids.isin(list(skip))]
-    for row, logmel in store.iter_tracks(rows=rows):
-        yield (ids[row], store.tracks.path[row], store.tracks.label_name[row]), logmel
-
-
-def _head_results(model: Any, inputs: Sequence, *, store: Any, workers, skip, executor) -> Iterator:
-    """:class:`models.inference.Inferred` results of a head model (one vector per track, no crops)."""
-    from mgc.engine import FeatureStore
-    from mgc.models.checkpoint import check_spec
-    from mgc.models.inference import Inferred
-
-    if store is not None:
-        store = store if isinstance(store, FeatureStore) else FeatureStore(store)
-        check_spec(model.spec, store.spec, where="the model", store_path=store.path)
-        rows = np.arange(len(store))
-        if skip:
-            rows = rows[~store.tracks.track_id.isin(list(skip))]
-        items = model.store_items(store, rows)
-    else:
-        items = model.audio_items(_entries(inputs, skip), workers=workers, executor=executor)
-    for key, value in items:
-        if isinstance(value, BaseException):
-            yield Inferred(key, error=value)
-        else:
-            # The embedding of a head is its standardised input vector (what its linear layer sees).
-            yield Inferred(key, probabilities=model.probabilities(value[None])[0], embedding=model.standardise(value))
-
-
-def _loaded(model_dir: Any, which: str) -> Any:
-    """A model already loaded (trained, built-in or a head: it has ``label_names``) as is; else load it."""
-    return model_dir if hasattr(model_dir, "label_names") else load_model(model_dir, which)
+        rows = rows[~store.tracks.track_id.isin(list(skip))]
+    return model.store_results(store, rows, batch_size=batch_size, max_crops=max_crops)
 
 
 def iter_predictions(
-    model: TrainedModel,
+    model: Model,
     inputs: Sequence[str | Path] = (),
     *,
     store: Any = None,
     top_k: int = 3,
     max_crops: int | None = None,
     workers: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = INFER_BATCH,
     skip=frozenset(),
     executor=None,
 ) -> Iterator[dict[str, Any]]:
     """One result per track, in input order (see :func:`predict`); tracks whose id is in ``skip`` are left out."""
-    from mgc.models.heads import HeadModel
-
-    if isinstance(model, HeadModel):
-        results = _head_results(model, inputs, store=store, workers=workers, skip=skip, executor=executor)
-    else:
-        items = (
-            _store_items(model, store, skip=skip)
-            if store is not None
-            else _audio_items(model, inputs, workers=workers, skip=skip, executor=executor)
-        )
-        results = infer(model, items, batch_size=batch_size, max_crops=max_crops)
+    results = _results(
+        model,
+        inputs,
+        store=store,
+        workers=workers,
+        skip=skip,
+        executor=executor,
+        batch_size=batch_size,
+        max_crops=max_crops,
+    )
     for done in results:
         track_id, path, label = done.key
         result: dict[str, Any] = {"track_id": track_id, "path": path, "label": label, "top": [], "error": None}
@@ -129,7 +67,7 @@ def iter_predictions(
 
 
 def predict(
-    model_dir: str | Path | TrainedModel,
+    model_dir: str | Path | Model,
     inputs: Sequence[str | Path] | str | Path = (),
     *,
     store: Any = None,
@@ -137,7 +75,7 @@ def predict(
     max_crops: int | None = None,
     which: str = "best",
     workers: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = INFER_BATCH,
     executor=None,
 ) -> list[dict[str, Any]]:
     """Top genres of each audio file, or of each track of a feature store.
@@ -147,8 +85,8 @@ def predict(
 
     Parameters
     ----------
-    model_dir : str, Path or TrainedModel
-        A folder written by :func:`models.train` (or a model loaded from one).
+    model_dir : str, Path or Model
+        A model folder or built-in name (see :func:`mgc.models.load_model`), or a loaded model.
     inputs : path or sequence of paths
         Audio files, folders (searched recursively for audio files) and CSV
         manifests (``path,label[,track_id,...]``).
@@ -187,9 +125,9 @@ def predict(
     ModelError
         When the model cannot be loaded, e.g. a training is writing into
         ``model_dir`` (the folder's shared lock is held only while the model
-        is read, see :mod:`models.layout`).
+        is read, see :mod:`mgc.models.folder`).
     """
-    model = _loaded(model_dir, which)
+    model = loaded(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     return list(
         iter_predictions(
@@ -206,7 +144,7 @@ def predict(
 
 
 def predict_to_file(
-    model_dir: str | Path | TrainedModel,
+    model_dir: str | Path | Model,
     out: str | Path,
     inputs: Sequence[str | Path] | str | Path = (),
     *,
@@ -215,7 +153,7 @@ def predict_to_file(
     max_crops: int | None = None,
     which: str = "best",
     workers: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = INFER_BATCH,
     progress: Any = None,
     executor=None,
 ) -> dict[str, Any]:
@@ -235,7 +173,7 @@ def predict_to_file(
     """
     from mgc.engine import ProgressReporter
 
-    model = _loaded(model_dir, which)
+    model = loaded(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     columns = ["track_id", "path", "label"]
     for k in range(1, top_k + 1):
@@ -273,17 +211,3 @@ def predict_to_file(
                 report("update", n, None, failed=summary["failed"])
         report("end", summary["written"], None, failed=summary["failed"])
     return summary
-
-
-def describe_error(error: Exception) -> str:
-    """One line saying why a file could not be used, for the ``error`` field of a prediction."""
-    from mgc.engine import AudioError, MgcError
-
-    if isinstance(error, AudioError):
-        return f"{error.kind}: {error}"
-    if isinstance(error, MgcError):
-        return str(error)
-    detail = f": {error}" if str(error) else ""
-    if isinstance(error, OSError):
-        return f"{type(error).__name__}{detail}"
-    return f"unexpected {type(error).__name__}{detail} (please report it)"

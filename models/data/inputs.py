@@ -1,0 +1,70 @@
+"""Inputs of prediction and embedding: audio files, folders and manifests, decoded for a model's FeatureSpec.
+
+Decoding runs on the engine's worker processes (``engine.map_features``) or on
+an executor (a Dask client's); results come back in input order, a file that
+could not be used as the exception that says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["decode_features", "decode_logmel", "describe_error", "entries"]
+
+
+def entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
+    """``(track_id, path, label)`` of audio files, folders (searched recursively) and CSV manifests.
+
+    A plain file's track id is its path; a manifest gives its own ids and labels.
+    Entries whose track id is in ``skip`` are left out.
+    """
+    from mgc.engine import find_audio_files, load_corpus
+
+    found = []
+    for item in inputs:
+        if str(item).lower().endswith(".csv") and Path(item).is_file():
+            found += [(t.track_id, t.path, t.label or "") for t in load_corpus(item)]
+        else:
+            found += [(str(path), str(path), "") for path in find_audio_files([item])]
+    return [e for e in found if e[0] not in skip]
+
+
+def decode_features(
+    spec: dict[str, Any], keys: Sequence[tuple], *, workers: int | None = None, executor: Any = None
+) -> Iterator[tuple]:
+    """``(key, {feature: array} or error)`` of ``keys`` (``key[1]`` is the path) with ``spec``'s features, in order.
+
+    Log-mel comes rounded as a store of the same spec holds it (``engine.compute_features``
+    does that), so a model sees what it was trained on.
+    """
+    from mgc.engine import FeatureSpec, map_features
+
+    keys = list(keys)
+    computed = map_features([k[1] for k in keys], FeatureSpec.from_dict(spec), workers=workers, executor=executor)
+    for key, (_path, value) in zip(keys, computed):
+        yield key, value
+
+
+def decode_logmel(
+    spec: dict[str, Any], keys: Sequence[tuple], *, workers: int | None = None, executor: Any = None
+) -> Iterator[tuple]:
+    """``(key, log-mel (n_frames, n_mels) or error)`` of ``keys`` with ``spec``: only log-mel is computed."""
+    only = {**spec, "features": ["logmel"]}
+    for key, value in decode_features(only, keys, workers=workers, executor=executor):
+        yield key, value if isinstance(value, BaseException) else value["logmel"]
+
+
+def describe_error(error: BaseException) -> str:
+    """One line saying why a file could not be used, for the ``error`` field of a result."""
+    from mgc.engine import AudioError, MgcError
+
+    if isinstance(error, AudioError):
+        return f"{error.kind}: {error}"
+    if isinstance(error, MgcError):
+        return str(error)
+    detail = f": {error}" if str(error) else ""
+    if isinstance(error, OSError):
+        return f"{type(error).__name__}{detail}"
+    return f"unexpected {type(error).__name__}{detail} (please report it)"

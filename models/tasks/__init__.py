@@ -1,0 +1,1 @@
+"""What users run on a model: predict (and its results files), evaluate, embed, similar, report, the demo."""

@@ -1,0 +1,1 @@
+"""Training: the CNN (single or many devices), a head's fit and vector cache, and fine-tuning a backbone."""
