@@ -221,7 +221,7 @@ class TrainConfig:
 
 
 # Choices and defaults the CLI shows (``mgc train/evaluate/predict/embed/similar/report/demo``);
-# the library functions' own defaults should name these too, so that the two cannot drift.
+# the library functions' defaults name these too, so that the two cannot drift.
 __all__ += [
     "CHECKPOINTS",
     "DEMO_OUT",

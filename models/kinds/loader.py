@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mgc.models.config import CHECKPOINTS
 from mgc.models.errors import ModelError
 from mgc.models.folder import ModelFolder
 from mgc.models.kinds.base import Model
@@ -17,7 +18,7 @@ __all__ = ["load_model", "loaded"]
 _LOADERS = {"cnn": CnnModel.load, "head": lambda folder, which: HeadModel.load(folder)}
 
 
-def load_model(model_dir: str | Path, which: str = "best") -> Model:
+def load_model(model_dir: str | Path, which: str = CHECKPOINTS[0]) -> Model:
     """The model of a folder, or a built-in pretrained model by name.
 
     Parameters
@@ -50,6 +51,6 @@ def load_model(model_dir: str | Path, which: str = "best") -> Model:
     return _LOADERS[kind](folder, which)
 
 
-def loaded(model: Model | str | Path, which: str = "best") -> Model:
+def loaded(model: Model | str | Path, which: str = CHECKPOINTS[0]) -> Model:
     """``model`` itself when it is already loaded, else :func:`load_model` of it."""
     return model if isinstance(model, Model) else load_model(model, which)

@@ -30,7 +30,7 @@ from mgc.engine import (
     extract,
 )
 from mgc.engine.synth import make_corpus
-from mgc.models.config import ModelConfig, TrainConfig
+from mgc.models.config import DEMO_OUT, ModelConfig, TrainConfig
 from mgc.models.errors import ModelError
 from mgc.models.tasks.evaluate import evaluate
 from mgc.models.tasks.predict import predict
@@ -134,7 +134,7 @@ def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
 
 
 def run_demo(
-    out: str | Path = "mgc-demo",
+    out: str | Path = DEMO_OUT,
     config: DemoConfig | None = None,
     *,
     progress: ProgressCallback | None = None,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import VectorStore, VectorWriter, vectors
-from mgc.models.config import EMBED_INDEXES, INFER_BATCH
+from mgc.models.config import CHECKPOINTS, EMBED_DTYPE, EMBED_INDEX, EMBED_INDEXES, INFER_BATCH
 from mgc.models.data.inputs import describe_error, entries
 from mgc.models.data.stores import open_store
 from mgc.models.errors import ModelError
@@ -59,13 +59,13 @@ def embed(
     inputs: Sequence[str | Path] | str | Path = (),
     *,
     store: Any = None,
-    dtype: str = "float16",
-    which: str = "best",
+    dtype: str = EMBED_DTYPE,
+    which: str = CHECKPOINTS[0],
     max_crops: int | None = None,
     workers: int | None = None,
     batch_size: int = INFER_BATCH,
     shard_tracks: int = vectors.SHARD_TRACKS,
-    index: str = "auto",
+    index: str = EMBED_INDEX,
     overwrite: bool = False,
     progress: Any = None,
     executor=None,

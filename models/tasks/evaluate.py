@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import atomic
-from mgc.models.config import EVAL_SPLITS
+from mgc.models.config import CHECKPOINTS, EVAL_SPLITS, NEAREST_K
 from mgc.models.data.stores import StoreTracks
 from mgc.models.errors import ModelError
 from mgc.models.folder import EVAL_FILES, ModelFolder, eval_folder_lock
@@ -44,8 +44,8 @@ def evaluate(
     split: str = "test",
     out_dir: str | Path | None = None,
     max_crops: int | None = None,
-    which: str = "best",
-    precision_k: int = 10,
+    which: str = CHECKPOINTS[0],
+    precision_k: int = NEAREST_K,
 ) -> dict[str, Any]:
     """Track-level evaluation: mean softmax over evenly spaced crops covering each track.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mgc.models.config import INFER_BATCH
+from mgc.models.config import CHECKPOINTS, INFER_BATCH, TOP_K
 from mgc.models.data.inputs import describe_error, entries
 from mgc.models.data.stores import open_store
 from mgc.models.kinds.base import Model
@@ -37,7 +37,7 @@ def iter_predictions(
     inputs: Sequence[str | Path] = (),
     *,
     store: Any = None,
-    top_k: int = 3,
+    top_k: int = TOP_K,
     max_crops: int | None = None,
     workers: int | None = None,
     batch_size: int = INFER_BATCH,
@@ -71,9 +71,9 @@ def predict(
     inputs: Sequence[str | Path] | str | Path = (),
     *,
     store: Any = None,
-    top_k: int = 3,
+    top_k: int = TOP_K,
     max_crops: int | None = None,
-    which: str = "best",
+    which: str = CHECKPOINTS[0],
     workers: int | None = None,
     batch_size: int = INFER_BATCH,
     executor=None,
@@ -149,9 +149,9 @@ def predict_to_file(
     inputs: Sequence[str | Path] | str | Path = (),
     *,
     store: Any = None,
-    top_k: int = 3,
+    top_k: int = TOP_K,
     max_crops: int | None = None,
-    which: str = "best",
+    which: str = CHECKPOINTS[0],
     workers: int | None = None,
     batch_size: int = INFER_BATCH,
     progress: Any = None,

@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mgc.engine import ProgressReporter, atomic
+from mgc.models.config import REPORT_SAMPLE
 from mgc.models.errors import ModelError
 
 __all__ = ["report"]
@@ -276,7 +277,7 @@ def report(
     out: str | Path,
     *,
     model_dir: str | Path | None = None,
-    sample: int = 2000,
+    sample: int = REPORT_SAMPLE,
     seed: int = 0,
     progress: Any = None,
 ) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import neighbours, vectors
+from mgc.models.config import NEAREST_K
 from mgc.models.data.inputs import describe_error, entries
 from mgc.models.errors import ModelError
 from mgc.models.tasks.embed import EmbeddingStore
@@ -25,7 +26,7 @@ def similar(
     embeddings: str | Path | EmbeddingStore,
     queries: Sequence[str],
     *,
-    k: int = 10,
+    k: int = NEAREST_K,
     exact: bool | None = None,
     workers: int | None = None,
 ) -> list[dict[str, Any]]:
