@@ -14,7 +14,7 @@ __all__ = ["FeatureSpec", "FEATURES", "SPEC_PRESETS"]
 
 # Feature name -> (what it is, dtype choices). Bins: logmel has n_mels, mfcc n_mfcc.
 FEATURES = ("logmel", "mfcc")
-_LOGMEL_DTYPES = ("float16", "float32")
+LOGMEL_DTYPES = ("float16", "float32")
 LOG_SCALES = ("db", "log10_1p")
 
 
@@ -82,7 +82,7 @@ class FeatureSpec:
             raise SpecError(f"features must be a non-empty list without repeats, got {list(self.features)}")
         for feature in self.features:
             one_of("feature", feature, FEATURES, error=SpecError)
-        one_of("logmel_dtype", self.logmel_dtype, _LOGMEL_DTYPES, error=SpecError)
+        one_of("logmel_dtype", self.logmel_dtype, LOGMEL_DTYPES, error=SpecError)
         one_of("log_scale", self.log_scale, LOG_SCALES, error=SpecError)
         if self.log_scale != "db" and (self.top_db is not None or "mfcc" in self.features):
             raise SpecError(f"log_scale={self.log_scale!r} needs top_db=None and no mfcc (both belong to the dB scale)")

@@ -146,6 +146,19 @@ class StoreCheck:
     def to_dict(self) -> dict:
         return {**self.__dict__, "clean": self.clean}
 
+    def counts(self) -> dict[str, int]:
+        """What was found, counted, by a description of each count (for a table)."""
+        return {
+            "tracks in the corpus": self.corpus_tracks,
+            "stored tracks": self.stored_tracks,
+            "failed tracks": self.failed_tracks,
+            "damaged shards": len(self.damaged_shards),
+            "tracks changed in the corpus": len(self.changed_tracks),
+            "new tracks (not planned yet)": len(self.new_tracks),
+            "planned shards not written yet": len(self.unfinished_shards),
+            "stored tracks no longer in the corpus (kept)": self.gone_tracks,
+        }
+
 
 def verify(corpus, store_path) -> StoreCheck:
     """Check a store against its files and the corpus, without writing anything.

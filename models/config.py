@@ -105,6 +105,20 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         return _from_dict(cls, data)
 
+    @classmethod
+    def with_widths(cls, text: str | None) -> ModelConfig | None:
+        """A config of the channels per block written ``16,32,64`` (``mgc train --widths``); None for none.
+
+        ``n_mels`` is a placeholder, as ``n_classes``: :func:`mgc.models.train` takes both from the store.
+        """
+        if not text:
+            return None
+        try:
+            widths = tuple(int(w) for w in text.split(","))
+        except ValueError:
+            raise ModelError(f"--widths takes comma-separated integers, got {text!r}") from None
+        return cls(widths=widths, n_mels=2 ** len(widths))
+
 
 def tiny_model_config(n_mels: int = 16, n_classes: int = 3, dropout: float = 0.0) -> ModelConfig:
     """A model small enough that tests compile and run it in a second or two."""

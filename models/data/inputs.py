@@ -11,7 +11,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["decode_features", "decode_logmel", "describe_error", "entries"]
+__all__ = ["check_sources", "decode_features", "decode_logmel", "describe_error", "entries"]
+
+
+def check_sources(inputs: Sequence, store: Any) -> None:
+    """Refuse both audio ``inputs`` and a ``store``, or neither: a run reads exactly one of the two."""
+    from mgc.models.errors import ModelError
+
+    if not inputs and store is None:
+        raise ModelError("give audio files, folders or manifests, or --store STORE")
+    if inputs and store is not None:
+        raise ModelError("give either inputs or --store, not both")
 
 
 def entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
@@ -19,8 +29,14 @@ def entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
 
     A plain file's track id is its path; a manifest gives its own ids and labels.
     Entries whose track id is in ``skip`` are left out.
+
+    Raises
+    ------
+    ModelError
+        When the inputs name no audio file at all.
     """
     from mgc.engine import find_audio_files, load_corpus
+    from mgc.models.errors import ModelError
 
     found = []
     for item in inputs:
@@ -28,6 +44,8 @@ def entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
             found += [(t.track_id, t.path, t.label or "") for t in load_corpus(item)]
         else:
             found += [(str(path), str(path), "") for path in find_audio_files([item])]
+    if not found:
+        raise ModelError("no audio files found in the given paths")
     return [e for e in found if e[0] not in skip]
 
 

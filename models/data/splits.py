@@ -14,7 +14,7 @@ Unlabeled tracks (label -1) are never in a split.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -202,6 +202,19 @@ def _keys(track_id: str, path: str) -> set[str]:
     return keys
 
 
+def parse_split_files(split_files: Mapping[str, str | Path] | Sequence[str]) -> dict[str, str | Path]:
+    """Split files as ``{split name: path}``, from a mapping or from ``NAME=PATH`` strings (``--split-file``)."""
+    if isinstance(split_files, Mapping):
+        return dict(split_files)
+    parsed = {}
+    for item in split_files:
+        name, equals, path = str(item).partition("=")
+        if not (name and equals and path):
+            raise ModelError(f"--split-file takes NAME=PATH (e.g. train=train_filtered.txt), got {item!r}")
+        parsed[name] = path
+    return parsed
+
+
 def _from_files(cols: dict, split_files: Mapping[str, str | Path]) -> dict:
     # One Python pass over the store's ids and paths: split files name tracks
     # one per line, so their cost is that of the files themselves.
@@ -230,7 +243,7 @@ def make_splits(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
-    split_files: Mapping[str, str | Path] | None = None,
+    split_files: Mapping[str, str | Path] | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Assign labeled tracks to ``train``/``valid``/``test``.
 
@@ -243,7 +256,7 @@ def make_splits(
     val_fraction, test_fraction : float
         Share of each label's tracks (or, with artists, of each label's
         artists' tracks) held out.
-    split_files : mapping of split name to path, optional
+    split_files : mapping of split name to path, or ``NAME=PATH`` strings, optional
         Files with one track id per line; they take precedence over everything.
 
     Returns
@@ -263,7 +276,8 @@ def make_splits(
     if split_files:
         method = "split files"
         labeled_ids = set(np.asarray(cols["track_id"], dtype=object)[labeled])
-        out = {k: [t for t in v if t in labeled_ids] for k, v in _from_files(cols, split_files).items()}
+        files = parse_split_files(split_files)
+        out = {k: [t for t in v if t in labeled_ids] for k, v in _from_files(cols, files).items()}
         out = {s: sorted(str(t) for t in out[s]) for s in SPLITS}
         seen: set[str] = set()
         for s in SPLITS:

@@ -18,7 +18,7 @@ import numpy as np
 
 from mgc.engine import VectorStore, VectorWriter, vectors
 from mgc.models.config import CHECKPOINTS, EMBED_DTYPE, EMBED_INDEX, EMBED_INDEXES, INFER_BATCH
-from mgc.models.data.inputs import describe_error, entries
+from mgc.models.data.inputs import check_sources, describe_error, entries
 from mgc.models.data.stores import open_store
 from mgc.models.errors import ModelError
 from mgc.models.kinds.base import Model
@@ -122,8 +122,10 @@ def embed(
     if shard_tracks < 1:
         raise ModelError("shard_tracks must be at least 1")
     folder = Path(out)
-    model = load_model(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    check_sources(inputs, store)
+    listed = entries(inputs) if store is None else None  # before the folder is made: none found is an error
+    model = load_model(model_dir, which)
     dim = model.embedding_dim
     meta = {
         "format": vectors.FORMAT,
@@ -151,8 +153,9 @@ def embed(
             results = model.store_results(store, rows, batch_size=batch_size, max_crops=max_crops)
         else:
             total = None
+            todo = [e for e in listed if e[0] not in skip]
             results = model.audio_results(
-                entries(inputs, skip), workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
+                todo, workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
             )
         report = ProgressReporter(progress, "embed", "tracks")
         report("start", 0, total)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mgc.models.config import CHECKPOINTS, INFER_BATCH, TOP_K
-from mgc.models.data.inputs import describe_error, entries
+from mgc.models.data.inputs import check_sources, describe_error, entries
 from mgc.models.data.stores import open_store
 from mgc.models.kinds.base import Model
 from mgc.models.kinds.loader import loaded
@@ -18,12 +18,12 @@ from mgc.models.tasks.results import ResultsFile
 __all__ = ["iter_predictions", "predict", "predict_to_file"]
 
 
-def _results(model: Model, inputs: Sequence, *, store: Any, workers, skip, executor, batch_size, max_crops):
+def _results(model: Model, inputs: Sequence, *, store: Any, listed, workers, skip, executor, batch_size, max_crops):
     """The model's results for audio inputs or for every track of ``store`` not in ``skip``, in order."""
     if store is None:
-        return model.audio_results(
-            entries(inputs, skip), workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
-        )
+        found = listed if listed is not None else entries(inputs)
+        todo = [e for e in found if e[0] not in skip]
+        return model.audio_results(todo, workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops)
     store = open_store(store)
     model.check_store(store)
     rows = np.arange(len(store))
@@ -43,12 +43,19 @@ def iter_predictions(
     batch_size: int = INFER_BATCH,
     skip=frozenset(),
     executor=None,
+    listed: Sequence[tuple] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One result per track, in input order (see :func:`predict`); tracks whose id is in ``skip`` are left out."""
+    """One result per track, in input order (see :func:`predict`); tracks whose id is in ``skip`` are left out.
+
+    ``listed``: the inputs' ``(track_id, path, label)`` entries when already listed (:func:`entries`).
+    """
+    if listed is None:
+        check_sources(inputs, store)
     results = _results(
         model,
         inputs,
         store=store,
+        listed=listed,
         workers=workers,
         skip=skip,
         executor=executor,
@@ -127,8 +134,9 @@ def predict(
         ``model_dir`` (the folder's shared lock is held only while the model
         is read, see :mod:`mgc.models.folder`).
     """
-    model = loaded(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    check_sources(inputs, store)
+    model = loaded(model_dir, which)
     return list(
         iter_predictions(
             model,
@@ -173,8 +181,10 @@ def predict_to_file(
     """
     from mgc.engine import ProgressReporter
 
-    model = loaded(model_dir, which)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    check_sources(inputs, store)
+    listed = entries(inputs) if store is None else None  # before the file is touched: none found is an error
+    model = loaded(model_dir, which)
     columns = ["track_id", "path", "label"]
     for k in range(1, top_k + 1):
         columns += [f"label_{k}", f"probability_{k}"]
@@ -195,6 +205,7 @@ def predict_to_file(
                 batch_size=batch_size,
                 skip=frozenset(results.done),
                 executor=executor,
+                listed=listed,
             ),
             start=1,
         ):

@@ -57,8 +57,10 @@ def similar(
     Raises
     ------
     ModelError
-        A query that is neither a track id of the store nor a file.
+        No query, or a query that is neither a track id of the store nor a file.
     """
+    if not queries:
+        raise ModelError("give track ids or audio files to search for (or --precision)")
     store = embeddings if isinstance(embeddings, EmbeddingStore) else EmbeddingStore(embeddings)
     queries = [str(q) for q in queries]
     rows = store.rows(queries)

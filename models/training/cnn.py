@@ -44,7 +44,7 @@ def train(
     *,
     model_config: ModelConfig | None = None,
     resume: bool = False,
-    split_files: Mapping[str, str | Path] | None = None,
+    split_files: Mapping[str, str | Path] | Sequence[str] | None = None,
     progress: ProgressCallback | None = None,
     devices: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def train(
         Network width and depth; ``n_mels`` and ``n_classes`` are taken from the store.
     resume : bool
         Continue from the latest checkpoint in ``out_dir``.
-    split_files : mapping of split name to path, optional
+    split_files : mapping of split name to path, or ``NAME=PATH`` strings, optional
         Track-id lists that define the splits (see :func:`mgc.models.data.splits.make_splits`).
     progress : callable, optional
         Receives :class:`engine.ProgressEvent` values of task ``"train"`` counting
@@ -116,7 +116,7 @@ def _train_locked(
     *,
     model_config: ModelConfig | None,
     resume: bool,
-    split_files: Mapping[str, str | Path] | None,
+    split_files: Mapping[str, str | Path] | Sequence[str] | None,
     progress: ProgressCallback | None,
     devices: Sequence[Any] | None,
 ) -> dict[str, Any]:

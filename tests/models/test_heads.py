@@ -270,7 +270,7 @@ def test_fine_tuning_is_refused_without_a_backbone(stats_store, tmp_path):
     with pytest.raises(ModelError, match="fine-tuning needs a backbone"):
         train_head(stats_store, tmp_path / "m", "stats", fine_tune_epochs=1)
     result = CliRunner().invoke(app, ["train", str(stats_store), "--out", str(tmp_path / "c"), "--fine-tune", "2"])
-    assert result.exit_code != 0 and "apply to --model stats and --backbone heads" in result.output
+    assert result.exit_code != 0 and "head-only options (--model stats and --backbone heads)" in result.output
 
 
 def test_fine_tuning_refuses_more_patches_than_its_memory_limit_before_reading(stats_store, tmp_path):
