@@ -7,6 +7,7 @@ could not be used as the exception that says why.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,13 @@ def check_sources(inputs: Sequence, store: Any) -> None:
         raise ModelError("give either inputs or --store, not both")
 
 
-def entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
+def entries(inputs: Sequence, skip=frozenset(), *, resolve: bool = False) -> list[tuple]:
     """``(track_id, path, label)`` of audio files, folders (searched recursively) and CSV manifests.
 
-    A plain file's track id is its path; a manifest gives its own ids and labels.
-    Entries whose track id is in ``skip`` are left out.
+    A plain file's track id is its path as given, or with ``resolve`` its
+    resolved absolute path (an identity that does not depend on the working
+    folder nor on how the file was named); a manifest gives its own ids and
+    labels. Entries whose track id is in ``skip`` are left out.
 
     Raises
     ------
@@ -43,7 +46,7 @@ def entries(inputs: Sequence, skip=frozenset()) -> list[tuple]:
         if str(item).lower().endswith(".csv") and Path(item).is_file():
             found += [(t.track_id, t.path, t.label or "") for t in load_corpus(item)]
         else:
-            found += [(str(path), str(path), "") for path in find_audio_files([item])]
+            found += [(os.path.realpath(p) if resolve else str(p), str(p), "") for p in find_audio_files([item])]
     if not found:
         raise ModelError("no audio files found in the given paths")
     return [e for e in found if e[0] not in skip]

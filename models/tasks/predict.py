@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,13 @@ from mgc.models.data.inputs import check_sources, describe_error, entries
 from mgc.models.data.stores import open_store
 from mgc.models.kinds.base import Model
 from mgc.models.kinds.loader import loaded
-from mgc.models.tasks.results import ResultsFile
+from mgc.models.tasks.results import ResultsFile, is_csv
 
-__all__ = ["iter_predictions", "predict", "predict_to_file"]
+__all__ = ["SOURCE_FIELDS", "iter_predictions", "predict", "predict_to_file"]
+
+#: Fields of each results-file line that say which version of its audio file it came from.
+SOURCE_FIELDS = ("source_path", "source_bytes", "source_mtime_ns")
+_NO_SOURCE = dict.fromkeys(SOURCE_FIELDS)  # a store's track: the store (in the marker) is its source
 
 
 def _results(model: Model, inputs: Sequence, *, store: Any, listed, workers, skip, executor, batch_size, max_crops):
@@ -167,32 +172,59 @@ def predict_to_file(
 ) -> dict[str, Any]:
     """:func:`predict` written to ``out`` as the tracks finish, resumable after a kill.
 
-    ``out`` is JSON lines (one :func:`predict` result per line), or CSV when its
-    name ends in ``.csv`` (columns ``track_id, path, label, label_1,
-    probability_1, ... label_K, probability_K, error``). Lines are appended and
-    fsynced every ``batch_size`` tracks; a re-run skips the tracks already in
-    the file (a torn last line is dropped and redone), so a run killed at any
-    moment and run again writes every track exactly once.
+    ``out`` is JSON lines (one :func:`predict` result per line, with the
+    :data:`SOURCE_FIELDS`), or CSV when its name ends in ``.csv`` (columns
+    ``track_id, path, label, label_1, probability_1, ... label_K,
+    probability_K, error, source_path, source_bytes, source_mtime_ns``). A plain
+    file's ``track_id`` is its resolved absolute path. Lines are appended and
+    fsynced every ``batch_size`` tracks. mgc writes only into a results file it
+    made (marked by ``out.mgc.json``, see :mod:`mgc.models.tasks.results`), for
+    the same model (fingerprint), store and ``top_k``, one run at a time.
+
+    A re-run skips a track whose last line was made from the same file (resolved
+    path, size and mtime), failed or not, and appends a new line for one whose
+    file changed since: the last line of a track wins. A torn last line is
+    dropped and redone, so a run killed at any moment and run again writes every
+    track once.
 
     Returns
     -------
     dict
         ``out``, ``written`` (this run), ``skipped`` (already in the file), ``failed`` (this run).
+
+    Raises
+    ------
+    ModelError
+        Before anything is written, when ``out`` is a symbolic link, a folder, a
+        file mgc did not make, results of another model, store or ``top_k``, in
+        a place that cannot be written, or being written by another run.
     """
     from mgc.engine import ProgressReporter
 
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     check_sources(inputs, store)
-    listed = entries(inputs) if store is None else None  # before the file is touched: none found is an error
-    model = loaded(model_dir, which)
-    columns = ["track_id", "path", "label"]
-    for k in range(1, top_k + 1):
-        columns += [f"label_{k}", f"probability_{k}"]
-    columns.append("error")
+    # Listed before the file is touched (none found is an error); ids are resolved paths, each once.
+    listed = None if store is not None else _first_of_each(entries(inputs, resolve=True))
+    sources = {} if listed is None else {e[0]: _source(e[1]) for e in listed}
+    if is_csv(out):
+        tops = [name for k in range(1, top_k + 1) for name in (f"label_{k}", f"probability_{k}")]
+        columns = ["track_id", "path", "label", *tops, "error", *SOURCE_FIELDS]
+    else:
+        columns = ["track_id", "path", "label", "top", "error", *SOURCE_FIELDS]
     report = ProgressReporter(progress, "predict", "tracks")
     summary = {"out": str(out), "written": 0, "skipped": 0, "failed": 0}
-    with ResultsFile(out, columns) as results:
-        summary["skipped"] = len(results.done)
+    with ResultsFile(out, columns, identity=SOURCE_FIELDS, what="another mgc predict") as results:
+        model = loaded(model_dir, which)  # after the lock: a second run is refused before it loads a model
+        store_path = None if store is None else os.path.realpath(getattr(store, "path", store))
+        made_by = {"model_fingerprint": model.fingerprint(), "store": store_path, "top_k": top_k}
+        results.open(made_by, {"model_source": model.source})
+        if listed is not None:
+            todo = [e for e in listed if not results.is_done(e[0], sources[e[0]])]
+            summary["skipped"], skip = len(listed) - len(todo), frozenset()
+        else:
+            store, todo = open_store(store), None
+            skip = frozenset(results.done)
+            summary["skipped"] = int(np.sum(store.tracks.track_id.isin(list(skip)))) if skip else 0
         report("start", 0, None)
         for n, result in enumerate(
             iter_predictions(
@@ -203,13 +235,13 @@ def predict_to_file(
                 max_crops=max_crops,
                 workers=workers,
                 batch_size=batch_size,
-                skip=frozenset(results.done),
+                skip=skip,
                 executor=executor,
-                listed=listed,
+                listed=todo,
             ),
             start=1,
         ):
-            record = dict(result)
+            record = {**result, **(sources[result["track_id"]] if todo is not None else _NO_SOURCE)}
             if results.csv:
                 for k, top in enumerate(result["top"], start=1):
                     record[f"label_{k}"], record[f"probability_{k}"] = top["label"], top["probability"]
@@ -222,3 +254,22 @@ def predict_to_file(
                 report("update", n, None, failed=summary["failed"])
         report("end", summary["written"], None, failed=summary["failed"])
     return summary
+
+
+def _first_of_each(listed: list[tuple]) -> list[tuple]:
+    """The entries with the first of each track id: one file named twice is predicted once."""
+    seen: set = set()
+    return [e for e in listed if not (e[0] in seen or seen.add(e[0]))]
+
+
+def _source(path: str) -> dict[str, Any]:
+    """What a results line records of the file it came from: resolved path, size and mtime (None when unreadable).
+
+    Taken before the file is decoded: a file that changes during the run is predicted again by the next one.
+    """
+    resolved = os.path.realpath(path)
+    try:
+        info = os.stat(resolved)
+    except OSError:
+        return {**_NO_SOURCE, "source_path": resolved}
+    return {"source_path": resolved, "source_bytes": info.st_size, "source_mtime_ns": info.st_mtime_ns}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,8 +70,9 @@ def test_results_file_resumes_without_duplicates(model, files, tmp_path):
         whole = (tmp_path / f"clean-{name}").read_bytes()
         lines = whole.splitlines(keepends=True)
         keep = 1 + 4 if name.endswith(".csv") else 4  # header + 4 tracks
-        # A run killed mid-write: whole lines, then a torn one.
+        # A run killed mid-write: whole lines, then a torn one (and the marker that makes the file mgc's).
         (tmp_path / name).write_bytes(b"".join(lines[:keep]) + lines[keep][:7])
+        shutil.copy(tmp_path / f"clean-{name}.mgc.json", tmp_path / f"{name}.mgc.json")
         again = predict_to_file(model, tmp_path / name, inputs, workers=1, batch_size=4)
         assert again["skipped"] == 4 and again["written"] == 6
         assert (tmp_path / name).read_bytes() == whole
