@@ -64,14 +64,14 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def command(name: str):
-    """Register a command whose :class:`MgcError` is printed by :func:`fail`: the one catch of the CLI."""
+    """Register a command whose MgcError or OSError is printed by :func:`fail`: the one catch of the CLI."""
 
     def register(function):
         @functools.wraps(function)
         def checked(*args, **kwargs):
             try:
                 return function(*args, **kwargs)
-            except MgcError as error:
+            except (MgcError, OSError) as error:  # a full disk or a read-only place is one line too
                 fail(str(error))
 
         return app.command(name)(checked)

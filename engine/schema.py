@@ -359,13 +359,16 @@ def validate_index(index: dict, where: str = INDEX_NAME) -> None:
 # the folder) by engine.tables.consolidate at the end of an extraction, and
 # trusted only for the shards it names: shards of index.json it does not name
 # are read from the shard files; a table that names a shard the index lacks,
-# disagrees with the index on a shard's counts, or has another spec or version
-# is ignored as a whole. Layout:
+# disagrees with the index on a shard's counts, names a shard whose file has
+# another size or modification time than when the table was written (a shard
+# extracted again: a changed label, a replaced file), or has another spec or
+# version is ignored as a whole. Layout:
 #
 #   /                            attrs: format (TABLE_FORMAT), table_version (TABLE_VERSION), spec_hash (str)
 #   /shards/name(_offsets)       the shard names covered (a string column, see below)
 #   /shards/n_tracks             int64, rows of each covered shard in /tracks (equal to index.json's)
 #   /shards/n_failures           int64, rows of each covered shard in /failures (equal to index.json's)
+#   /shards/bytes, mtime_ns      int64, each covered shard file's size and st_mtime_ns when the table was written
 #   /tracks/<column>             numeric columns of TRACK_COLUMNS and TABLE_SHARD_COLUMN: 1-D, one row
 #                                per track; each covered shard's rows contiguous, shards in /shards order
 #   /tracks/<column>             string columns: uint8, the UTF-8 bytes of all rows concatenated, and
@@ -375,6 +378,6 @@ def validate_index(index: dict, where: str = INDEX_NAME) -> None:
 # Datasets are contiguous (no chunks, no filter) so each loads in one read.
 TABLE_NAME = "tracks.h5"  # file name of the consolidated table inside the store folder
 TABLE_FORMAT = "mgc-track-table"  # value of the root attribute "format"
-TABLE_VERSION = 1  # bumped when this layout changes; a table of another version is ignored
+TABLE_VERSION = 2  # bumped when this layout changes; a table of another version is ignored
 TABLE_OFFSETS_SUFFIX = "_offsets"  # name suffix of a string column's offsets dataset
 TABLE_SHARD_COLUMN = {"shard": ("int32", "position of the track's shard in the table's /shards/name")}

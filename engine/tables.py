@@ -247,7 +247,25 @@ def _write_group(group: h5py.Group, columns: dict, values: dict) -> None:
 
 
 _TABLE_TRACKS = {**schema.TRACK_COLUMNS, **schema.TABLE_SHARD_COLUMN}
-_SHARD_INFO = {"name": (schema._STR, ""), "n_tracks": ("int64", ""), "n_failures": ("int64", "")}
+_SHARD_INFO = {
+    "name": (schema._STR, ""),
+    "n_tracks": ("int64", ""),
+    "n_failures": ("int64", ""),
+    "bytes": ("int64", "the shard file's size when the table was written"),
+    "mtime_ns": ("int64", "the shard file's modification time then: a shard written again since is read anew"),
+}
+
+
+def _shard_stats(store: str, names) -> tuple[np.ndarray, np.ndarray]:
+    """Size and modification time (ns) of each shard file (-1 where it is missing)."""
+    sizes, mtimes = np.full(len(names), -1, np.int64), np.full(len(names), -1, np.int64)
+    for i, name in enumerate(names):
+        try:
+            st = os.stat(os.path.join(store, name))
+        except OSError:
+            continue
+        sizes[i], mtimes[i] = st.st_size, st.st_mtime_ns
+    return sizes, mtimes
 
 
 def _read_consolidated(store: str, index: dict) -> dict | None:
@@ -269,6 +287,11 @@ def _read_consolidated(store: str, index: dict) -> dict | None:
     except (OSError, KeyError):  # damaged or half-known: the shards still hold everything
         return None
     names = list(shards["name"])
+    # A shard written again since the table (a changed label, a replaced file: the same name and counts)
+    # holds rows the table does not: one stat per shard finds it, and the shards are read instead.
+    sizes, mtimes = _shard_stats(store, names)
+    if not (np.array_equal(sizes, shards["bytes"]) and np.array_equal(mtimes, shards["mtime_ns"])):
+        return None
     entries = {s["name"]: s for s in index["shards"]}
     for name, n_tracks, n_failures in zip(names, shards["n_tracks"], shards["n_failures"]):
         entry = entries.get(name)
@@ -398,6 +421,7 @@ def consolidate(store_path) -> str:
         "n_tracks": np.array([s["n_tracks"] for s in index["shards"]], dtype=np.int64),
         "n_failures": np.array([s["n_failures"] for s in index["shards"]], dtype=np.int64),
     }
+    shard_info["bytes"], shard_info["mtime_ns"] = _shard_stats(store, [s["name"] for s in index["shards"]])
     counts = np.bincount(tracks["shard"], minlength=len(index["shards"]))
     if not np.array_equal(counts, shard_info["n_tracks"]):
         raise StoreError(f"{store}: the shards hold other track counts than index.json says; re-run mgc extract")

@@ -28,23 +28,37 @@ field existed, is a CNN)::
       checkpoints/latest/STEP/   orbax checkpoint of the last saved step (items "state" and "meta", no pickle)
       checkpoints/best/STEP/     orbax checkpoint of the best validation accuracy so far
 
-Kind ``head`` (``mgc train --model stats`` or ``--backbone NAME``)::
+Kind ``head`` (``mgc train --model stats`` or ``--backbone NAME``), one generation G at a time::
 
       model.json                 {"kind": "head", "featurizer", "head", "hidden", "fine_tuned",
-                                 "label_names", "spec", "dim", "C", "vectors", "metrics"} (written last)
-      head.npz                   mean, std (dim,); weights (dim or hidden, n_classes), bias (n_classes,);
+                                 "label_names", "spec", "dim", "C", "vectors", "metrics",
+                                 "generation": G, "files": {"head", "splits"[, "backbone"]}} (written last)
+      head-G.npz                 mean, std (dim,); weights (dim or hidden, n_classes), bias (n_classes,);
                                  an MLP also hidden_weights (dim, hidden), hidden_bias (hidden,)
-      backbone.npz               a fine-tuned backbone's variables, named as in the shipped weights
+      splits-G.json              the splits this generation was trained on (as splits.json)
+      backbone-G.npz             a fine-tuned backbone's variables, named as in the shipped weights
                                  (``models/pretrained/musicnn_msd.npz``); only when fine_tuned
       vectors/                   the frozen backbone's (or the statistics') cached vectors, an
-                                 ``engine.vectors`` store (track ids are the store's); elsewhere when
-                                 ``vectors`` (``--vectors DIR``) names a shared folder
+                                 ``engine.vectors`` store keyed by track id, path, size and mtime;
+                                 elsewhere when ``vectors`` (``--vectors DIR``) names a shared folder
+
+A head from before generations has ``head.npz``, ``splits.json`` and ``backbone.npz`` and no ``files``.
 
 Every file is written atomically (:mod:`engine.atomic`: a temporary name,
 fsync, rename, fsync of the folder): a killed run leaves the previous version
-or the new one, never half a file. A head is committed by its ``model.json``:
-``backbone.npz`` (or the removal of a previous run's), then ``head.npz``, then
-``model.json``, so a head is read only once all its files are in place.
+or the new one, never half a file. A head changes from one complete
+generation to the next: generation G+1's files are written under their new
+names, then ``model.json`` naming them (its rename is the commit), then
+generation G's files are removed. A kill at any moment leaves the old head or
+the new one, never a mix (nor a splits file the head was not trained on).
+
+Ownership: a training writes only into an empty folder or one of its own kind
+(:meth:`ModelFolder.claim`: a head never replaces a CNN, nor a CNN a head, and
+a folder of files that are not mgc's is refused before anything is made in
+it, its lock file included). Evaluation and report folders given with
+``--out`` must be new, empty or an earlier output of the same kind (their
+``metrics.json`` / ``report.json`` carry ``"format": "mgc-evaluation"`` /
+``"mgc-report"``), see :func:`output_folder_lock`.
 ``metrics.jsonl`` is rewritten whole (one row more) per epoch; a reader still
 skips a torn last line, which a file copied mid-write by another tool could have.
 
@@ -69,6 +83,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -78,7 +93,7 @@ import numpy as np
 from mgc.engine import FolderLock, atomic
 from mgc.models.errors import ModelError
 
-__all__ = ["EVAL_FILES", "KINDS", "ModelFolder", "eval_folder_lock"]
+__all__ = ["EVAL_FILES", "KINDS", "ModelFolder", "output_folder_lock"]
 
 LOCK_NAME = ".lock"
 #: How long a training waits for readers, who hold the lock only while they load a checkpoint.
@@ -93,6 +108,9 @@ CHECKPOINT_KINDS = ("latest", "best")
 KINDS = ("cnn", "head")
 HEAD_FILE = "head.npz"
 BACKBONE_FILE = "backbone.npz"
+#: A head's generation files, and the fixed names of a head written before generations.
+GENERATION = re.compile(r"(head|backbone)-[0-9]+\.npz|splits-[0-9]+\.json")
+LEGACY_HEAD = (HEAD_FILE, BACKBONE_FILE, SPLITS_JSON)
 VECTORS = "vectors"
 #: Arrays every head.npz holds, and those of an MLP's hidden layer.
 HEAD_ARRAYS = ("mean", "std", "weights", "bias")
@@ -130,9 +148,43 @@ class ModelFolder:
         self.splits_json = self.root / SPLITS_JSON
         self.metrics_log = self.root / METRICS_LOG
         self.checkpoints = self.root / CHECKPOINTS
-        self.head_file = self.root / HEAD_FILE
-        self.backbone_file = self.root / BACKBONE_FILE
         self.vectors_dir = self.root / VECTORS
+
+    def _description(self) -> Any:
+        """``model.json``'s content, or None when it is absent."""
+        return _read_json(self.model_json, "model description") if self.model_json.exists() else None
+
+    def owner(self) -> str | None:
+        """The kind of model the folder holds (``cnn``, ``head``), or None when nothing of mgc's is in it.
+
+        A ``model.json`` without ``kind`` but with ``model_config`` is a CNN from before the field existed;
+        a ``model.json`` of anything else (not a JSON object, no kind mgc knows) is not mgc's.
+        """
+        try:
+            data = self._description()
+        except ModelError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        if "kind" in data:
+            return str(data["kind"]) if data["kind"] in KINDS else None
+        return "cnn" if "model_config" in data else None
+
+    def claim(self, kind: str) -> None:
+        """Refuse to write a model of ``kind`` into a folder that holds anything else (call it under the lock).
+
+        An empty folder (or one with only the lock) is claimed; a folder of the same kind is the caller's to
+        replace or resume; a folder of the other kind, or of files that are not mgc's, is refused untouched.
+        """
+        owner = self.owner()
+        if owner == kind:
+            return
+        if owner is not None:
+            raise ModelError(f"{self.root} holds a {owner} model; train the {kind} into another --out")
+        others = sorted(p.name for p in self.root.iterdir() if p.name != LOCK_NAME) if self.root.is_dir() else []
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise ModelError(f"{self.root} is not empty ({shown}) and holds no mgc model; choose another --out")
 
     def kind(self) -> str:
         """The kind ``model.json`` records: ``cnn`` where it records none or is absent (a CNN being trained).
@@ -142,9 +194,9 @@ class ModelFolder:
         ModelError
             When ``model.json`` exists but is not a JSON object.
         """
-        if not self.model_json.exists():
+        data = self._description()
+        if data is None:
             return "cnn"
-        data = _read_json(self.model_json, "model description")
         if not isinstance(data, dict):
             raise ModelError(f"{self.model_json} is not a model description (a JSON object)")
         return str(data.get("kind", "cnn"))
@@ -206,31 +258,57 @@ class ModelFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic.write_json(self.model_json, data, sort_keys=False)
 
-    # a head: head.npz, backbone.npz, model.json -----------------------------------
-    def write_head(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, backbone: bytes | None) -> None:
-        """Write a head: ``backbone.npz`` (or remove a previous run's), ``head.npz``, then ``model.json``.
+    # a head: one generation of files, committed by model.json ----------------------
+    def head_files(self, meta: dict[str, Any] | None = None) -> dict[str, Path]:
+        """The files of the head's current generation: ``head``, ``splits`` and, when fine-tuned, ``backbone``.
+
+        ``model.json`` names them (``files``); a head written before generations has the fixed names.
+        """
+        meta = self._description() if meta is None else meta
+        files = meta.get("files") if isinstance(meta, dict) else None
+        if not isinstance(files, dict):
+            files = {"head": HEAD_FILE, "splits": SPLITS_JSON}
+            if isinstance(meta, dict) and meta.get("fine_tuned"):
+                files["backbone"] = BACKBONE_FILE
+        return {key: self.root / str(name) for key, name in files.items()}
+
+    def write_head(
+        self, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, splits: dict[str, Any], backbone: bytes | None
+    ) -> None:
+        """Write a head as a new generation: new files under new names, then ``model.json`` naming them.
+
+        ``model.json``'s atomic rename is the commit: a kill at any moment leaves the previous head (its
+        files are removed only after the commit) or the new one, never a mix.
 
         Parameters
         ----------
         arrays : dict
             ``mean``, ``std``, ``weights``, ``bias`` and, for an MLP, ``hidden_weights``, ``hidden_bias``.
         meta : dict
-            ``model.json``'s content, ``"kind": "head"`` included.
+            ``model.json``'s content, ``"kind": "head"`` included (``generation`` and ``files`` are added).
+        splits : dict
+            The splits the head was trained on (as :meth:`read_splits` returns them).
         backbone : bytes or None
             A fine-tuned backbone's ``.npz`` bytes.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        previous = self._description()
+        generation = int(previous.get("generation", 0)) + 1 if isinstance(previous, dict) else 1
+        files = {"head": f"head-{generation}.npz", "splits": f"splits-{generation}.json"}
         if backbone is not None:
-            atomic.write_bytes(self.backbone_file, backbone)
-        else:
-            self.backbone_file.unlink(missing_ok=True)  # a previous run's tuned backbone
+            files["backbone"] = f"backbone-{generation}.npz"
+            atomic.write_bytes(self.root / files["backbone"], backbone)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        atomic.write_bytes(self.head_file, buffer.getvalue())
-        atomic.write_json(self.model_json, meta, sort_keys=False)
+        atomic.write_bytes(self.root / files["head"], buffer.getvalue())
+        atomic.write_json(self.root / files["splits"], splits, sort_keys=False)
+        atomic.write_json(self.model_json, {**meta, "generation": generation, "files": files}, sort_keys=False)
+        for path in self.root.iterdir():  # the previous generations' files, now unreferenced
+            if path.name not in files.values() and (GENERATION.fullmatch(path.name) or path.name in LEGACY_HEAD):
+                path.unlink(missing_ok=True)
 
     def read_head(self) -> tuple[dict[str, Any], dict[str, np.ndarray], Path | None]:
-        """A head's ``model.json``, ``head.npz`` arrays and fine-tuned backbone file (None when frozen), checked.
+        """A head's ``model.json``, its arrays and its fine-tuned backbone file (None when frozen), checked.
 
         Raises
         ------
@@ -241,19 +319,20 @@ class ModelFolder:
         missing = [k for k in ("featurizer", "label_names", "spec") if k not in meta]
         if missing:
             raise ModelError(f"{self.model_json} lacks {', '.join(missing)}: it is not a head's description")
+        files = self.head_files(meta)
         try:
-            with np.load(self.head_file, allow_pickle=False) as head:
+            with np.load(files["head"], allow_pickle=False) as head:
                 arrays = {k: head[k] for k in head.files}
         except FileNotFoundError:
             raise ModelError(
-                f"{self.head_file} is missing: the head in {self.root} is incomplete; train it again"
+                f"{files['head']} is missing: the head in {self.root} is incomplete; train it again"
             ) from None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ModelError(f"{self.head_file} is damaged ({error}); train the head again") from None
-        _check_head_arrays(arrays, len(meta["label_names"]), self.head_file)
-        backbone = self.backbone_file if meta.get("fine_tuned") else None
-        if backbone is not None and not backbone.is_file():
-            raise ModelError(f"{self.root} is a fine-tuned head but its {BACKBONE_FILE} is missing")
+            raise ModelError(f"{files['head']} is damaged ({error}); train the head again") from None
+        _check_head_arrays(arrays, len(meta["label_names"]), files["head"])
+        backbone = files.get("backbone") if meta.get("fine_tuned") else None
+        if meta.get("fine_tuned") and (backbone is None or not backbone.is_file()):
+            raise ModelError(f"{self.root} is a fine-tuned head but its backbone file is missing")
         return meta, arrays, backbone
 
     # splits.json -----------------------------------------------------------------
@@ -262,9 +341,11 @@ class ModelFolder:
         atomic.write_json(self.splits_json, splits, sort_keys=False)
 
     def read_splits(self) -> dict[str, Any]:
-        splits = _read_json(self.splits_json, "splits file")
+        """The splits the model was trained on (a head's generation names its own file)."""
+        path = self.head_files()["splits"] if self.owner() == "head" else self.splits_json
+        splits = _read_json(path, "splits file")
         if not isinstance(splits, dict) or not all(isinstance(splits.get(s), list) for s in ("train", "valid", "test")):
-            raise ModelError(f"{self.splits_json} is not a splits file (train, valid and test lists)")
+            raise ModelError(f"{path} is not a splits file (train, valid and test lists)")
         return splits
 
     # metrics.jsonl ---------------------------------------------------------------
@@ -316,12 +397,34 @@ def _check_head_arrays(arrays: dict[str, np.ndarray], n_classes: int, path: Path
         raise ModelError(f"{path}: arrays of disagreeing shapes ({', '.join(wrong)}); train the head again")
 
 
-def eval_folder_lock(out: str | Path) -> FolderLock:
-    """Exclusive lock of an evaluation's output folder (created): one evaluation writes it at a time."""
-    Path(out).mkdir(parents=True, exist_ok=True)
+#: The ``format`` field that marks an output folder's main file as mgc's: the folder kind -> (file, format).
+OUTPUT_MARKERS = {"evaluation": ("metrics.json", "mgc-evaluation"), "report": ("report.json", "mgc-report")}
+
+
+def output_folder_lock(out: str | Path, kind: str) -> FolderLock:
+    """Exclusive lock of an evaluation's or a report's folder ``out``, refusing a folder that is not one.
+
+    ``out`` may be new, empty, or hold an earlier output of the same ``kind`` (its main file's ``format``
+    says so); anything else (a user's site, another kind of output) is refused before it is touched.
+    The folder is created, and one run writes it at a time.
+    """
+    out = Path(out)
+    marker, expected = OUTPUT_MARKERS[kind]
+    if out.exists() and not out.is_dir():
+        raise ModelError(f"{out} is a file, not a folder; choose another --out")
+    others = [p.name for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
+    if others:
+        try:
+            ours = json.loads((out / marker).read_text(encoding="utf-8")).get("format") == expected
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
+            raise ModelError(f"{out} holds files that are not an mgc {kind} ({shown}); choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
     return FolderLock(
         out,
-        what="another evaluation",
+        what=f"another {kind}",
         advice="wait for it to finish, or pass another --out",
         error=ModelError,
         invalid=ModelError,

@@ -26,18 +26,36 @@ from mgc.models.kinds.base import Model
 from mgc.models.kinds.featurizers import audio_vectors, store_vectors
 from mgc.models.nets.heads import head_logits
 
-__all__ = ["HeadModel", "read_cached"]
+__all__ = ["HeadModel", "read_cached", "track_keys"]
 
 
-def read_cached(folder: Path | None, track_ids, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cached vectors of ``track_ids`` ``(n, dim)`` and which of them the cache holds (none without a cache)."""
+def track_keys(store: Any, rows: np.ndarray) -> list[str]:
+    """Each row's key in a head's vector cache: its track id and what identifies its audio.
+
+    ``track_id``, the audio file's path, size and modification time (the store records them at
+    extraction), tab-separated: another store with the same track ids, or a store re-extracted from
+    changed files, gives other keys, so a cache never answers for audio it was not computed from, and a
+    file that failed is tried again once it changes.
+    """
+    tracks, rows = store.tracks, np.asarray(rows, np.int64)
+    parts = (
+        tracks.track_id.take(rows),
+        tracks.path.take(rows),
+        tracks.source_bytes[rows],
+        tracks.source_mtime_ns[rows],
+    )
+    return [f"{i}\t{p}\t{b}\t{m}" for i, p, b, m in zip(*parts)]
+
+
+def read_cached(folder: Path | None, keys: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cached vectors of ``keys`` (:func:`track_keys`) ``(n, dim)`` and which the cache holds (none without one)."""
     from mgc.engine import VectorStore
 
-    vectors = np.zeros((len(track_ids), dim), np.float32)
-    available = np.zeros(len(track_ids), bool)
+    vectors = np.zeros((len(keys), dim), np.float32)
+    available = np.zeros(len(keys), bool)
     if folder is not None and (folder / "embeddings.json").exists():
         cached = VectorStore(folder)
-        where = cached.rows(list(track_ids))
+        where = cached.rows(list(keys))
         available = where >= 0
         vectors[available] = cached.vectors(where[available])
     return vectors, available
@@ -150,7 +168,7 @@ class HeadModel(Model):
         """
         cache = self.vectors_dir if self.backbone is None else None
         rows = np.asarray(rows)
-        vectors, available = read_cached(cache, store.tracks.track_id.take(rows), self.embedding_dim)
+        vectors, available = read_cached(cache, track_keys(store, rows), self.embedding_dim)
         missing = np.flatnonzero(~available)
         computed = store_vectors(store, rows[missing], self.featurizer, backbone=self.backbone)
         for position, (_key, value) in zip(missing, computed):

@@ -12,7 +12,7 @@ from mgc.engine import atomic
 from mgc.models.config import CHECKPOINTS, EVAL_SPLITS, NEAREST_K
 from mgc.models.data.stores import StoreTracks
 from mgc.models.errors import ModelError
-from mgc.models.folder import EVAL_FILES, ModelFolder, eval_folder_lock
+from mgc.models.folder import EVAL_FILES, OUTPUT_MARKERS, ModelFolder, output_folder_lock
 from mgc.models.kinds.base import Model
 from mgc.models.kinds.loader import load_model
 from mgc.models.metrics import classification_metrics
@@ -110,7 +110,7 @@ def evaluate(
     if out.resolve() == model_dir.resolve():
         raise ModelError(f"--out must be a folder of its own, not the model folder {model_dir}")
     # Locked before the long pass, so that a second evaluation into the same folder fails at once.
-    with eval_folder_lock(out):
+    with output_folder_lock(out, "evaluation"):
         return _evaluate_into(
             out,
             model,
@@ -153,6 +153,7 @@ def _evaluate_into(
     neighbours["per_label"] = {model.label_names[int(i)]: v for i, v in neighbours["per_label"].items()}
     metrics.update(
         {
+            "format": OUTPUT_MARKERS["evaluation"][1],
             "genre_precision_at_k": neighbours,
             "split": split,
             "label_names": model.label_names,

@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from mgc.engine import ProgressReporter, atomic
 from mgc.models.config import REPORT_SAMPLE
 from mgc.models.errors import ModelError
+from mgc.models.folder import OUTPUT_MARKERS, output_folder_lock
 
 __all__ = ["report"]
 
@@ -309,8 +310,13 @@ def report(
     if not len(store):
         raise ModelError(f"{store.path} holds no tracks to report on")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    numbers = _table_numbers(store)
+    with output_folder_lock(out, "report"):
+        return _report_into(out, store, model_dir, sample, seed, progress)
+
+
+def _report_into(out: Path, store: Any, model_dir: Any, sample: int, seed: int, progress: Any) -> dict[str, Any]:
+    """:func:`report`'s figures and files, written into the locked folder ``out``."""
+    numbers = {"format": OUTPUT_MARKERS["report"][1], **_table_numbers(store)}
     files = {
         "balance": _balance_png(numbers, out / "balance.png"),
         "durations": _durations_png(store, out / "durations.png"),

@@ -93,6 +93,7 @@ def train(
     tracks = StoreTracks.of(store)
     # In a multi-process run every process trains into the same folder (often a shared file
     # system): the first process locks it for all of them.
+    ModelFolder(out_dir).claim("cnn")  # before the lock file is made in it (and again under the lock)
     lock = ModelFolder(out_dir).lock() if jax.process_index() == 0 else contextlib.nullcontext()
     with lock:
         return _train_locked(
@@ -122,6 +123,7 @@ def _train_locked(
 ) -> dict[str, Any]:
     """:func:`train`'s run, with the model folder locked."""
     folder = ModelFolder(out_dir)
+    folder.claim("cnn")
     report = ProgressReporter(progress, "train", "steps")
     spec, label_names = tracks.store.spec, [str(n) for n in tracks.store.label_names]
     resuming = resume and has_checkpoint(out_dir)

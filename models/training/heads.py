@@ -103,9 +103,10 @@ def train_head(
         raise ModelError(f"hidden units must be at least 1, got {hidden}")
     out_dir = Path(out_dir)
     folder = ModelFolder(out_dir)
+    folder.claim("head")  # before the lock file is made in it
     with folder.lock():
+        folder.claim("head")
         splits = make_splits(store.tracks, seed=seed, split_files=split_files)
-        folder.write_splits(splits)
         label_names = [str(n) for n in store.label_names]
         ids = store.tracks.track_id
         rows = {name: np.sort(ids.lookup(splits[name])).astype(np.int64) for name in ("train", "valid", "test")}
@@ -190,5 +191,5 @@ def train_head(
             "vectors": str(Path(vectors_dir).resolve()) if vectors_dir is not None else None,
             "metrics": summary,
         }
-        folder.write_head({"mean": mean, "std": std, **params}, meta, backbone=backbone)
+        folder.write_head({"mean": mean, "std": std, **params}, meta, splits=splits, backbone=backbone)
     return summary

@@ -6,7 +6,11 @@ the same store and featurizer (``--vectors DIR``) reads it back instead of
 running a backbone over every track again. Its ``model.fingerprint`` names
 what makes the vectors: the featurizer and, for the statistics, the store's
 FeatureSpec; a folder of another fingerprint is refused (or, the model folder's
-own, replaced).
+own, replaced). Each vector is keyed by its track and its audio (the cache's
+``track_id`` column holds :func:`mgc.models.kinds.head.track_keys`: track id,
+path, size and modification time, tab-separated), so another store with the
+same track ids, or changed audio, is computed anew. One training fills a cache
+at a time (its ``.lock``): a second one sharing it is refused at once.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from mgc.engine import VectorWriter
+from mgc.engine import FolderLock, VectorWriter, vectors
 from mgc.models.data.inputs import describe_error
 from mgc.models.errors import ModelError
 from mgc.models.kinds.featurizers import store_vectors, vector_dim
-from mgc.models.kinds.head import read_cached
+from mgc.models.kinds.head import read_cached, track_keys
 
 __all__ = ["cached_vectors"]
+
+#: How the cache keys its vectors (see :func:`mgc.models.kinds.head.track_keys`).
+KEYS = "track_id, path, size, mtime"
 
 
 def cached_vectors(
@@ -33,11 +40,11 @@ def cached_vectors(
 
     A cache of another featurizer or spec is replaced when it is the model folder's ``own``, refused otherwise.
     """
-    from mgc.engine import ProgressReporter, StoreError
-
     spec = store.spec.to_dict()
-    # What makes the vectors: the featurizer and, for the statistics, the store's spec.
+    # What makes the vectors: the featurizer and, for the statistics, the store's spec; each track's audio is
+    # in its key (kinds.head.track_keys). A cache keyed by track id alone (before keys) has another fingerprint.
     fingerprint = featurizer if featurizer != "stats" else f"stats {json.dumps(spec, sort_keys=True)}"
+    fingerprint += f" keys: {KEYS}"
     meta = {
         "format": "mgc-embeddings",
         "version": 1,
@@ -47,7 +54,24 @@ def cached_vectors(
         "label_names": [],
         "spec": {},
     }
+    vectors.check_folder(folder)  # a folder of anything else is refused before the lock file is made in it
     folder.mkdir(parents=True, exist_ok=True)
+    # One training fills a cache at a time: a second one sharing it (--vectors) is refused at once.
+    lock = FolderLock(
+        folder,
+        what="another training filling this vector cache",
+        advice="wait for it to finish (its vectors are then reused), or give another --vectors",
+        error=ModelError,
+        invalid=ModelError,
+    )
+    with lock:
+        return _fill(store, rows, folder, featurizer, meta, progress, workers, own=own)
+
+
+def _fill(store, rows, folder: Path, featurizer: str, meta: dict, progress, workers, *, own: bool):
+    """:func:`cached_vectors` with the cache locked."""
+    from mgc.engine import ProgressReporter, StoreError
+
     try:
         writer = VectorWriter(folder, meta, overwrite=False)
     except StoreError as error:
@@ -58,8 +82,9 @@ def cached_vectors(
                 f"{folder} holds vectors of another featurizer or feature spec than {featurizer} on this store "
                 f"({error}); give another --vectors folder"
             ) from error
-    ids = store.tracks.track_id
-    todo = rows[~ids.take(rows).isin(list(writer.done))] if writer.done else rows
+    keys = track_keys(store, rows)
+    missing = np.fromiter((key not in writer.done for key in keys), bool, len(keys))
+    todo, todo_keys = rows[missing], [key for key, miss in zip(keys, missing) if miss]
     report = ProgressReporter(progress, "vectors", "tracks")
     report("start", 0, len(todo))
     block: list = []
@@ -78,15 +103,18 @@ def cached_vectors(
             block.clear()
             failures.clear()
 
+    # Results come in the store's order, not necessarily the rows': their track ids name their keys.
+    key_of = dict(zip(store.tracks.track_id.take(todo), todo_keys))
     for key, value in store_vectors(store, todo, featurizer, workers=workers):
+        cache_key = key_of[key[0]]
         if isinstance(value, BaseException):
-            failures.append((key[0], key[1], describe_error(value)))
+            failures.append((cache_key, key[1], describe_error(value)))
         else:
-            block.append((key, value))
+            block.append(((cache_key, key[1], key[2]), value))
         done += 1
         if len(block) + len(failures) >= 4096:
             flush()
             report("update", done, len(todo))
     flush()
     report("end", done, len(todo))
-    return read_cached(folder, ids.take(rows), meta["dim"])
+    return read_cached(folder, keys, meta["dim"])

@@ -169,6 +169,30 @@ def test_resume_follows_changes_of_labels_and_files(tmp_path: Path):
     assert mgc("extract", manifest, store, "--verify").returncode == 0
 
 
+def test_a_label_changed_to_another_existing_label_and_a_touched_file_settle(tmp_path: Path):
+    """Issue 22, case 10: the shard is extracted again with the same name and counts; the store follows it."""
+    audio = _corpus(tmp_path / "audio")
+    manifest = tmp_path / "m.csv"
+    rows = [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name}" for p in sorted(audio.rglob("*.wav"))]
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
+    store = tmp_path / "store"
+    assert mgc("extract", manifest, store, "--workers", "1", "--shard-size", "2").returncode == 0
+    track, label = rows[0].split(",")
+    other = next(row.split(",")[1] for row in rows if row.split(",")[1] != label)  # a label the store has
+    manifest.write_text(manifest.read_text().replace(rows[0], f"{track},{other}"))
+    assert mgc("extract", manifest, store, "--workers", "1").returncode == 0
+    with FeatureStore(store) as reader:
+        assert reader.tracks.label_name[reader.row(track)] == other
+    assert mgc("extract", manifest, store, "--verify").returncode == 0
+    time.sleep(0.01)
+    (tmp_path / track).touch()  # the same audio, a newer mtime: extracted once more, then settled
+    assert mgc("extract", manifest, store, "--verify").returncode == 1
+    assert mgc("extract", manifest, store, "--workers", "1").returncode == 0
+    assert mgc("extract", manifest, store, "--verify").returncode == 0
+    extract(manifest, tmp_path / "clean", workers=1, shard_size=2)
+    assert_same_store(store, tmp_path / "clean")
+
+
 def test_a_fixed_file_that_had_failed_is_tried_again(tmp_path: Path):
     corpus, store = _corpus(tmp_path / "corpus", 4), tmp_path / "store"
     broken = corpus / "rock" / "broken.wav"

@@ -152,7 +152,8 @@ def test_a_second_evaluation_into_the_same_folder_fails_at_once(model_dir, tone_
     from mgc.models.config import ModelError
 
     repo = Path(__file__).resolve().parents[2]
-    hold = "import sys, time\nfrom mgc.models.folder import eval_folder_lock\nwith eval_folder_lock(sys.argv[1]):\n"
+    hold = "import sys, time\nfrom mgc.models.folder import output_folder_lock\n"
+    hold += "with output_folder_lock(sys.argv[1], 'evaluation'):\n"
     hold += "    print('locked', flush=True)\n    time.sleep(120)\n"
     out = tmp_path / "eval"
     holder = subprocess.Popen(

@@ -12,6 +12,7 @@ from mgc.models.folder import ModelFolder
 from mgc.models.kinds.head import HeadModel
 
 SPEC = {"features": ["logmel", "mfcc"], "n_mels": 4, "n_mfcc": 2}
+SPLITS = {"method": "split files", "train": ["a"], "valid": [], "test": ["b"]}
 
 
 def _head_arrays(dim=12, classes=3, hidden=None, seed=0):
@@ -32,7 +33,7 @@ def _meta(classes=3):
 @pytest.mark.parametrize("hidden", [None, 5])
 def test_a_head_written_through_the_schema_loads_as_a_model(tmp_path, hidden):
     arrays = _head_arrays(hidden=hidden)
-    ModelFolder(tmp_path / "head").write_head(arrays, _meta(), backbone=None)
+    ModelFolder(tmp_path / "head").write_head(arrays, _meta(), splits=SPLITS, backbone=None)
     model = load_model(tmp_path / "head")
     assert isinstance(model, HeadModel) and isinstance(model, Model) and model.kind == "head"
     assert model.label_names == ["g0", "g1", "g2"] and model.embedding_dim == 12 and model.step is None
@@ -46,37 +47,76 @@ def test_a_head_written_through_the_schema_loads_as_a_model(tmp_path, hidden):
     np.testing.assert_allclose(model.probabilities(v), expected / expected.sum(1, keepdims=True), rtol=1e-5)
     # The fingerprint follows the weights.
     arrays["bias"] = arrays["bias"] + 1
-    ModelFolder(tmp_path / "other").write_head(arrays, _meta(), backbone=None)
+    ModelFolder(tmp_path / "other").write_head(arrays, _meta(), splits=SPLITS, backbone=None)
     assert load_model(tmp_path / "other").fingerprint() != model.fingerprint()
 
 
-def test_a_previous_runs_tuned_backbone_is_removed_and_a_missing_one_refused(tmp_path):
+def test_a_head_changes_from_one_generation_to_the_next(tmp_path):
     folder = ModelFolder(tmp_path / "head")
-    folder.write_head(_head_arrays(), {**_meta(), "fine_tuned": True}, backbone=b"not read here")
-    assert folder.backbone_file.read_bytes() == b"not read here"
-    folder.write_head(_head_arrays(), _meta(), backbone=None)
-    assert not folder.backbone_file.exists()
-    folder.model_json.write_text(json.dumps({**_meta(), "fine_tuned": True}))
-    with pytest.raises(ModelError, match="fine-tuned head but its backbone.npz is missing"):
+    folder.write_head(_head_arrays(), {**_meta(), "fine_tuned": True}, splits=SPLITS, backbone=b"not read here")
+    first = folder.head_files()
+    assert {p.name for p in first.values()} == {"head-1.npz", "splits-1.json", "backbone-1.npz"}
+    assert first["backbone"].read_bytes() == b"not read here" and folder.read_splits() == SPLITS
+    # The next generation: new files, then model.json; the previous generation's files are gone.
+    folder.write_head(_head_arrays(classes=5), _meta(classes=5), splits={**SPLITS, "test": []}, backbone=None)
+    assert sorted(p.name for p in folder.root.iterdir()) == ["head-2.npz", "model.json", "splits-2.json"]
+    assert load_model(folder.root).label_names == [f"g{i}" for i in range(5)] and folder.read_splits()["test"] == []
+    folder.model_json.write_text(json.dumps({**json.loads(folder.model_json.read_text()), "fine_tuned": True}))
+    with pytest.raises(ModelError, match="fine-tuned head but its backbone file is missing"):
         load_model(folder.root)
+
+
+def test_a_kill_between_files_leaves_the_previous_head(tmp_path):
+    """The new generation's files are written, model.json is not yet: the folder still holds the old head."""
+    folder = ModelFolder(tmp_path / "head")
+    folder.write_head(_head_arrays(), _meta(), splits=SPLITS, backbone=None)
+    before = load_model(folder.root).fingerprint()
+    # What a run killed just before its commit leaves: generation 2's files beside generation 1's model.json.
+    np.savez(folder.root / "head-2.npz", **_head_arrays(classes=5, seed=3))
+    (folder.root / "splits-2.json").write_text(json.dumps({**SPLITS, "train": ["b"]}))
+    model = load_model(folder.root)
+    assert model.fingerprint() == before and model.label_names == ["g0", "g1", "g2"]
+    assert folder.read_splits() == SPLITS
+    folder.write_head(_head_arrays(seed=4), _meta(), splits=SPLITS, backbone=None)  # the next run cleans up
+    assert sorted(p.name for p in folder.root.iterdir()) == ["head-2.npz", "model.json", "splits-2.json"]
+
+
+def test_a_folder_of_another_kind_or_of_someone_else_is_refused_untouched(tmp_path, tone_store):
+    from mgc.models import TrainConfig, train, train_head
+
+    head = tmp_path / "head"
+    ModelFolder(head).write_head(_head_arrays(), _meta(), splits=SPLITS, backbone=None)
+    before = {p.name: p.read_bytes() for p in head.iterdir()}
+    with pytest.raises(ModelError, match="holds a head model; train the cnn into another --out"):
+        train(tone_store, head, TrainConfig(epochs=1, batch_size=4, crop_seconds=0.5))
+    assert {p.name: p.read_bytes() for p in head.iterdir() if p.name != ".lock"} == before
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "model.json").write_text('{"name": "my own thing"}')
+    (site / "backbone.npz").write_bytes(b"mine")
+    with pytest.raises(ModelError, match="is not empty .* and holds no mgc model"):
+        train_head(tone_store, site, "musicnn-msd")  # refused before any vector is computed
+    assert (site / "model.json").read_text() == '{"name": "my own thing"}' and (site / "backbone.npz").exists()
+    assert not (site / "splits.json").exists()
 
 
 def test_a_damaged_head_is_one_clear_error(tmp_path):
     folder = ModelFolder(tmp_path / "head")
-    folder.write_head(_head_arrays(), _meta(), backbone=None)
-    data = folder.head_file.read_bytes()
-    folder.head_file.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelError, match="head.npz is damaged"):
+    folder.write_head(_head_arrays(), _meta(), splits=SPLITS, backbone=None)
+    head_file = folder.head_files()["head"]
+    data = head_file.read_bytes()
+    head_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="head-1.npz is damaged"):
         load_model(folder.root)
-    folder.head_file.unlink()
-    with pytest.raises(ModelError, match="head.npz is missing"):
+    head_file.unlink()
+    with pytest.raises(ModelError, match="head-1.npz is missing"):
         load_model(folder.root)
     arrays = _head_arrays()
     arrays["bias"] = arrays["bias"][:2]  # two classes' biases for three labels
-    folder.write_head(arrays, _meta(), backbone=None)
+    folder.write_head(arrays, _meta(), splits=SPLITS, backbone=None)
     with pytest.raises(ModelError, match=r"disagreeing shapes \(bias \(2,\)\)"):
         load_model(folder.root)
-    folder.write_head({"mean": arrays["mean"]}, _meta(), backbone=None)
+    folder.write_head({"mean": arrays["mean"]}, _meta(), splits=SPLITS, backbone=None)
     with pytest.raises(ModelError, match="not a head's arrays"):
         load_model(folder.root)
 

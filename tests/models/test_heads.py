@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from mgc.models.folder import ModelFolder
 from tests.models.conftest import write_tone_corpus
 
 
@@ -43,7 +44,7 @@ def test_the_stats_model_equals_scikit_learns_logistic_regression(stats_store, t
     summary = train_head(stats_store, tmp_path / "m", "stats", c=0.5)
     head = HeadModel.load(tmp_path / "m")
     store = FeatureStore(stats_store)
-    splits = json.loads((tmp_path / "m" / "splits.json").read_text())
+    splits = ModelFolder(tmp_path / "m").read_splits()
     rows = {name: np.sort(store.tracks.track_id.lookup(splits[name])) for name in ("train", "valid", "test")}
     x = {name: head.store_vectors(store, r)[0] for name, r in rows.items()}
     y = {name: store.tracks.label[r] for name, r in rows.items()}
@@ -231,11 +232,11 @@ def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store,
     assert summary["fine_tune"]["steps"] >= 1 and [h["epoch"] for h in summary["fine_tune"]["history"]] == [0, 1]
     assert summary["fine_tune"]["best_epoch"] == 1
     head = HeadModel.load(out)
-    assert head.backbone == out / "backbone.npz" and json.loads((out / "model.json").read_text())["fine_tuned"]
+    assert head.backbone == out / "backbone-1.npz" and json.loads((out / "model.json").read_text())["fine_tuned"]
     path = store.tracks.path[0]
     # Prediction reads the folder's backbone: the same probabilities as its vector computed by hand,
     # which differs from the shipped backbone's.
-    [(_key, vector)] = list(backbone_vectors([("t", path, "")], "musicnn-msd", backbone=out / "backbone.npz"))
+    [(_key, vector)] = list(backbone_vectors([("t", path, "")], "musicnn-msd", backbone=head.backbone))
     [(_key, frozen)] = list(backbone_vectors([("t", path, "")], "musicnn-msd"))
     assert np.abs(vector - frozen).max() > 1e-4
     [result] = predict(out, [path], top_k=3)
@@ -256,7 +257,7 @@ def test_a_fine_tuned_head_is_a_model_folder_that_uses_its_backbone(stats_store,
     # Training again without --fine-tune leaves a frozen head: no stale backbone file, another fingerprint.
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert not (out / "backbone.npz").exists() and HeadModel.load(out).backbone is None
+    assert not list(out.glob("backbone*")) and HeadModel.load(out).backbone is None
     assert HeadModel.load(out).fingerprint() != tuned_print
 
 
@@ -304,8 +305,8 @@ def test_a_backbone_head_on_a_musicnn_store_reads_no_audio(tmp_path):
     assert summary["train_accuracy"] is not None and summary["fine_tune"]["steps"] >= 1
     cache = VectorStore(tmp_path / "m" / "vectors")
     assert len(cache) == len(store) and not len(cache.failures())
-    for track_id, vector in zip(cache.track_ids(), cache.vectors(np.arange(len(cache)))):
-        np.testing.assert_allclose(vector, from_audio[track_id], atol=1e-4)
+    for key, vector in zip(cache.track_ids(), cache.vectors(np.arange(len(cache)))):
+        np.testing.assert_allclose(vector, from_audio[key.split("\t")[0]], atol=1e-4)  # track id, path, size, mtime
     metrics = evaluate(tmp_path / "m", store, split="all")  # the tuned backbone, on the store's log-mel
     assert metrics["n_tracks"] == 12
 
