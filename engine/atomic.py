@@ -47,6 +47,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], Any], *, tag: s
     """
     path = os.fspath(path)
     temp = temporary_path(path, tag)
+    if os.path.lexists(temp):  # a killed writer's leftover, or a link planted there: never written through
+        os.unlink(temp)
     try:
         write(temp)
         with open(temp, "rb+") as handle:
