@@ -156,3 +156,11 @@ def test_6_retraining_a_head_commits_one_generation(stores, tmp_path):
 def test_11_a_read_only_place_is_one_line(stores):
     """/proc refuses new folders even to root: the OSError is a one-line error, not a traceback."""
     refused(mgc("report", stores / "s1", "--out", "/proc/mgc-report", "--sample", "6"), "/proc/mgc-report")
+
+
+def test_7_a_demo_into_someone_elses_folder_is_refused_untouched(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    refused(mgc("demo", "--out", mine, "--quick"), "holds no mgc demo; choose another --out")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and (mine / "notes.txt").read_text() == "my notes"
