@@ -399,6 +399,8 @@ def _check_head_arrays(arrays: dict[str, np.ndarray], n_classes: int, path: Path
 
 #: The ``format`` field that marks an output folder's main file as mgc's: the folder kind -> (file, format).
 OUTPUT_MARKERS = {"evaluation": ("metrics.json", "mgc-evaluation"), "report": ("report.json", "mgc-report")}
+#: The keys that mark the same file as written by mgc before it carried ``format``.
+_LEGACY_KEYS = {"evaluation": {"label_names", "confusion", "split"}, "report": {"sampled", "spectra", "files"}}
 
 
 def output_folder_lock(out: str | Path, kind: str) -> FolderLock:
@@ -415,8 +417,9 @@ def output_folder_lock(out: str | Path, kind: str) -> FolderLock:
     others = [p.name for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
     if others:
         try:
-            ours = json.loads((out / marker).read_text(encoding="utf-8")).get("format") == expected
-        except (OSError, ValueError, AttributeError):
+            data = json.loads((out / marker).read_text(encoding="utf-8"))
+            ours = data.get("format") == expected or ("format" not in data and _LEGACY_KEYS[kind] <= set(data))
+        except (OSError, ValueError, AttributeError, TypeError):
             ours = False
         if not ours:
             shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
