@@ -14,6 +14,15 @@ similarity (a dot product). Two ways to search:
   million vectors it built fastest in the least memory of the libraries tried,
   with sub-millisecond queries.
 
+Integrity: ``index.json`` records the index file's size and SHA-256 and the
+store generation (``store_id``) it was built from. The index is trusted only
+after its size and checksum are verified, once per opened store (about 0.25 s
+for the 390 MB index of a million 128-d vectors); a damaged one makes
+:func:`search` raise a StoreError (``mgc embed`` rebuilds it), never return its
+answers. Every score is checked: a NaN, a row outside the store or a score
+beyond 1 by more than :data:`SCORE_SLACK` is damage, and scores are clipped to
+[-1, 1] (float16 rounding can exceed 1 by about 1e-3).
+
 :func:`genre_precision_at_k` measures whether similarity follows genre: the
 share of each track's ``k`` nearest neighbours that carry its label.
 """
@@ -29,7 +38,7 @@ import numpy as np
 
 from . import atomic
 from .errors import StoreError
-from .vectors import VectorStore, normalize
+from .vectors import INDEX_META, INDEX_NAME, VectorStore, failure_reason, normalize, sha256_file
 
 __all__ = [
     "ANN_MIN_VECTORS",
@@ -37,14 +46,15 @@ __all__ = [
     "exact_search",
     "genre_precision_at_k",
     "index_is_current",
+    "index_state",
     "search",
     "store_precision_at_k",
 ]
 
 #: Stores with at least this many vectors get an approximate index by default.
 ANN_MIN_VECTORS = 20_000
-INDEX_NAME = "index-usearch.bin"
-INDEX_META = "index.json"
+#: Scores of unit vectors beyond 1 by more than this are damage, not float16 rounding.
+SCORE_SLACK = 1e-2
 #: HNSW graph degree, candidates kept while building and while searching. expansion_search=64 gave
 #: recall@10 of 0.99 on a million clustered vectors (benchmarks/inference.py); raise it for more.
 CONNECTIVITY = 16
@@ -67,6 +77,20 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, 1)
 
 
+def _damaged(store: VectorStore, why: str, *, index: bool = True) -> StoreError:
+    advice = " (or search with --exact)" if index else ""
+    return StoreError(f"{store.path}: {why}; run `mgc embed` again with the same --out to repair it{advice}")
+
+
+def _checked_scores(store: VectorStore, scores: np.ndarray, where: str, *, index: bool) -> np.ndarray:
+    """``scores`` of unit vectors clipped to [-1, 1]; a non-finite score or one far beyond is damage (a StoreError)."""
+    bad = ~(np.abs(scores) <= 1 + SCORE_SLACK)  # NaN compares False
+    if bad.any():
+        why = f"{where} gave the score {float(scores[bad][0])}, which unit vectors cannot give"
+        raise _damaged(store, why, index=index)
+    return np.clip(scores, -1.0, 1.0, out=scores)
+
+
 def exact_search(
     store: VectorStore, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +100,7 @@ def exact_search(
     ----------
     store : VectorStore
     queries : np.ndarray [shape=(n_queries, dim)]
-        L2-normalised vectors.
+        Finite vectors (L2-normalised here).
     k : int
         Neighbours per query.
     exclude : np.ndarray [shape=(n_queries,)], optional
@@ -87,18 +111,24 @@ def exact_search(
     rows : np.ndarray [shape=(n_queries, k)], int64
         Best first; -1 where the store has fewer than ``k`` other rows.
     scores : np.ndarray [shape=(n_queries, k)], float32
-        Cosine similarities (-inf where ``rows`` is -1).
+        Cosine similarities in [-1, 1] (-inf where ``rows`` is -1).
+
+    Raises
+    ------
+    StoreError
+        When a shard cannot be read or holds vectors that are not unit length (NaN, or a score beyond 1).
     """
-    queries = np.atleast_2d(np.asarray(queries, np.float32))
+    queries = _queries(queries)
     n = len(queries)
     exclude = np.full(n, -1, np.int64) if exclude is None else np.asarray(exclude, np.int64)
     best_rows = np.full((n, 0), -1, np.int64)
     best_scores = np.full((n, 0), -np.inf, np.float32)
-    for start, columns in store.iter_shards():
+    for number, (start, columns) in enumerate(store.iter_shards()):
         vectors = columns["embedding"]
         scores = np.empty((n, len(vectors)), np.float32)
         for q in range(0, n, _QUERY_BLOCK):
             np.matmul(queries[q : q + _QUERY_BLOCK], vectors.T, out=scores[q : q + _QUERY_BLOCK])
+        _checked_scores(store, scores, store.shards[number]["name"], index=False)
         own = (exclude >= start) & (exclude < start + len(vectors))
         scores[np.flatnonzero(own), exclude[own] - start] = -np.inf
         local = _top_k(scores, k)
@@ -114,27 +144,65 @@ def exact_search(
     return best_rows, best_scores
 
 
-def _index_meta(store: VectorStore) -> dict[str, Any] | None:
+def _queries(queries: np.ndarray) -> np.ndarray:
+    queries = np.atleast_2d(np.asarray(queries, np.float32))
+    if not np.isfinite(queries).all():
+        raise ValueError("queries hold NaN or infinite values")
+    return normalize(queries)
+
+
+def _check_index(store: VectorStore) -> tuple[str, str]:
     try:
-        return json.loads((store.path / INDEX_META).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+        meta = json.loads((store.path / INDEX_META).read_bytes())
+    except FileNotFoundError:
+        return "absent", f"there is no {INDEX_META}"
+    except (OSError, ValueError) as exc:
+        return "damaged", f"{INDEX_META} cannot be read ({exc})"
+    if not isinstance(meta, dict):
+        return "damaged", f"{INDEX_META} is not an index description"
+    if (
+        meta.get("shards") != [s["name"] for s in store.shards]
+        or meta.get("vectors") != len(store)
+        or meta.get("store_id") != store.id
+    ):
+        return "stale", "it does not cover the store's shards"
+    if not isinstance(meta.get("sha256"), str):
+        return "stale", "it was built before indexes carried a checksum"
+    path = store.path / INDEX_NAME
+    try:
+        size = path.stat().st_size
+        if size != meta.get("bytes"):
+            return "damaged", f"{INDEX_NAME} has {size} bytes where {INDEX_META} lists {meta.get('bytes')}"
+        if sha256_file(path) != meta["sha256"]:
+            return "damaged", f"{INDEX_NAME} does not match the SHA-256 that {INDEX_META} lists"
+    except OSError as exc:
+        return "damaged", f"{INDEX_NAME} cannot be read ({exc.strerror or exc})"
+    return "current", ""
+
+
+def index_state(store: VectorStore) -> tuple[str, str]:
+    """``(state, why)`` of the store's approximate index, checked once per ``store`` object.
+
+    ``state`` is ``"current"`` (covers exactly the store's shards, and its size and SHA-256 are those
+    ``index.json`` records), ``"absent"``, ``"stale"`` (covers other shards, or has no checksum: rebuilt
+    by the next ``mgc embed`` that wants one) or ``"damaged"``. Cost: a read of the whole index file
+    (about 0.25 s at a million 128-d vectors), once.
+    """
+    if store._ann_state is None:
+        store._ann_state = _check_index(store)
+    return store._ann_state
 
 
 def index_is_current(store: VectorStore) -> bool:
-    """Whether the store's approximate index exists and covers exactly its shards."""
-    meta = _index_meta(store)
-    return (
-        meta is not None
-        and (store.path / INDEX_NAME).is_file()
-        and meta.get("shards") == [s["name"] for s in store.shards]
-        and meta.get("vectors") == len(store)
-    )
+    """Whether the store's approximate index exists, covers exactly its shards and is intact (:func:`index_state`)."""
+    return index_state(store)[0] == "current"
 
 
 def build_index(store: VectorStore, *, threads: int | None = None, progress: Any = None) -> Path:
     """Build the approximate index of ``store`` and save it atomically beside the embeddings.
 
+    ``index.json`` is removed first and written last, with the index file's size and SHA-256:
+    a run stopped in between leaves no index that a search would trust.
     Memory: the graph and float16 vectors, about ``len(store) * (2 * dim + 2 * 4 * CONNECTIVITY)`` bytes
     (about 390 MB at a million 128-d vectors); the store is read one shard at a time.
 
@@ -142,7 +210,13 @@ def build_index(store: VectorStore, *, threads: int | None = None, progress: Any
     -------
     Path
         ``STORE/index-usearch.bin``.
+
+    Raises
+    ------
+    StoreError
+        When the index cannot be written (a full disk): the store has no index then, and searches exactly.
     """
+    import usearch
     from usearch.index import Index
 
     from .progress import Reporter as ProgressReporter
@@ -164,12 +238,17 @@ def build_index(store: VectorStore, *, threads: int | None = None, progress: Any
             index.add(np.arange(start, start + len(vectors), dtype=np.uint64), vectors, threads=threads)
         report("update", start + len(vectors), len(store))
     path = store.path / INDEX_NAME
-    atomic.write_atomic(path, lambda temp: index.save(temp))
-    import usearch
+    digest: list[str] = []
 
-    atomic.write_json(
-        store.path / INDEX_META,
-        {
+    def save(temp: str) -> None:
+        index.save(temp)
+        digest.append(sha256_file(temp))
+
+    store._ann_index, store._ann_state = None, None
+    try:
+        (store.path / INDEX_META).unlink(missing_ok=True)
+        atomic.write_atomic(path, save)
+        description = {
             "library": "usearch",
             "version": usearch.__version__,
             "metric": "ip",
@@ -179,9 +258,16 @@ def build_index(store: VectorStore, *, threads: int | None = None, progress: Any
             "expansion_search": EXPANSION_SEARCH,
             "vectors": len(store),
             "shards": [s["name"] for s in store.shards],
-        },
-        sort_keys=False,
-    )
+            "store_id": store.id,
+            "bytes": path.stat().st_size,
+            "sha256": digest[0],
+        }
+        atomic.write_json(store.path / INDEX_META, description, sort_keys=False)
+    except (OSError, RuntimeError) as exc:
+        raise StoreError(
+            f"cannot write the approximate index of {store.path}: {failure_reason(exc)}; the vectors are whole "
+            "and searched exactly: free some space and run the same `mgc embed` again to build it"
+        ) from None
     report("end", len(store), len(store))
     return path
 
@@ -194,7 +280,13 @@ def _ann_search(
     # Opened once per VectorStore (memory-mapped): repeated queries pay no open.
     index = store._ann_index
     if index is None:
-        index = store._ann_index = Index.restore(str(store.path / INDEX_NAME), view=True)
+        try:
+            index = Index.restore(str(store.path / INDEX_NAME), view=True)
+        except Exception as exc:  # usearch raises bare RuntimeErrors and ValueErrors for a bad file
+            raise _damaged(store, f"the approximate index cannot be opened ({exc})") from None
+        if index is None or index.ndim != store.dim or len(index) != len(store):
+            raise _damaged(store, "the approximate index does not describe this store")
+        store._ann_index = index
     index.expansion_search = max(expansion or EXPANSION_SEARCH, k + 1)
     matches = index.search(queries, k + 1, threads=1)
     keys = np.atleast_2d(np.asarray(matches.keys)).astype(np.int64)
@@ -205,7 +297,10 @@ def _ann_search(
     scores = np.full((len(queries), k), -np.inf, np.float32)
     for q in range(len(queries)):
         found = keys[q, : counts[q]]
+        if ((found < 0) | (found >= len(store))).any():
+            raise _damaged(store, "the approximate index gave rows outside the store")
         sims = 1.0 - distances[q, : counts[q]]  # usearch's "ip" distance is 1 - dot
+        sims = _checked_scores(store, sims, "the approximate index", index=True)
         keep = found != exclude[q]
         found, sims = found[keep][:k], sims[keep][:k]
         rows[q, : len(found)], scores[q, : len(found)] = found, sims
@@ -226,11 +321,21 @@ def search(
     ``exact=None`` uses the index when it is current; ``True`` always searches
     exactly; ``False`` requires the index. ``expansion`` widens the approximate
     search (more recall, slower); default :data:`EXPANSION_SEARCH`.
+
+    Raises
+    ------
+    StoreError
+        When the index is damaged (unless ``exact``): searching without it would hide the damage,
+        and ``mgc embed`` rebuilds it; or when the store itself is damaged.
     """
-    queries = np.atleast_2d(np.asarray(queries, np.float32))
+    queries = _queries(queries)
     exclude = np.full(len(queries), -1, np.int64) if exclude is None else np.asarray(exclude, np.int64)
-    if exact is not True and index_is_current(store):
-        return _ann_search(store, queries, k, exclude, expansion)
+    if exact is not True:
+        state, why = index_state(store)
+        if state == "current":
+            return _ann_search(store, queries, k, exclude, expansion)
+        if state == "damaged":
+            raise _damaged(store, f"its approximate index is damaged ({why})")
     if exact is False:
         raise StoreError(
             f"{store.path} has no current approximate index; run `mgc embed` again with --index ann to build it"

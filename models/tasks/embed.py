@@ -2,14 +2,19 @@
 
 The vector is the network's penultimate layer averaged over the crops that
 cover the track, divided by its L2 norm, so that the dot product of two vectors
-is their cosine similarity. The store's layout, atomic writes and resume are
-``engine.vectors``'; this module runs the network and records which model made
-the vectors (its folder and a fingerprint of its weights), so that audio
-queries of ``mgc similar`` are embedded by the same model.
+is their cosine similarity. The store's layout, atomic writes, checksums and
+repair are ``engine.vectors``'; this module runs the network and records which
+model made the vectors (its folder and a fingerprint of its weights), so that
+audio queries of ``mgc similar`` are embedded by the same model, and what they
+came from: the feature store (its resolved path and spec hash), or each audio
+file's resolved path, size and modification time. A resume compares these
+identities, never names alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -99,7 +104,7 @@ def embed(
         :data:`engine.neighbours.ANN_MIN_VECTORS` vectors), ``ann`` (always) or
         ``none``. An index that no longer covers every shard is rebuilt.
     overwrite : bool
-        Replace what ``out`` holds instead of resuming.
+        Replace what ``out`` holds instead of resuming (only the files mgc wrote there are deleted).
     progress : callable, optional
         Receives ``engine.ProgressEvent`` values (task ``embed``, unit ``tracks``;
         then task ``index`` while the index is built).
@@ -110,8 +115,19 @@ def embed(
     -------
     dict
         ``out``, ``written`` (tracks embedded by this run), ``failed`` (this
-        run), ``skipped`` (already in the store), ``vectors`` (in the store now)
-        and ``index`` (the index file, or None).
+        run), ``skipped`` (inputs already in the store, or listed twice),
+        ``retried`` (failed before, tried again because their file changed),
+        ``changed`` (in the store, but their file changed since: kept; ``overwrite``
+        recomputes them), ``repaired`` (what resuming repaired, for a person),
+        ``vectors`` (in the store now) and ``index`` (the index file, or None).
+
+    Raises
+    ------
+    ModelError, engine.StoreError
+        Bad arguments; ``out`` is not an embedding store, holds another model's,
+        dtype's or source's vectors (another feature store, or audio files where a
+        store was embedded), or cannot be written (a full disk: the store keeps
+        every whole shard, and the same call resumes once there is space).
     """
     from mgc.engine import FolderLock, ProgressReporter, neighbours
 
@@ -126,6 +142,12 @@ def embed(
     check_sources(inputs, store)
     listed = entries(inputs) if store is None else None  # before the folder is made: none found is an error
     model = load_model(model_dir, which)
+    if store is not None:
+        store = open_store(store)
+        model.check_store(store)
+        source = {"kind": "feature-store", "path": os.path.realpath(store.path), "spec_hash": store.spec.hash}
+    else:
+        source = {"kind": "audio"}
     dim = model.embedding_dim
     meta = {
         "format": vectors.FORMAT,
@@ -135,53 +157,57 @@ def embed(
         "dtype": dtype,
         "label_names": model.label_names,
         "spec": model.spec,
+        "source": source,
     }
     vectors.check_folder(folder)  # before the lock file is made in it
     folder.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"out": str(folder), "written": 0, "failed": 0, "skipped": 0, "index": None}
+    report = ProgressReporter(progress, "embed", "tracks")
     with FolderLock(folder, what="another embedding run", error=ModelError, invalid=ModelError):
         writer = VectorWriter(folder, meta, overwrite=overwrite)
-        summary["skipped"] = len(writer.done)
-        skip = frozenset(writer.done)
+        for message in writer.repairs:
+            report("stage", message=f"repaired {folder}: {message}", stage="repair")
         if store is not None:
-            store = open_store(store)
-            model.check_store(store)
-            rows = np.arange(len(store))
-            if skip:
-                rows = rows[~store.tracks.track_id.isin(list(skip))]
-            total = len(rows)
-            results = model.store_results(store, rows, batch_size=batch_size, max_crops=max_crops)
+            plan = _plan_store(writer, store)
+            total = len(plan.rows)
+            results = model.store_results(store, plan.rows, batch_size=batch_size, max_crops=max_crops)
         else:
+            plan = _plan_audio(writer, listed)
             total = None
-            todo = [e for e in listed if e[0] not in skip]
             results = model.audio_results(
-                todo, workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
+                plan.todo, workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
             )
-        report = ProgressReporter(progress, "embed", "tracks")
+        summary.update(skipped=plan.skipped, changed=plan.changed, retried=plan.retried, repaired=list(writer.repairs))
         report("start", 0, total)
         ids: list = []
         paths: list = []
         labels: list = []
         found: list = []
+        sources: list = []
         failures: list = []
 
         def flush() -> None:
             if ids or failures:
                 block = vectors.normalize(np.stack(found)) if found else np.zeros((0, dim), np.float32)
-                writer.write(ids, paths, labels, block, failures)
-                for part in (ids, paths, labels, found, failures):
+                writer.write(ids, paths, labels, block, failures, sources=sources)
+                for part in (ids, paths, labels, found, sources, failures):
                     part.clear()
 
-        for done in results:
+        for number, done in enumerate(results):
             track_id, path, label = done.key
-            if done.error is not None:
-                failures.append((track_id, path, describe_error(done.error)))
+            origin = plan.source(number, done.key)
+            error = done.error
+            if error is None and not np.isfinite(done.embedding).all():
+                error = "non_finite: the network's output for this track holds NaN or infinite values"
+            if error is not None:
+                failures.append((track_id, path, error if isinstance(error, str) else describe_error(error), origin))
                 summary["failed"] += 1
             else:
                 ids.append(track_id)
                 paths.append(path)
                 labels.append(label)
                 found.append(done.embedding)
+                sources.append(origin)
                 summary["written"] += 1
             if len(ids) + len(failures) >= shard_tracks:
                 flush()
@@ -191,7 +217,108 @@ def embed(
         result = EmbeddingStore(folder)
         summary["vectors"] = len(result)
         if index == "ann" or (index == "auto" and len(result) >= neighbours.ANN_MIN_VECTORS):
-            if not neighbours.index_is_current(result):
+            state, why = neighbours.index_state(result)
+            if state == "damaged":
+                summary["repaired"].append(f"the approximate index is damaged ({why}): rebuilt")
+                report("stage", message=f"repaired {folder}: its approximate index is damaged ({why})", stage="repair")
+            if state != "current":
                 neighbours.build_index(result, progress=progress)
             summary["index"] = str(folder / neighbours.INDEX_NAME)
     return summary
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What a run embeds, what it skips, and the source identity of each result (by result number or key)."""
+
+    skipped: int = 0
+    changed: int = 0
+    retried: int = 0
+    rows: np.ndarray | None = None  # a store run's rows
+    todo: list = dataclasses.field(default_factory=list)  # an audio run's entries
+    origins: Any = None  # (source_path, bytes, mtime_ns): per row (store) or per entry (audio)
+
+    def source(self, number: int, key: tuple) -> tuple:
+        return self.origins[number] if self.rows is not None else self.origins[tuple(key)]
+
+
+def _origin(path: str) -> tuple[str, int, int]:
+    """``(resolved path, size, mtime_ns)`` of an audio file (-1, -1 when it cannot be stat'ed)."""
+    resolved = os.path.realpath(path)
+    try:
+        info = os.stat(resolved)
+    except OSError:
+        return resolved, -1, -1
+    return resolved, int(info.st_size), int(info.st_mtime_ns)
+
+
+def _recorded(columns: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
+    """Source key -> ``(bytes, mtime_ns)`` of stored rows or failures (a later record wins)."""
+    keys = map(vectors.source_key, columns["track_id"], columns["path"], columns["source_path"])
+    return dict(zip(keys, zip(columns["source_bytes"].tolist(), columns["source_mtime_ns"].tolist())))
+
+
+def _plan_audio(writer: VectorWriter, listed: list[tuple]) -> _Plan:
+    """Audio entries not in the store yet, by identity: a resolved path (and a manifest's id), not a name.
+
+    A file listed twice (say relative and absolute) is embedded once; a failed file is tried again once
+    its size or modification time changed; a stored file that changed since is counted in ``changed``.
+    """
+    stored, failed = _recorded(writer.rows), _recorded(writer.failed)
+    plan, seen, origins = _Plan(), set(), {}
+    for entry in listed:
+        origin = _origin(entry[1])
+        key = vectors.source_key(entry[0], entry[1], origin[0])
+        if key in seen:
+            plan.skipped += 1
+            continue
+        seen.add(key)
+        if key in stored:
+            plan.skipped += 1
+            plan.changed += stored[key] not in (origin[1:], (-1, -1))
+        elif key in failed and failed[key] == origin[1:]:
+            plan.skipped += 1
+        else:
+            plan.retried += key in failed
+            plan.todo.append(entry)
+            origins[tuple(entry)] = origin
+    plan.origins = origins
+    return plan
+
+
+def _plan_store(writer: VectorWriter, store: Any) -> _Plan:
+    """Rows of a feature store not in the embedding store yet (by track id: the store's identity is in its meta).
+
+    A failed track is tried again once the store holds it from a changed file (its recorded size or
+    modification time); a stored track whose file changed since is counted in ``changed``.
+    """
+    tracks = store.tracks
+    current = np.stack([tracks.source_bytes, tracks.source_mtime_ns], axis=1)
+    skip = tracks.track_id.isin(list(set(writer.rows["track_id"]))) if len(writer.rows["track_id"]) else None
+    skip = np.zeros(len(tracks), bool) if skip is None else skip
+    plan = _Plan()
+    stored_rows = tracks.track_id.lookup(list(writer.rows["track_id"])) if len(writer.rows["track_id"]) else []
+    for row, recorded in zip(stored_rows, zip(writer.rows["source_bytes"], writer.rows["source_mtime_ns"])):
+        plan.changed += bool(row >= 0 and recorded != (-1, -1) and tuple(current[row]) != recorded)
+    failed = dict(zip(writer.failed["track_id"], zip(writer.failed["source_bytes"], writer.failed["source_mtime_ns"])))
+    if failed:
+        for row in np.flatnonzero(tracks.track_id.isin(list(failed)) & ~skip):
+            if failed[tracks.track_id[row]] == tuple(current[row]):
+                skip[row] = True
+            else:
+                plan.retried += 1
+    plan.skipped = int(skip.sum())
+    plan.rows = np.flatnonzero(~skip)
+    plan.origins = _StoreOrigins(tracks, plan.rows)
+    return plan
+
+
+class _StoreOrigins:
+    """``(path, bytes, mtime_ns)`` of result ``number`` of a store run, from the store's track table."""
+
+    def __init__(self, tracks: Any, rows: np.ndarray) -> None:
+        self.tracks, self.rows = tracks, rows
+
+    def __getitem__(self, number: int) -> tuple[str, int, int]:
+        row = int(self.rows[number])
+        return self.tracks.path[row], int(self.tracks.source_bytes[row]), int(self.tracks.source_mtime_ns[row])

@@ -80,6 +80,8 @@ def similar(
         for position, result in zip(positions, results):
             if result.error is not None:
                 errors[position] = describe_error(result.error)
+            elif not np.isfinite(result.embedding).all():
+                errors[position] = "non_finite: the network's output for this file holds NaN or infinite values"
             else:
                 wanted[position] = vectors.normalize(result.embedding)
     found, scores = neighbours.search(store, wanted, k, exclude=rows, exact=exact)
