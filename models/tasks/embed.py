@@ -117,8 +117,7 @@ def embed(
         ``out``, ``written`` (tracks embedded by this run), ``failed`` (this
         run), ``skipped`` (inputs already in the store, or listed twice),
         ``retried`` (failed before, tried again because their file changed),
-        ``changed`` (in the store, but their file changed since: kept; ``overwrite``
-        recomputes them), ``repaired`` (what resuming repaired, for a person),
+        ``repaired`` (what resuming repaired, for a person),
         ``vectors`` (in the store now) and ``index`` (the index file, or None).
 
     Raises
@@ -127,7 +126,9 @@ def embed(
         Bad arguments; ``out`` is not an embedding store, holds another model's,
         dtype's or source's vectors (another feature store, or audio files where a
         store was embedded), or cannot be written (a full disk: the store keeps
-        every whole shard, and the same call resumes once there is space).
+        every whole shard, and the same call resumes once there is space), or
+        holds vectors of files that changed since they were embedded (their
+        vectors would be stale: ``overwrite`` recomputes them).
     """
     from mgc.engine import FolderLock, ProgressReporter, neighbours
 
@@ -177,7 +178,12 @@ def embed(
             results = model.audio_results(
                 plan.todo, workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
             )
-        summary.update(skipped=plan.skipped, changed=plan.changed, retried=plan.retried, repaired=list(writer.repairs))
+        if plan.changed:  # their stored vectors would answer for audio they were not computed from
+            raise ModelError(
+                f"{plan.changed} file(s) changed since they were embedded into {folder}: pass --overwrite to "
+                "embed the collection again, or embed into another --out"
+            )
+        summary.update(skipped=plan.skipped, retried=plan.retried, repaired=list(writer.repairs))
         report("start", 0, total)
         ids: list = []
         paths: list = []

@@ -172,16 +172,21 @@ def test_a_failed_file_is_tried_again_once_it_changes(model, tmp_path):
     assert again["written"] == 0 and again["failed"] == 0 and again["retried"] == 0 and again["skipped"] == 7
     good, sr = sf.read(corpus / "tone0" / "tone0.00000.wav")
     sf.write(broken, good[::-1], sr)  # fixed: another size and modification time
-    edited = corpus / "tone1" / "tone1.00000.wav"
-    sf.write(edited, good, sr)  # a stored file that changes: counted, its vector kept
     fixed = ok_json(mgc(*embed_args(model, out, corpus)))
     assert fixed["written"] == 1 and fixed["retried"] == 1 and fixed["failed"] == 0 and fixed["vectors"] == 7
-    assert fixed["changed"] == 1
     from mgc.engine import VectorStore
 
     store = VectorStore(out)
     assert store.failures() == [] and str(broken) in set(store.track_ids())
     every_track_once(out, [str(p) for p in corpus.rglob("*.wav")])
+    # A stored file that changes: its vector would be stale, so the store is refused untouched.
+    edited = corpus / "tone1" / "tone1.00000.wav"
+    sf.write(edited, good, sr)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    done = mgc(*embed_args(model, out, corpus))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().startswith("error: 1 file(s) changed since they were embedded"), done.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
 
 
 # --- case 9: a damaged approximate index ---------------------------------------------------------------------

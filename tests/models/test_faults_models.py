@@ -94,16 +94,14 @@ def _snapshot(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def test_7_folders_of_another_kind_or_of_someone_else_are_refused_untouched(stores, tmp_path):
+def test_7_folders_of_another_kind_or_of_someone_else_are_refused_untouched(stores, tone_model, tmp_path):
     s1 = stores / "s1"
-    head, cnn = tmp_path / "head", tmp_path / "cnn"
+    head, cnn = tmp_path / "head", tone_model.folder  # a CNN trained once for the session
     assert mgc("train", s1, "--out", head, "--model", "stats").returncode == 0
     before = _snapshot(head)
     done = mgc("train", s1, "--out", head, "--epochs", "1", "--batch-size", "4", "--crop-seconds", "0.5")
     refused(done, "holds a head model; train the cnn into another --out")
     assert _snapshot(head) == before
-    done = mgc("train", s1, "--out", cnn, "--epochs", "1", "--batch-size", "4", "--crop-seconds", "0.5")
-    assert done.returncode == 0, done.stderr
     before = _snapshot(cnn)
     refused(mgc("train", s1, "--out", cnn, "--model", "stats"), "holds a cnn model; train the head into another")
     assert _snapshot(cnn) == before
