@@ -93,7 +93,7 @@ import numpy as np
 from mgc.engine import FolderLock, atomic
 from mgc.models.errors import ModelError
 
-__all__ = ["EVAL_FILES", "KINDS", "ModelFolder", "output_folder_lock"]
+__all__ = ["EVAL_FILES", "KINDS", "ModelFolder", "claim_output_folder", "output_folder_lock"]
 
 LOCK_NAME = ".lock"
 #: How long a training waits for readers, who hold the lock only while they load a checkpoint.
@@ -342,7 +342,9 @@ class ModelFolder:
 
     def read_splits(self) -> dict[str, Any]:
         """The splits the model was trained on (a head's generation names its own file)."""
-        path = self.head_files()["splits"] if self.owner() == "head" else self.splits_json
+        meta = self._description()
+        is_head = isinstance(meta, dict) and meta.get("kind") == "head"
+        path = self.head_files(meta)["splits"] if is_head else self.splits_json
         splits = _read_json(path, "splits file")
         if not isinstance(splits, dict) or not all(isinstance(splits.get(s), list) for s in ("train", "valid", "test")):
             raise ModelError(f"{path} is not a splits file (train, valid and test lists)")
@@ -398,17 +400,25 @@ def _check_head_arrays(arrays: dict[str, np.ndarray], n_classes: int, path: Path
 
 
 #: The ``format`` field that marks an output folder's main file as mgc's: the folder kind -> (file, format).
-OUTPUT_MARKERS = {"evaluation": ("metrics.json", "mgc-evaluation"), "report": ("report.json", "mgc-report")}
+OUTPUT_MARKERS = {
+    "evaluation": ("metrics.json", "mgc-evaluation"),
+    "report": ("report.json", "mgc-report"),
+    "demo": ("demo.json", "mgc-demo"),
+}
 #: The keys that mark the same file as written by mgc before it carried ``format``.
-_LEGACY_KEYS = {"evaluation": {"label_names", "confusion", "split"}, "report": {"sampled", "spectra", "files"}}
+_LEGACY_KEYS = {
+    "evaluation": {"label_names", "confusion", "split"},
+    "report": {"sampled", "spectra", "files"},
+    "demo": {"config"},
+}
 
 
-def output_folder_lock(out: str | Path, kind: str) -> FolderLock:
-    """Exclusive lock of an evaluation's or a report's folder ``out``, refusing a folder that is not one.
+def claim_output_folder(out: str | Path, kind: str) -> None:
+    """Refuse ``out`` unless it is new, empty or holds an earlier output of the same ``kind`` (read only).
 
-    ``out`` may be new, empty, or hold an earlier output of the same ``kind`` (its main file's ``format``
-    says so); anything else (a user's site, another kind of output) is refused before it is touched.
-    The folder is created, and one run writes it at a time.
+    The kind's main file (:data:`OUTPUT_MARKERS`) carries ``format``; one written before the field
+    existed is recognised by its keys. Anything else (a user's site, another kind of output, a file)
+    is refused before it is touched.
     """
     out = Path(out)
     marker, expected = OUTPUT_MARKERS[kind]
@@ -424,7 +434,15 @@ def output_folder_lock(out: str | Path, kind: str) -> FolderLock:
         if not ours:
             shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
             raise ModelError(f"{out} holds files that are not an mgc {kind} ({shown}); choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def output_folder_lock(out: str | Path, kind: str) -> FolderLock:
+    """Exclusive lock of an evaluation's or a report's folder ``out`` (created), once :func:`claim_output_folder`.
+
+    One run writes the folder at a time.
+    """
+    claim_output_folder(out, kind)
+    Path(out).mkdir(parents=True, exist_ok=True)
     return FolderLock(
         out,
         what=f"another {kind}",

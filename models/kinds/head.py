@@ -38,13 +38,9 @@ def track_keys(store: Any, rows: np.ndarray) -> list[str]:
     file that failed is tried again once it changes.
     """
     tracks, rows = store.tracks, np.asarray(rows, np.int64)
-    parts = (
-        tracks.track_id.take(rows),
-        tracks.path.take(rows),
-        tracks.source_bytes[rows],
-        tracks.source_mtime_ns[rows],
-    )
-    return [f"{i}\t{p}\t{b}\t{m}" for i, p, b, m in zip(*parts)]
+    ids, paths = tracks.track_id.take(rows).tolist(), tracks.path.take(rows).tolist()  # whole columns, then strings
+    sizes, mtimes = tracks.source_bytes[rows].tolist(), tracks.source_mtime_ns[rows].tolist()
+    return [f"{i}\t{p}\t{b}\t{m}" for i, p, b, m in zip(ids, paths, sizes, mtimes)]
 
 
 def read_cached(folder: Path | None, keys: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,23 +1,7 @@
 """musicnn's published MSD and MTT weights (Pons and Serra, 2019), their tags, and loading them into the network.
 
-The network (:mod:`mgc.models.nets.musicnn`), written from the published architecture (musicnn's
-``models.py``: ``build_musicnn`` with a "7774timbraltemporal" front-end, a dense
-mid-end and a global-pool back-end):
-
-- **input**: a 3 s patch of 187 frames x 96 mel bands of 16 kHz audio
-  (n_fft 512, hop 256), ``log10(1 + 10000 * mel power)``; batch-normalised.
-- **front-end**: two timbral convolutions over 7 frames x 38 and x 67 bands
-  (204 filters each, time padded by 3 on each side) and three temporal
-  convolutions of 128, 64 and 32 frames x 1 band (51 filters each, "same"
-  padding); each is ReLU, then BatchNorm, then a max over frequency: 561
-  channels per frame.
-- **mid-end**: three 7-frame convolutions of 64 filters (ReLU, BatchNorm), the
-  second and third with residual connections; the front-end and the three
-  outputs are concatenated: 753 channels per frame.
-- **back-end**: max and mean over time, interleaved (1,506 values),
-  BatchNorm, a dense layer of 200 (ReLU, BatchNorm: the *penultimate* layer,
-  the embedding mgc uses), and a dense layer of 50 tags (sigmoid).
-
+The network is :class:`mgc.models.nets.musicnn.Musicnn` (its docstring describes the
+architecture); its input is :data:`MUSICNN_SPEC` (``mgc extract --preset musicnn``).
 Weights come from ``musicnn_msd.npz`` / ``musicnn_mtt.npz`` beside this file, made by
 ``python -m mgc.models.pretrained.convert`` from the TensorFlow checkpoints in
 musicnn's package (ISC licence, see ``LICENSE-musicnn.md``); they are read

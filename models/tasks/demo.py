@@ -32,6 +32,7 @@ from mgc.engine import (
 from mgc.engine.synth import make_corpus
 from mgc.models.config import DEMO_OUT, ModelConfig, TrainConfig
 from mgc.models.errors import ModelError
+from mgc.models.folder import OUTPUT_MARKERS, claim_output_folder
 from mgc.models.tasks.evaluate import evaluate
 from mgc.models.tasks.predict import predict
 from mgc.models.training.cnn import has_checkpoint, train
@@ -133,25 +134,6 @@ def _manifest_rows(manifest: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-#: ``demo.json``'s ``format``: what marks a folder as a demo's.
-DEMO_FORMAT = "mgc-demo"
-
-
-def _claim(out: Path) -> None:
-    """Refuse a demo into a file, or into a folder that holds anything but an earlier demo (before touching it)."""
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"{out} is a file, not a folder; choose another --out")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    try:
-        saved = json.loads((out / "demo.json").read_text())
-        ours = isinstance(saved, dict) and isinstance(saved.get("config"), dict)
-    except (OSError, ValueError):
-        ours = False
-    if not ours:
-        raise ModelError(f"{out} is not empty and holds no mgc demo; choose another --out")
-
-
 def run_demo(
     out: str | Path = DEMO_OUT,
     config: DemoConfig | None = None,
@@ -177,7 +159,7 @@ def run_demo(
     """
     config = config or DemoConfig()
     out = Path(out)
-    _claim(out)
+    claim_output_folder(out, "demo")  # new, empty or an earlier demo's, before anything is made in it
     out.mkdir(parents=True, exist_ok=True)
     report = DemoReport(out=out)
     tell = ProgressReporter(progress, "demo")
@@ -190,7 +172,7 @@ def run_demo(
                 f"{out} holds a demo run with other settings ({describe_differences(changed, 'saved', 'now')}); "
                 "use another --out or delete the folder"
             )
-    atomic.write_json(settings_path, {"format": DEMO_FORMAT, "config": config.to_dict()})
+    atomic.write_json(settings_path, {"format": OUTPUT_MARKERS["demo"][1], "config": config.to_dict()})
 
     def stage(name: str, message: str):
         tell("stage", message=message, stage=name)

@@ -145,13 +145,19 @@ def test_a_missing_shard_is_rebuilt(tmp_path: Path):
     assert_same_store(store, tmp_path / "clean")
 
 
-def test_resume_follows_changes_of_labels_and_files(tmp_path: Path):
+def _manifest_store(tmp_path: Path) -> tuple[Path, Path, Path, list[str]]:
+    """A corpus, its manifest (``path,label`` rows) and a store of shards of 2 extracted by the CLI."""
     audio = _corpus(tmp_path / "audio")
     manifest = tmp_path / "m.csv"
     rows = [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name}" for p in sorted(audio.rglob("*.wav"))]
     manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
     store = tmp_path / "store"
     assert mgc("extract", manifest, store, "--workers", "1", "--shard-size", "2").returncode == 0
+    return audio, manifest, store, rows
+
+
+def test_resume_follows_changes_of_labels_and_files(tmp_path: Path):
+    audio, manifest, store, _rows = _manifest_store(tmp_path)
     # A label fixed in the manifest, and one recording replaced by another of another length.
     manifest.write_text(manifest.read_text().replace("audio/jazz/t0.wav,jazz", "audio/jazz/t0.wav,blues"))
     time.sleep(0.01)
@@ -171,12 +177,7 @@ def test_resume_follows_changes_of_labels_and_files(tmp_path: Path):
 
 def test_a_label_changed_to_another_existing_label_and_a_touched_file_settle(tmp_path: Path):
     """Issue 22, case 10: the shard is extracted again with the same name and counts; the store follows it."""
-    audio = _corpus(tmp_path / "audio")
-    manifest = tmp_path / "m.csv"
-    rows = [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name}" for p in sorted(audio.rglob("*.wav"))]
-    manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
-    store = tmp_path / "store"
-    assert mgc("extract", manifest, store, "--workers", "1", "--shard-size", "2").returncode == 0
+    _audio, manifest, store, rows = _manifest_store(tmp_path)
     track, label = rows[0].split(",")
     other = next(row.split(",")[1] for row in rows if row.split(",")[1] != label)  # a label the store has
     manifest.write_text(manifest.read_text().replace(rows[0], f"{track},{other}"))

@@ -160,5 +160,7 @@ def test_7_a_demo_into_someone_elses_folder_is_refused_untouched(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("my notes")
-    refused(mgc("demo", "--out", mine, "--quick"), "holds no mgc demo; choose another --out")
+    refused(
+        mgc("demo", "--out", mine, "--quick"), "holds files that are not an mgc demo (notes.txt); choose another --out"
+    )
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and (mine / "notes.txt").read_text() == "my notes"
