@@ -15,6 +15,8 @@ import dataclasses
 import functools
 import json
 import time
+import traceback
+import warnings
 from typing import Annotated, Any, Literal
 
 import typer
@@ -22,9 +24,11 @@ from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperCommand, TyperGroup
 
 from mgc import __version__, engine, models
-from mgc.engine import SPEC_PRESETS, FeatureSpec, MgcError, ProgressEvent
+from mgc.engine import SPEC_PRESETS, FeatureSpec, MgcError, MgcWarning, ProgressEvent, check_at_least
 from mgc.engine.cluster import dask_executor
 from mgc.engine.neighbours import ANN_MIN_VECTORS, store_precision_at_k
 from mgc.engine.schema import COMPRESSIONS, DEFAULT_COMPRESSION
@@ -33,19 +37,39 @@ from mgc.engine.vectors import DTYPES, SHARD_TRACKS
 from mgc.engine.verify import verify as check_store
 from mgc.models import config
 
-app = typer.Typer(name="mgc", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True)  # progress, status and errors
 stdout = Console()  # results
 SPEC, TRAIN, HEAD, WIDTHS = FeatureSpec(), config.TrainConfig(), config.HeadConfig(), config.ModelConfig.widths
 
+
+def at_least(low, *, strict: bool = False):
+    """An option callback refusing a value below ``low`` (``strict``: not above it), in the library's wording."""
+
+    def check(_ctx, param, value):
+        for one in value if isinstance(value, (list, tuple)) else [value]:
+            check_at_least(param.opts[0], one, low, strict=strict)
+        return value
+
+    return check
+
+
+def above(low):
+    return at_least(low, strict=True)
+
+
 SCHEDULER_HELP = "Dask: tcp://HOST:8786 or local[:N]; needs pip install 'mgc\\[dask]' and paths every worker reads."
-ModelDir = Annotated[str, typer.Argument(help="Model folder written by `mgc train`.")]
+ModelDir = Annotated[
+    str,
+    typer.Argument(help=f"Model folder written by `mgc train`, or a built-in model: {', '.join(config.BACKBONES)}."),
+]
 Inputs = Annotated[list[str], typer.Argument(help="Audio files, folders (searched recursively) or CSV manifests.")]
 Store = Annotated[str, typer.Option("--store", help="Use every track of this feature store instead of INPUTS.")]
-Workers = Annotated[int, typer.Option("--workers", min=1, help="Worker processes (default: all cores).")]
+Workers = Annotated[int, typer.Option("--workers", callback=at_least(1), help="Worker processes (default: all cores).")]
 Scheduler = Annotated[str, typer.Option("--scheduler", help=SCHEDULER_HELP)]
-MaxCrops = Annotated[int, typer.Option("--max-crops", min=1, help="Cap on crops per track (default: cover it).")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Crops per network call.")]
+MaxCrops = Annotated[
+    int, typer.Option("--max-crops", callback=at_least(1), help="Cap on crops per track (default: cover it).")
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", callback=at_least(1), help="Crops per network call.")]
 Checkpoint = Annotated[Literal[config.CHECKPOINTS], typer.Option(help="best (by validation accuracy) or latest.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (for scripts).")]
 #: Shared options whose help and default differ per command: their names (see :func:`shared`).
@@ -63,20 +87,138 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def explain(error: BaseException) -> str:
+    """One line for a user's mistake: an OSError as ``PATH: what`` (not ``[Errno 17] ...``)."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{shown(error.filename)}: " if error.filename is not None else ""
+        return f"{where}{error.strerror[:1].lower()}{error.strerror[1:]}"
+    return str(error)
+
+
+def warned(python_way):
+    """The CLI's ``warnings.showwarning``: an MgcWarning is one ``warning:`` line; others go ``python_way``."""
+
+    def show(message, category, *args, **kwargs) -> None:
+        if not issubclass(category, MgcWarning):
+            return python_way(message, category, *args, **kwargs)
+        console.print(Text("warning: ", style="bold yellow") + Text(shown(message)), highlight=False, soft_wrap=True)
+
+    return show
+
+
+#: What an interrupted command kept, and how to go on (Ctrl-C prints it, exit 130).
+RESUME = {
+    "extract": "shards already written are kept; the same command resumes",
+    "train": "checkpoints already written are kept; the same command with --resume continues",
+    "predict": "with --out, lines already written are kept and the same command resumes; without it, nothing is kept",
+    "embed": "shards already written are kept; the same command resumes",
+    "synth": "files already written are kept; the same command redoes the rest",
+    "demo": "what is complete is kept; the same command reuses it",
+}
+
+
 def command(name: str):
-    """Register a command whose MgcError or OSError is printed by :func:`fail`: the one catch of the CLI."""
+    """Register a command whose MgcError or OSError is printed by :func:`fail`: the one catch of the CLI.
+
+    Ctrl-C prints what was kept (:data:`RESUME`); any other exception is a bug in mgc: its traceback is
+    shown with a line asking to report it.
+    """
 
     def register(function):
         @functools.wraps(function)
         def checked(*args, **kwargs):
             try:
-                return function(*args, **kwargs)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("always", MgcWarning)
+                    warnings.showwarning = warned(warnings.showwarning)
+                    return function(*args, **kwargs)
             except (MgcError, OSError) as error:  # a full disk or a read-only place is one line too
-                fail(str(error))
+                fail(explain(error))
+            except typer.Exit:
+                raise
+            except KeyboardInterrupt:
+                fail(f"interrupted: {RESUME.get(name, 'nothing was written; run the command again')}", 130)
+            except Exception:
+                traceback.print_exc()
+                fail(f"mgc {__version__} hit an internal error (a bug): please report it with the traceback above", 1)
 
-        return app.command(name)(checked)
+        return app.command(name, cls=MgcCommand)(checked)
 
     return register
+
+
+def usage_checked(parse):
+    """``parse`` (a ``parse_args``) whose usage mistakes and option checks (callbacks) print one line, exit 2."""
+
+    @functools.wraps(parse)
+    def checked(ctx, args):
+        try:
+            return parse(ctx, args)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as error:
+            message = error.format_message().replace("Value error, ", "").rstrip(".")
+            fail(f"{message[:1].lower()}{message[1:]} (see `{ctx.command_path} --help`)")
+        except MgcError as error:
+            fail(str(error))
+
+    return checked
+
+
+def tidy(params) -> None:
+    """Help as the text spells it: arguments in capitals, flags without a type, lists as ``<str>...``."""
+    for param in params:
+        if param.param_type_name == "argument":
+            param.metavar = param.name.upper()
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+        if param.multiple or param.nargs != 1:
+            param.display_type_rich = lambda ctx: "<str>..."
+
+
+class MgcCommand(TyperCommand):
+    """A command whose help spells arguments as its text does (CORPUS, INPUTS...) and shows flags as flags.
+
+    Its usage mistakes are one line each (:func:`usage_checked`).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.parse_args = usage_checked(super().parse_args)
+        tidy(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar]
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+class MgcGroup(TyperGroup):
+    """The ``mgc`` group: an unknown command or option is one line too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.parse_args = usage_checked(super().parse_args)
+        self.resolve_command = usage_checked(super().resolve_command)
+        tidy(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+app = typer.Typer(name="mgc", cls=MgcGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 def say(text: str | Text, out: Console = console) -> None:
@@ -103,6 +245,18 @@ def format_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def duration(seconds: float) -> str:
+    """Seconds of audio for a person: ``42 s``, ``7.5 min``, ``3.20 h``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+
+
+def count(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def table(title: str, columns, rows, right=(), **options) -> Table:
@@ -187,12 +341,12 @@ def main(
 @command("synth")
 def synth_command(
     out: str = shared("out", "Folder to write the corpus into (created if missing)."),
-    tracks_per_genre: int = shared("tracks_per_genre", "Tracks per genre.", 10, min=1),
-    duration: float = shared("duration", "Seconds of audio per track.", 30.0),
+    tracks_per_genre: int = shared("tracks_per_genre", "Tracks per genre.", 10, callback=at_least(1)),
+    duration: float = shared("duration", "Seconds of audio per track.", 30.0, callback=above(0)),
     seed: int = typer.Option(0, help="Seed; the same seed gives bit-identical files."),
     format: str = typer.Option("wav", "--format", "-f", help="wav, flac, ogg or mp3."),
-    sr: int = typer.Option(22050, help="Sample rate in Hz."),
-    channels: int = typer.Option(1, help="1 (mono) or 2 (stereo)."),
+    sr: int = typer.Option(22050, help="Sample rate in Hz.", callback=at_least(1)),
+    channels: Literal[1, 2] = typer.Option(1, help="1 (mono) or 2 (stereo)."),
     genres: str = typer.Option("", help="Comma-separated subset of genres (default: all)."),
 ) -> None:
     """Write a synthetic multi-genre corpus (folder per genre + manifest.csv)."""
@@ -212,7 +366,7 @@ def _extract_tables(result) -> Group:
         ("processed by this run", f"{result.processed_tracks} ({result.skipped_tracks} already done, skipped)"),
         ("failed in this run", len(result.failures)),
         ("stored in the store", f"{result.stored_tracks} ({result.failed_tracks} failures recorded)"),
-        ("audio decoded", f"{hours:.3f} h"),
+        ("audio decoded", duration(result.audio_seconds)),
         ("time", f"{result.elapsed:.1f} s"),
         ("speed", f"{result.processed_tracks / elapsed:.1f} tracks/s, {hours / elapsed:.3f} audio h/s"),
         ("shards", f"{result.shards_written} written, {result.shards_skipped} skipped"),
@@ -243,19 +397,19 @@ def extract_command(
     store: str = typer.Argument(help="Store folder to create or resume."),
     manifest: str = typer.Option(None, help="CSV with path,label[,track_id,split,artist]."),
     workers: Workers = None,
-    sr: int = typer.Option(SPEC.sr, help="Sample rate to resample to."),
-    n_fft: int = typer.Option(SPEC.n_fft),
-    hop_length: int = typer.Option(SPEC.hop_length),
-    n_mels: int = typer.Option(SPEC.n_mels),
-    n_mfcc: int = typer.Option(SPEC.n_mfcc),
-    fmin: float = typer.Option(SPEC.fmin),
-    fmax: float = typer.Option(SPEC.fmax, help="Highest mel frequency (default: sr / 2)."),
+    sr: int = typer.Option(SPEC.sr, help="Sample rate to resample to.", callback=at_least(1)),
+    n_fft: int = typer.Option(SPEC.n_fft, help="FFT window in samples.", callback=at_least(1)),
+    hop_length: int = typer.Option(SPEC.hop_length, help="Samples between frames.", callback=at_least(1)),
+    n_mels: int = typer.Option(SPEC.n_mels, help="Mel bands.", callback=at_least(1)),
+    n_mfcc: int = typer.Option(SPEC.n_mfcc, help="MFCCs per frame (at most --n-mels).", callback=at_least(1)),
+    fmin: float = typer.Option(SPEC.fmin, help="Lowest mel frequency.", callback=at_least(0)),
+    fmax: float = typer.Option(SPEC.fmax, help="Highest mel frequency (default: sr / 2).", callback=above(0)),
     features: str = typer.Option(",".join(SPEC.features), help=f"Comma-separated: {', '.join(FEATURES)}."),
     logmel_dtype: Literal[LOGMEL_DTYPES] = typer.Option(SPEC.logmel_dtype, help="On-disk dtype of log-mel."),
     preset: Literal[tuple(SPEC_PRESETS)] = typer.Option(None, help="A named spec instead: musicnn (for musicnn-*)."),
-    offset: float = typer.Option(None, help="Start of the window to use, seconds."),
-    duration: float = shared("duration", "Seconds of audio to use per track (default: all).", None),
-    shard_size: int = typer.Option(None, min=1, help="Tracks per shard for a new store."),
+    offset: float = typer.Option(None, help="Start of the window to use, seconds.", callback=at_least(0)),
+    duration: float = shared("duration", "Seconds of audio to use per track (default: all).", None, callback=above(0)),
+    shard_size: int = typer.Option(None, callback=at_least(1), help="Tracks per shard for a new store."),
     compression: Literal[COMPRESSIONS] = typer.Option(DEFAULT_COMPRESSION, help="none, lzf (13% smaller), gzip (22%)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing store and start again."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any track failed."),
@@ -270,6 +424,8 @@ def extract_command(
     tracks = engine.load_corpus(corpus, manifest)
     if verify:
         return _verify_store(tracks, store)
+    with warnings.catch_warnings(action="ignore", category=MgcWarning):  # extract warns, once
+        engine.check_settings(store, spec, offset=offset, duration=duration, overwrite=overwrite)  # before a cluster
     options = {"offset": offset, "duration": duration, "overwrite": overwrite, "strict": strict, "workers": workers}
     options |= {"shard_size": shard_size, "compression": compression}
     try:
@@ -282,17 +438,23 @@ def extract_command(
 
 def _store_tables(summary: dict) -> Group:
     ratio, failures = summary["compression_ratio"], summary["failures"]
-    compression = f"{ratio}x vs uncompressed on-disk dtypes, {summary['compression_ratio_vs_float32']}x vs float32"
+    compression = (
+        f"{ratio}x smaller than the raw on-disk dtypes, {summary['compression_ratio_vs_float32']}x than float32"
+        if ratio and ratio >= 1
+        else f"no gain: the feature arrays take {1 / ratio:.2f}x their raw bytes"
+        if ratio
+        else "n/a"
+    )
     rows = [
         ("spec", f"{summary['spec_hash']}  " + ", ".join(f"{k}={v}" for k, v in summary["spec"].items())),
         ("run", ", ".join(f"{k}={v}" for k, v in summary["run"].items())),
-        ("tracks", f"{summary['tracks']} ({summary['frames']} frames, {summary['hours']:.3f} h)"),
+        ("tracks", f"{summary['tracks']} ({summary['frames']} frames, {duration(summary['hours'] * 3600)} of audio)"),
         ("shards", summary["shards"]),
         ("size on disk", format_bytes(summary["bytes_on_disk"])),
-        ("compression", compression if ratio else "n/a"),
+        ("compression", compression),
     ]
-    labels = [(shown(k), v["tracks"], v["frames"], f"{v['hours']:.3f}") for k, v in summary["labels"].items()]
-    columns = ("label", "tracks", "frames", "hours")
+    labels = [(shown(k), v["tracks"], v["frames"], duration(v["hours"] * 3600)) for k, v in summary["labels"].items()]
+    columns = ("label", "tracks", "frames", "audio")
     tables = [table(f"store {shown(summary['store'])}", None, rows), table("per label", columns, labels, columns[1:])]
     if failures["count"]:
         failed = [(shown(row["track_id"]), row["kind"], shown(row["message"])) for row in failures["list"]]
@@ -312,7 +474,9 @@ def inspect_command(store: str = typer.Argument(help="A store made by `mgc extra
 @command("demo")
 def demo_command(
     out: str = shared("out", "Folder for every artefact; re-running reuses what is complete.", config.DEMO_OUT),
-    tracks_per_genre: int = shared("tracks_per_genre", "Corpus size per genre (10 genres).", None, min=2),
+    tracks_per_genre: int = shared(
+        "tracks_per_genre", "Corpus size per genre (10 genres).", None, callback=at_least(2)
+    ),
     quick: bool = typer.Option(False, "--quick", help="A small run of the same path (under 2 minutes)."),
     workers: Workers = None,
 ) -> None:
@@ -366,20 +530,32 @@ def train_command(
     ctx: typer.Context,
     store: str = typer.Argument(help="Feature store made by `mgc extract`."),
     out: str = shared("out", "Model folder to write (checkpoints, metrics log, splits)."),
-    epochs: int = cnn_option("Epochs of training: one pass over the tracks unless --epoch-examples", "epochs"),
-    steps: int = cnn_option("Optimizer steps of the whole run (instead of --epochs)", min=1),
-    crops_per_track: int = cnn_option("Random crops per track per pass (default: ceil(4096 / tracks), 1 to 8)", min=1),
-    epoch_examples: int = cnn_option("Examples per epoch (validation, checkpoint) (default: one pass)", min=1),
+    epochs: int = cnn_option(
+        "Epochs of training: one pass over the tracks unless --epoch-examples", "epochs", callback=at_least(1)
+    ),
+    steps: int = cnn_option("Optimizer steps of the whole run (instead of --epochs)", callback=at_least(1)),
+    crops_per_track: int = cnn_option(
+        "Random crops per track per pass (default: ceil(4096 / tracks), 1 to 8)", callback=at_least(1)
+    ),
+    epoch_examples: int = cnn_option(
+        "Examples per epoch (validation, checkpoint) (default: one pass)", callback=at_least(1)
+    ),
     precision: Literal[config.PRECISIONS] = cnn_option("bfloat16: compute in bfloat16 (GPU, TPU)", "precision"),
-    memory_limit_mb: float = cnn_option("Log-mel held in memory, else windows are shuffled", "memory_limit_mb"),
-    batch_size: int = cnn_option("Global batch size, a multiple of the device count", "batch_size"),
-    lr: float = cnn_option("Peak learning rate (warm-up then cosine)", "lr"),
-    crop_seconds: float = cnn_option("Length of the random training crops", "crop_seconds"),
+    memory_limit_mb: float = cnn_option(
+        "Log-mel held in memory, else windows are shuffled", "memory_limit_mb", callback=at_least(0)
+    ),
+    batch_size: int = cnn_option(
+        "Global batch size, a multiple of the device count", "batch_size", callback=at_least(1)
+    ),
+    lr: float = cnn_option("Peak learning rate (warm-up then cosine)", "lr", callback=above(0)),
+    crop_seconds: float = cnn_option("Length of the random training crops", "crop_seconds", callback=above(0)),
     parallel: Literal[config.PARALLELS] = cnn_option("jit (jax.jit over a device mesh) or pmap", "parallel"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
     seed: int = typer.Option(None, help=f"Seeds initialisation, splits, crops, augmentation (default: {TRAIN.seed})."),
-    mixup_alpha: float = cnn_option("Mixup Beta(alpha, alpha); 0 turns it off", "mixup_alpha", "--mixup"),
-    checkpoint_every: int = cnn_option("Also checkpoint every N steps (default: once per epoch)"),
+    mixup_alpha: float = cnn_option(
+        "Mixup Beta(alpha, alpha); 0 turns it off", "mixup_alpha", "--mixup", callback=at_least(0)
+    ),
+    checkpoint_every: int = cnn_option("Also checkpoint every N steps (default: once per epoch)", callback=at_least(1)),
     split_file: list[str] = typer.Option(None, help="NAME=PATH, one track id per line (train, valid, test)."),
     widths: str = cnn_option(f"Channels per conv block, e.g. 16,32,64 (default: {','.join(map(str, WIDTHS))})"),
     model_kind: Literal[config.MODEL_KINDS] = typer.Option(
@@ -388,14 +564,21 @@ def train_command(
         help="cnn (the short-chunk CNN) or stats (a head on MFCC and log-mel statistics).",
     ),
     backbone: Literal[config.BACKBONES] = typer.Option(None, help="A head on this pretrained network's embeddings."),
-    c: float = typer.Option(HEAD.c, "--c", min=0.0, help="Inverse L2 strength of a stats or backbone head (> 0)."),
-    head: Literal[config.HEADS] = typer.Option(HEAD.head, help="linear (logistic regression) or mlp (a hidden layer)."),
-    hidden: int = typer.Option(HEAD.hidden, min=1, help="Hidden units of an mlp head."),
-    max_iter: int = typer.Option(HEAD.max_iter, min=1, help="L-BFGS iterations at most of a linear head."),
-    fine_tune_epochs: int = typer.Option(
-        HEAD.fine_tune_epochs, "--fine-tune", min=0, help="With --backbone: then train the backbone and head N passes."
+    c: float = typer.Option(
+        HEAD.c, "--c", callback=above(0), help="Inverse L2 strength of a stats or backbone head (> 0)."
     ),
-    fine_tune_lr: float = typer.Option(HEAD.fine_tune_lr, min=0.0, help="Peak learning rate of --fine-tune."),
+    head: Literal[config.HEADS] = typer.Option(HEAD.head, help="linear (logistic regression) or mlp (a hidden layer)."),
+    hidden: int = typer.Option(HEAD.hidden, callback=at_least(1), help="Hidden units of an mlp head."),
+    max_iter: int = typer.Option(
+        HEAD.max_iter, callback=at_least(1), help="L-BFGS iterations at most of a linear head."
+    ),
+    fine_tune_epochs: int = typer.Option(
+        HEAD.fine_tune_epochs,
+        "--fine-tune",
+        callback=at_least(0),
+        help="With --backbone: then train the backbone and head N passes.",
+    ),
+    fine_tune_lr: float = typer.Option(HEAD.fine_tune_lr, callback=above(0), help="Peak learning rate of --fine-tune."),
     vectors_dir: str = typer.Option(None, "--vectors", help="A head's vector cache, sharable (default: OUT/vectors)."),
     json_out: Json = False,
 ) -> None:
@@ -428,13 +611,15 @@ def _trained(s: dict) -> str:
     if "head" not in s:
         last, best = s["last"] or {}, s["best_val_accuracy"]
         return (
-            f"trained {s['steps']} steps on {s['devices']} device(s) ({s['parallel']}); last train loss "
-            f"{last.get('train_loss', float('nan')):.4f}; best validation accuracy "
+            f"trained {count(s['steps'], 'step')} on {count(s['devices'], 'device')} ({s['parallel']}); "
+            f"last train loss {last.get('train_loss', float('nan')):.4f}; best validation accuracy "
             f"{'-' if best is None else f'{best:.3f}'}; model in {s['model_dir']}"
         )
     valid, steps, tuning = s["valid_accuracy"], "L-BFGS iterations" if s["head"] == "linear" else "Adam steps", ""
     if tuned := s.get("fine_tune"):
-        tuning = f"; fine-tuned {tuned['steps']} steps in {tuned['seconds']:.1f} s, kept pass {tuned['best_epoch']}"
+        tuning = (
+            f"; fine-tuned {count(tuned['steps'], 'step')} in {tuned['seconds']:.1f} s, kept pass {tuned['best_epoch']}"
+        )
     return (
         f"trained a {s['head']} {s['featurizer']} head in {s['seconds']:.1f} s ({s['iterations']} {steps}; "
         f"vectors {s['vector_seconds']:.1f} s{tuning}); train accuracy {s['train_accuracy']:.3f}, "
@@ -443,9 +628,10 @@ def _trained(s: dict) -> str:
 
 
 def _neighbours_line(result: dict) -> str:
+    note = f"\nnote: {result['note']}" if result.get("note") else ""
     return (
         f"genre precision at {result['k']}: {result['precision']:.3f} of each track's {result['k']} nearest "
-        f"neighbours share its label (chance {result['chance']:.3f}; {result['queries']} tracks)"
+        f"neighbours share its label (chance {result['chance']:.3f}; {result['queries']} tracks){note}"
     )
 
 
@@ -458,13 +644,15 @@ def evaluate_command(
     max_crops: MaxCrops = None,
     checkpoint: Checkpoint = config.CHECKPOINTS[0],
     k: int = typer.Option(
-        config.NEAREST_K, min=1, help="Neighbours per track for genre precision at k (similarity of the embeddings)."
+        config.NEAREST_K,
+        callback=at_least(1),
+        help="Neighbours per track for genre precision at k (similarity of the embeddings).",
     ),
     json_out: Json = False,
 ) -> None:
     """Track-level accuracy, macro-F1, per-class precision/recall, a confusion matrix and genre precision at k."""
     options = {"split": split, "out_dir": out, "max_crops": max_crops, "which": checkpoint, "precision_k": k}
-    m = models.evaluate(model_dir, store, **options)
+    m = run(models.evaluate, model_dir, store, **options)
     if json_out:
         return print_json(m)
     names, columns = m["label_names"], ("label", "precision", "recall", "F1", "tracks")
@@ -479,8 +667,9 @@ def evaluate_command(
     confusion.columns[0].no_wrap = True
     stdout.print(confusion)
     say(_neighbours_line(m["genre_precision_at_k"]), stdout)
+    names = {"confusion_png": "confusion matrix (PNG)", "curves_png": "training curves (PNG)"}
     for kind, path in m["files"].items():
-        say(f"{kind}: {path}", stdout)
+        say(f"{names.get(kind, kind)}: {path}", stdout)
 
 
 def _skipped(what, error: str) -> None:
@@ -493,7 +682,7 @@ def predict_command(
     inputs: Inputs = None,
     store: Store = None,
     out: str = shared("out", "Write one line per track to FILE (JSON lines, or CSV for .csv); resumable.", None),
-    top_k: int = typer.Option(config.TOP_K, min=1, help="Genres to show per track."),
+    top_k: int = typer.Option(config.TOP_K, callback=at_least(1), help="Genres to show per track."),
     max_crops: MaxCrops = None,
     workers: Workers = None,
     batch_size: BatchSize = config.INFER_BATCH,
@@ -510,7 +699,7 @@ def predict_command(
         if s["written"] and s["written"] == s["failed"]:
             raise typer.Exit(1)
         return
-    results = run(models.predict, model_dir, inputs or (), scheduler=scheduler, progress=False, **options)
+    results = run(models.predict, model_dir, inputs or (), scheduler=scheduler, **options)
     if json_out:
         print_json(results)
     for result in [] if json_out else results:
@@ -535,7 +724,7 @@ def embed_command(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the embeddings in --out instead of resuming."),
     shard_tracks: int = typer.Option(
-        SHARD_TRACKS, min=1, help="Tracks per shard (a kill loses at most one shard of work)."
+        SHARD_TRACKS, callback=at_least(1), help="Tracks per shard (a kill loses at most one shard of work)."
     ),
     max_crops: MaxCrops = None,
     workers: Workers = None,
@@ -559,14 +748,14 @@ def embed_command(
 def similar_command(
     embeddings: str = typer.Argument(help="Embedding store written by `mgc embed`."),
     queries: list[str] = typer.Argument(None, help="Track ids of the store, or audio files (embedded by its model)."),
-    k: int = typer.Option(config.NEAREST_K, min=1, help="Tracks to show per query."),
+    k: int = typer.Option(config.NEAREST_K, callback=at_least(1), help="Tracks to show per query."),
     exact: bool = typer.Option(False, "--exact", help="Search exactly even when an approximate index exists."),
     evaluate_k: bool = typer.Option(False, "--precision", help="Print genre precision at k of the store instead."),
     json_out: Json = False,
 ) -> None:
     """The tracks most similar to each query (cosine similarity of their embeddings)."""
     if evaluate_k:
-        result = store_precision_at_k(embeddings, k, exact=True if exact else None)
+        result = run(store_precision_at_k, embeddings, k, exact=True if exact else None)
         return print_json(result) if json_out else say(_neighbours_line(result), stdout)
     results = models.similar(embeddings, queries, k=k, exact=True if exact else None)
     if json_out:
@@ -587,7 +776,9 @@ def report_command(
     store: str = typer.Argument(help="Feature store to describe."),
     model_dir: str = typer.Option(None, "--model", help="Also a model: its test evaluation, F1, confusions, curves."),
     out: str = shared("out", "Report folder (default: STORE-report).", None),
-    sample: int = typer.Option(config.REPORT_SAMPLE, min=1, help="Tracks read for spectra, examples and the map."),
+    sample: int = typer.Option(
+        config.REPORT_SAMPLE, callback=at_least(1), help="Tracks read for spectra, examples and the map."
+    ),
     seed: int = typer.Option(0, help="Seeds the sample."),
 ) -> None:
     """Figures and numbers about a store (and a model) in a folder with an index.html."""

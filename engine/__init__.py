@@ -6,22 +6,24 @@ The engine imports ``kernels`` for the numbers and never imports JAX.
 from . import atomic, neighbours, vectors
 from .background import background
 from .batch import map_features
-from .corpus import Corpus, Track, find_audio_files, load_corpus
+from .corpus import SPLIT_NAMES, Corpus, Track, find_audio_files, folder_tracks, load_corpus
 from .diff import describe_differences, differences
 from .errors import (
     AudioError,
     CorpusError,
     EngineError,
     MgcError,
+    MgcWarning,
     SpecError,
     SpecMismatchError,
     StoreError,
     StoreLockedError,
+    check_at_least,
 )
-from .extract import ExtractFailed, ExtractResult, extract
+from .extract import ExtractFailed, ExtractResult, check_settings, extract
 from .features import compute_features
 from .lock import FolderLock
-from .progress import ProgressCallback, ProgressEvent
+from .progress import ProgressCallback, ProgressEvent, ThrottledReporter
 from .progress import Reporter as ProgressReporter
 from .spec import SPEC_PRESETS, FeatureSpec
 from .store import FeatureStore, TrackTable
@@ -30,6 +32,10 @@ from .vectors import VectorStore, VectorWriter
 from .workers import default_workers
 
 __all__ = [
+    "ThrottledReporter",
+    "check_settings",
+    "MgcWarning",
+    "check_at_least",
     "AudioError",
     "Corpus",
     "CorpusError",
@@ -62,6 +68,8 @@ __all__ = [
     "extract",
     "find_audio_files",
     "load_corpus",
+    "folder_tracks",
+    "SPLIT_NAMES",
     "map_features",
     "MgcError",
     "summarize_store",

@@ -10,34 +10,53 @@ bytes as lone surrogates, "surrogateescape"): the store keeps its bytes exactly.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
+import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile
 
-from .errors import CorpusError
+from .errors import CorpusError, MgcWarning
 
 __all__ = [
     "Track",
     "Corpus",
     "load_corpus",
+    "folder_tracks",
     "find_audio_files",
     "is_audio_name",
     "AUDIO_EXTENSIONS",
     "UNSUPPORTED_EXTENSIONS",
+    "SPLIT_NAMES",
 ]
 
-# Extensions soundfile (libsndfile) decodes, plus common aliases.
+# Extensions soundfile (libsndfile) decodes, plus common aliases. MPEG layers I and II
+# (.mp1, .mp2, .mpa) decode through the same libmpg123 reader as MP3.
 AUDIO_EXTENSIONS = frozenset(
     {fmt.lower() for fmt in soundfile.available_formats()}
     | {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "au", "snd", "aiff", "aif", "aifc", "caf", "w64", "rf64"}
+    | {"mp1", "mp2", "mpa", "mpga"}
 )
-# Audio that soundfile cannot decode: listed anyway so that each lands in the
-# failures table as "unsupported" instead of being silently ignored.
-UNSUPPORTED_EXTENSIONS = frozenset({"m4a", "aac", "wma", "ape", "alac", "mka", "ac3", "dsf", "wv", "mp4"})
+# Audio (and audio/video containers) that soundfile cannot decode: listed anyway so
+# that each lands in the failures table as "unsupported" instead of being silently ignored.
+UNSUPPORTED_EXTENSIONS = (
+    frozenset(
+        {"m4a", "m4b", "m4p", "m4r", "aac", "alac", "mp4", "3gp", "3g2", "amr", "awb", "wma", "wmv", "asf"}
+        | {"ape", "wv", "mpc", "tta", "tak", "spx", "ra", "rm", "ac3", "eac3", "dts", "dsf", "dff"}
+        | {"mka", "mkv", "webm", "mov", "avi", "flv"}
+    )
+    - AUDIO_EXTENSIONS
+)
+#: The split names a manifest's ``split`` column may hold (an empty cell: no split).
+SPLIT_NAMES = ("train", "valid", "test")
 _MANIFEST_COLUMNS = ("path", "label", "track_id", "split", "artist")
+#: At most this many names (of stray files, of lines) are shown in one warning.
+_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -174,7 +193,11 @@ def _scan(root: Path) -> list[str]:
 
 
 def find_audio_files(inputs) -> list[Path]:
-    """Files as given; folders searched recursively for audio files (the names ``mgc extract`` lists).
+    """Files as given; folders searched recursively for audio files that are regular files.
+
+    A folder gives the names ``folder_tracks`` lists (what ``mgc extract``, ``predict`` and
+    ``embed`` list) less those that are not regular files (a directory named ``x.wav``, a
+    dangling symlink): for callers that want readable files only, such as the benchmarks.
 
     Parameters
     ----------
@@ -195,103 +218,272 @@ def find_audio_files(inputs) -> list[Path]:
     return out
 
 
-def _from_folder(root: Path, labels: str) -> Corpus:
-    rel_paths = _scan(root)
-    if not rel_paths:
+def _some(names: list, more: str = " and {} more") -> str:
+    """The first few of ``names``, comma-separated, then how many more there are."""
+    shown = ", ".join(str(n) for n in names[:_SHOWN])
+    return shown + more.format(len(names) - _SHOWN) if len(names) > _SHOWN else shown
+
+
+def _check_labels(labels: str) -> None:
+    if labels not in ("auto", "folders", "none"):
+        raise CorpusError(f"labels must be 'auto', 'folders' or 'none', got {labels!r}")
+
+
+def folder_tracks(folder, labels: str = "auto", *, name=None) -> list[tuple[str, str | None]]:
+    """``(relative path, label or None)`` of every audio-named entry under ``folder``: the listing of ``load_corpus``.
+
+    Every entry ``_scan`` lists is here, those that cannot be decoded included (a
+    directory named ``x.wav``, a dangling symlink: they fail later with a reason).
+    The labelling rule is the one ``load_corpus`` documents.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The folder to search (recursively).
+    labels : {"auto", "folders", "none"}
+        See ``load_corpus``.
+    name : str, optional
+        How a warning names the folder (default: ``folder`` as given).
+
+    Returns
+    -------
+    list of (str, str or None)
+        Relative POSIX paths, sorted, each with its label (None: unlabelled).
+
+    Warns
+    -----
+    MgcWarning
+        When tracks are labelled by folder and some files sit at the top (they stay
+        unlabelled), or when "auto" reads a folder as plain though some of its files
+        sit in sub-folders.
+    """
+    _check_labels(labels)
+    name = folder if name is None else name
+    rel_paths = _scan(Path(folder))
+    top = [rel for rel in rel_paths if "/" not in rel]
+    nested = len(rel_paths) - len(top)
+    if labels == "auto":
+        labels = "folders" if nested > len(top) else "none"
+        if labels == "none" and nested:
+            sit = "sits" if len(top) == 1 else "sit"
+            warnings.warn(
+                f"corpus {name} is read as a plain, unlabelled folder: {len(top)} of its {len(rel_paths)} audio "
+                f"files {sit} at the top, not in label sub-folders ({_some(top)}); to label it by folder, move "
+                "every file into one sub-folder per label",
+                MgcWarning,
+                stacklevel=2,
+            )
+    if labels == "folders" and top:
+        files = "1 audio file sits" if len(top) == 1 else f"{len(top)} audio files sit"
+        warnings.warn(
+            f"corpus {name}: {files} at the top, outside the label folders, and "
+            f"{'is' if len(top) == 1 else 'are'} unlabelled: {_some(top)}",
+            MgcWarning,
+            stacklevel=2,
+        )
+    if labels == "none":
+        return [(rel, None) for rel in rel_paths]
+    return [(rel, rel.split("/", 1)[0] if "/" in rel else None) for rel in rel_paths]
+
+
+def _from_folder(root: Path, labels: str, name) -> Corpus:
+    listed = folder_tracks(root, labels, name=name)
+    if not listed:
         raise CorpusError(
             f"no audio files found under {root}; expected files such as .wav/.flac/.ogg/.mp3 "
             "(a folder per label, or a plain folder), or pass a CSV manifest with --manifest"
         )
-    if labels == "auto":
-        labels = "folders" if all("/" in rel for rel in rel_paths) else "none"
-    tracks = []
-    for rel in rel_paths:
-        label = rel.split("/", 1)[0] if labels == "folders" else None
-        tracks.append(Track(track_id=rel, path=str(root / rel), label=label))
+    tracks = tuple(Track(track_id=rel, path=str(root / rel), label=label) for rel, label in listed)
     label_names = tuple(sorted({t.label for t in tracks if t.label is not None}))
-    return Corpus(str(root), tuple(tracks), "folders" if labels == "folders" else "plain", label_names)
+    return Corpus(str(root), tracks, "folders" if label_names else "plain", label_names)
 
 
-def _from_manifest(manifest: Path) -> Corpus:
-    root = manifest.parent
+def _decode(manifest: Path) -> str:
+    """The text of ``manifest``: UTF-8 (a byte-order mark is dropped), or a CorpusError naming the line."""
     try:
-        with open(manifest, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in ("path", "label") if c not in header]
-            if missing:
-                raise CorpusError(
-                    f"manifest {manifest} lacks the column(s) {', '.join(missing)}; its header must "
-                    f"name at least 'path,label' (optional: track_id, split, artist), found {header}"
-                )
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+        data = manifest.read_bytes()
     except OSError as exc:
         raise CorpusError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise CorpusError(f"manifest {manifest} is not a UTF-8 CSV file: {exc}") from exc
-    tracks, seen = [], {}
-    for line, row in enumerate(rows, start=2):
-        if not row.get("path"):
-            raise CorpusError(f"manifest {manifest}, line {line}: empty 'path'")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise CorpusError(f"manifest {manifest} is UTF-16 text; save it as UTF-8 CSV (spreadsheets: 'CSV UTF-8')")
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CorpusError(
+            f"manifest {manifest}, line {line}: byte 0x{data[exc.start]:02x} is not UTF-8; "
+            "save the manifest as UTF-8 CSV (spreadsheets: 'CSV UTF-8')"
+        ) from None
+
+
+def _read_csv(manifest: Path) -> list[tuple[int, int, list[str]]]:
+    """``(first line, last line, fields)`` of every row of ``manifest`` (header included); blank rows left out."""
+    reader = csv.reader(io.StringIO(_decode(manifest), newline=""), strict=True)
+    rows, first = [], 1
+    try:
+        for fields in reader:
+            if any(f.strip() for f in fields):
+                rows.append((first, reader.line_num, fields))
+            first = reader.line_num + 1
+    except csv.Error as exc:
+        if "end of data" in str(exc):  # the end of the file inside a quoted value
+            raise CorpusError(
+                f'manifest {manifest}, line {first}: a quote (") opened on this line is never closed, so the rest '
+                "of the file would be read as one value; close the quote or remove it"
+            ) from None
+        raise CorpusError(
+            f"manifest {manifest}, line {reader.line_num} is not valid CSV ({exc}); quote a value that holds "
+            'a comma or a quote, doubling its quotes: "a, ""b"".wav"'
+        ) from None
+    return rows
+
+
+def _manifest_header(manifest: Path, header: list[str], labels_required: bool) -> dict[str, int]:
+    """Column name -> index of the columns mgc reads, or a CorpusError for a header that lacks or repeats one."""
+    header = [h.strip() for h in header]
+    required = ("path", "label") if labels_required else ("path",)
+    missing = [c for c in required if c not in header]
+    if missing:
+        optional = ", ".join(c for c in _MANIFEST_COLUMNS if c not in required)
+        raise CorpusError(
+            f"manifest {manifest} lacks the column(s) {', '.join(missing)}; its header must name at least "
+            f"'{','.join(required)}' (optional: {optional}), found {header}"
+        )
+    twice = sorted({h for h in header if h in _MANIFEST_COLUMNS and header.count(h) > 1})
+    if twice:
+        raise CorpusError(f"manifest {manifest}: its header names the column(s) {', '.join(twice)} more than once")
+    return {name: header.index(name) for name in _MANIFEST_COLUMNS if name in header}
+
+
+def _manifest_row(where: str, fields: list[str], n_columns: int, last: int, columns: dict[str, int]) -> dict:
+    """The values of one row's known columns (missing fields: empty), or a CorpusError saying what is wrong."""
+    if len(fields) > n_columns:
+        raise CorpusError(
+            f"{where} has {len(fields)} fields, the header names {n_columns}; quote a value that holds a comma "
+            '("a, b.wav") or remove the extra field(s)'
+        )
+    if any("\n" in f or "\r" in f for f in fields):
+        raise CorpusError(f'{where}: a quoted value runs on to line {last}; check for an unbalanced quote (")')
+    if any("\0" in f for f in fields):
+        raise CorpusError(f"{where} holds a NUL character; is the manifest a CSV text file?")
+    row = {name: fields[i].strip() if i < len(fields) else "" for name, i in columns.items()}
+    split = row.get("split")
+    if split and split not in SPLIT_NAMES:
+        close = difflib.get_close_matches(split.lower(), SPLIT_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise CorpusError(
+            f"{where}: unknown split {split!r}{hint}; the split column takes {', '.join(SPLIT_NAMES)} "
+            "or an empty cell (no split)"
+        )
+    return row
+
+
+def _from_manifest(manifest: Path, labels_required: bool = True) -> Corpus:
+    root = manifest.parent
+    rows = _read_csv(manifest)
+    if not rows:
+        raise CorpusError(f"manifest {manifest} is empty; its first line must be a header such as 'path,label'")
+    columns = _manifest_header(manifest, rows[0][2], labels_required)
+    tracks, seen, unlabelled = [], {}, []
+    for line, last, fields in rows[1:]:
+        where = f"manifest {manifest}, line {line}"
+        row = _manifest_row(where, fields, len(rows[0][2]), last, columns)
+        if not row["path"]:
+            raise CorpusError(f"{where}: empty 'path'")
         path = Path(row["path"])
-        absolute = path if path.is_absolute() else root / path
-        if row.get("track_id"):
-            track_id = row["track_id"]
-        elif path.is_absolute():
-            track_id = path.as_posix()
-        else:
-            track_id = path.as_posix()
+        track_id = row.get("track_id") or path.as_posix()
         if track_id in seen:
             raise CorpusError(
-                f"manifest {manifest}, line {line}: track id {track_id!r} repeats line {seen[track_id]}; "
-                "every row must name a different track"
+                f"{where}: track id {track_id!r} repeats line {seen[track_id]}; every row must name a different track"
             )
         seen[track_id] = line
-        tracks.append(
-            Track(
-                track_id=track_id,
-                path=str(absolute),
-                label=row.get("label") or None,
-                split=row.get("split") or None,
-                artist=row.get("artist") or None,
-            )
-        )
+        if "label" in columns and not row["label"]:
+            unlabelled.append(line)
+        absolute = path if path.is_absolute() else root / path
+        label, split, artist = row.get("label") or None, row.get("split") or None, row.get("artist") or None
+        tracks.append(Track(track_id=track_id, path=str(absolute), label=label, split=split, artist=artist))
     if not tracks:
         raise CorpusError(f"manifest {manifest} has a header but no rows")
+    if unlabelled:
+        n = len(unlabelled)
+        rows_have, lines = ("1 row has", "line") if n == 1 else (f"{n} rows have", "lines")
+        warnings.warn(
+            f"manifest {manifest}: {rows_have} an empty label ({lines} {_some(unlabelled, ', ...')}); "
+            f"{'it is' if n == 1 else 'they are'} unlabelled: extracted but not trained or evaluated on",
+            MgcWarning,
+            stacklevel=2,
+        )
     label_names = tuple(sorted({t.label for t in tracks if t.label is not None}))
     return Corpus(str(root), tuple(tracks), "manifest", label_names)
 
 
-def load_corpus(path, manifest=None, *, labels: str = "auto") -> Corpus:
+def load_corpus(path, manifest=None, *, labels: str = "auto", labels_required: bool = True) -> Corpus:
     """List the tracks of a corpus.
+
+    A folder is labelled by its sub-folders (``labels="auto"``) when most of its
+    audio files sit in sub-folders: each file's label is then the first folder
+    below the root (``blues/live/x.wav`` is ``blues``), and a file at the top
+    (``notes.wav`` beside ``blues/`` and ``rock/``) stays unlabelled, named in a
+    ``MgcWarning``. Otherwise the folder is plain and every track unlabelled (a
+    ``MgcWarning`` says so when some files do sit in sub-folders; a folder whose
+    files all sit at the top is plain without a word). ``predict`` and ``embed``
+    label a folder by the same rule (``folder_tracks``).
 
     Parameters
     ----------
     path : str or Path
         A folder (one sub-folder per label, or a plain folder), or a CSV manifest.
+        With ``manifest``: the manifest itself, its folder, or None.
     manifest : str or Path, optional
-        A CSV manifest with header ``path,label`` and optional ``track_id``,
-        ``split``, ``artist``; relative paths are relative to the manifest's folder.
-        When given, ``path`` is ignored unless it is the manifest itself.
+        A UTF-8 CSV manifest with header ``path,label`` and optional ``track_id``,
+        ``split`` (one of ``SPLIT_NAMES``, or empty), ``artist``; relative paths are
+        relative to the manifest's folder. Other columns are ignored. A row with
+        more fields than the header, an unclosed quote, a value that spans lines
+        or an unknown split is refused with its line number; rows with an empty
+        label stay unlabelled (one ``MgcWarning`` per manifest names their lines).
     labels : {"auto", "folders", "none"}
-        For folders: "folders" takes the first path component as the label,
-        "none" leaves tracks unlabelled, "auto" picks "folders" when every
-        audio file sits inside a sub-folder.
+        For folders: "folders" takes the first folder below the root as the label,
+        "none" leaves tracks unlabelled, "auto" picks "folders" when most audio
+        files sit in sub-folders (see above).
+    labels_required : bool
+        Whether a manifest's header must name a ``label`` column; False lets a
+        ``path``-only manifest list unlabelled tracks (for ``predict``, ``embed``).
 
     Returns
     -------
     Corpus
+
+    Raises
+    ------
+    CorpusError
+        For a path that is no folder nor manifest, a folder without audio, a
+        malformed manifest, or a ``path`` that disagrees with ``manifest``.
+
+    Warns
+    -----
+    MgcWarning
+        For top-level files of a labelled folder, a folder read as plain though
+        some of its files sit in sub-folders, and manifest rows with an empty label.
     """
-    if labels not in ("auto", "folders", "none"):
-        raise CorpusError(f"labels must be 'auto', 'folders' or 'none', got {labels!r}")
+    _check_labels(labels)
     if manifest is not None:
+        given = manifest
         manifest = Path(manifest).resolve()
         if not manifest.is_file():
-            raise CorpusError(f"manifest {manifest} does not exist or is not a file")
-        return _from_manifest(manifest)
+            what = "is a folder, not a CSV file" if manifest.is_dir() else "does not exist"
+            raise CorpusError(f"manifest {manifest} {what}")
+        if path is not None and Path(path).resolve() not in (manifest, manifest.parent):
+            raise CorpusError(
+                f"CORPUS {path} and --manifest {given} disagree: give the manifest as CORPUS "
+                f"(mgc extract {given} STORE) or CORPUS as the manifest's folder ({manifest.parent})"
+            )
+        return _from_manifest(manifest, labels_required)
     root = Path(path).resolve()
     if root.is_file() and root.suffix.lower() == ".csv":
-        return _from_manifest(root)
+        return _from_manifest(root, labels_required)
+    if not root.exists():
+        raise CorpusError(f"corpus {root} does not exist; check the path")
     if not root.is_dir():
-        raise CorpusError(f"corpus {root} is not a folder or a .csv manifest; check the path")
-    return _from_folder(root, labels)
+        raise CorpusError(f"corpus {root} is a file but not a .csv manifest; give a folder or a CSV manifest")
+    return _from_folder(root, labels, path)

@@ -18,6 +18,8 @@ __all__ = [
     "SpecMismatchError",
     "StoreLockedError",
     "AUDIO_ERROR_KINDS",
+    "MgcWarning",
+    "check_at_least",
 ]
 
 # Reasons a single track cannot be used. They are written verbatim into the
@@ -91,3 +93,28 @@ class SpecMismatchError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another extraction is writing into the same store right now."""
+
+
+class MgcWarning(UserWarning):
+    """Something a user should know that does not stop the work (a stray file, an empty label).
+
+    Raised with ``warnings.warn(message, MgcWarning)``; the CLI prints each as one
+    ``warning:`` line, a library user sees Python's usual warning.
+    """
+
+
+def check_at_least(name: str, value, low, *, strict: bool = False) -> None:
+    """Refuse ``value`` below ``low`` (``strict``: not above it); None passes (it means "the default").
+
+    The one wording of every range check, in the CLI (``name`` is the flag) and in the
+    library's configs (``name`` is the field): "NAME must be at least 1, got 0".
+
+    Raises
+    ------
+    MgcError
+    """
+    if value is None:
+        return
+    if value != value or (value <= low if strict else value < low):  # NaN fails too
+        bound = f"greater than {low}" if strict else f"at least {low}"
+        raise MgcError(f"{name} must be {bound}, got {value}")

@@ -16,6 +16,7 @@ import math
 import os
 import time
 import uuid
+import warnings
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -25,7 +26,7 @@ from mgc.kernels.validate import integer, one_of, real_number
 from . import atomic, schema, tables
 from .corpus import Corpus, load_corpus
 from .diff import describe_differences, differences
-from .errors import EngineError, SpecError, SpecMismatchError, StoreError
+from .errors import EngineError, MgcWarning, SpecError, SpecMismatchError, StoreError
 from .lock import StoreLock
 from .progress import ProgressCallback, Reporter
 from .shard import ShardTask, read_marker, run_shard
@@ -33,7 +34,7 @@ from .spec import FeatureSpec
 from .verify import changed_tracks, check_shards
 from .workers import default_workers, make_pool, one_thread_environment
 
-__all__ = ["extract", "ExtractResult", "ExtractFailed"]
+__all__ = ["check_settings", "extract", "ExtractResult", "ExtractFailed"]
 
 _MAX_SHARD_TRACKS = 128
 
@@ -147,21 +148,50 @@ def _prepare_folder(store: str) -> None:
         )
 
 
+def check_settings(store_path, spec: FeatureSpec, *, offset=None, duration=None, overwrite: bool = False) -> bool:
+    """Whether a run with these settings may go on into ``store_path``; reads only (the CLI asks before a cluster).
+
+    A store made with other settings is refused unless ``overwrite``, or unless it holds no
+    stored track (every track failed, e.g. with an ``n_fft`` longer than the tracks): nothing
+    would be lost, so it is replaced, with an :class:`MgcWarning` saying so.
+
+    Returns
+    -------
+    bool
+        True when the existing store must be cleared first (``overwrite``, or the case above).
+
+    Raises
+    ------
+    SpecMismatchError
+        The store holds tracks made with other settings and ``overwrite`` is False.
+    """
+    store, run = os.path.abspath(os.fspath(store_path)), {"offset": offset, "duration": duration}
+    if overwrite or not os.path.exists(os.path.join(store, schema.INDEX_NAME)):
+        return True  # without an index, a plan or shards are leftovers of a run killed at its start
+    index = schema.read_index(store)
+    if index["spec_hash"] == spec.hash and index["run"] == run:
+        return False
+    changed = differences(FeatureSpec.from_dict(index["spec"]).to_dict(), spec.to_dict())
+    described = describe_differences(changed | differences(index["run"], run), "store", "now")
+    if sum(entry["n_tracks"] for entry in index["shards"] + schema.read_journal(store)) == 0:
+        warnings.warn(
+            f"replacing the store {store}: it holds no track, made with other settings ({described})",
+            MgcWarning,
+            stacklevel=2,
+        )
+        return True
+    raise SpecMismatchError(
+        f"the store {store} was made with other settings ({described}); "
+        "pass --overwrite to delete it and extract again, or choose another store path"
+    )
+
+
 def _check_or_reset(store: str, spec: FeatureSpec, run: dict, overwrite: bool) -> dict | None:
     """The existing index if it matches this run, None if there is none (or it was cleared)."""
-    if overwrite or not os.path.exists(os.path.join(store, schema.INDEX_NAME)):
-        _clear(store)  # without an index, a plan or shards are leftovers of a run killed at its start
+    if check_settings(store, spec, overwrite=overwrite, **run):
+        _clear(store)
         return None
-    index = schema.read_index(store)
-    if index["spec_hash"] != spec.hash or index["run"] != run:
-        changed = differences(FeatureSpec.from_dict(index["spec"]).to_dict(), spec.to_dict())
-        changed.update(differences(index["run"], run))
-        raise SpecMismatchError(
-            f"the store {store} was made with other settings ({describe_differences(changed, 'store', 'now')}); "
-            "pass --overwrite "
-            "(overwrite=True) to delete it and extract again, or choose another store path"
-        )
-    return index
+    return schema.read_index(store)
 
 
 def _extend_plan(store: str, corpus: Corpus, shard_size: int | None) -> dict:

@@ -62,6 +62,8 @@ EXPANSION_ADD = 128
 EXPANSION_SEARCH = 64
 #: Queries multiplied against one shard at a time by the exact search.
 _QUERY_BLOCK = 1024
+#: Queries per approximate search of :func:`store_precision_at_k` (a progress update each).
+_ANN_BLOCK = 256
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -92,7 +94,12 @@ def _checked_scores(store: VectorStore, scores: np.ndarray, where: str, *, index
 
 
 def exact_search(
-    store: VectorStore, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None
+    store: VectorStore,
+    queries: np.ndarray,
+    k: int = 10,
+    *,
+    exclude: np.ndarray | None = None,
+    progress: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows of ``store`` most similar to each query, by brute force.
 
@@ -105,6 +112,9 @@ def exact_search(
         Neighbours per query.
     exclude : np.ndarray [shape=(n_queries,)], optional
         A row to leave out of each query's results (its own, for a track of the store); -1 for none.
+    progress : callable, optional
+        Receives ``ProgressEvent`` values: task ``neighbours``, unit ``vectors``
+        (the store's vectors searched, a shard at a time; ``total`` is ``len(store)``).
 
     Returns
     -------
@@ -118,8 +128,12 @@ def exact_search(
     StoreError
         When a shard cannot be read or holds vectors that are not unit length (NaN, or a score beyond 1).
     """
+    from .progress import ThrottledReporter
+
     queries = _queries(queries)
     n = len(queries)
+    report = ThrottledReporter(progress, "neighbours", "vectors")
+    report("start", 0, len(store))
     exclude = np.full(n, -1, np.int64) if exclude is None else np.asarray(exclude, np.int64)
     best_rows = np.full((n, 0), -1, np.int64)
     best_scores = np.full((n, 0), -np.inf, np.float32)
@@ -136,6 +150,8 @@ def exact_search(
         merged = np.concatenate([best_scores, np.take_along_axis(scores, local, 1)], axis=1)
         keep = _top_k(merged, k)
         best_rows, best_scores = np.take_along_axis(rows, keep, 1), np.take_along_axis(merged, keep, 1)
+        report("update", start + len(vectors), len(store))
+    report("end", len(store), len(store))
     pad = k - best_rows.shape[1]
     if pad > 0:
         best_rows = np.pad(best_rows, ((0, 0), (0, pad)), constant_values=-1)
@@ -315,12 +331,15 @@ def search(
     exclude: np.ndarray | None = None,
     exact: bool | None = None,
     expansion: int | None = None,
+    progress: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`exact_search`, or the approximate index when the store has a current one.
 
     ``exact=None`` uses the index when it is current; ``True`` always searches
     exactly; ``False`` requires the index. ``expansion`` widens the approximate
-    search (more recall, slower); default :data:`EXPANSION_SEARCH`.
+    search (more recall, slower); default :data:`EXPANSION_SEARCH`. ``progress``
+    receives the events of an exact search (see :func:`exact_search`); an
+    approximate one sends none.
 
     Raises
     ------
@@ -340,11 +359,18 @@ def search(
         raise StoreError(
             f"{store.path} has no current approximate index; run `mgc embed` again with --index ann to build it"
         )
-    return exact_search(store, queries, k, exclude=exclude)
+    return exact_search(store, queries, k, exclude=exclude, progress=progress)
 
 
 def genre_precision_at_k(
-    vectors: np.ndarray, labels: np.ndarray, k: int = 10, *, max_queries: int = 10_000, seed: int = 0
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    k: int = 10,
+    *,
+    max_queries: int = 10_000,
+    seed: int = 0,
+    pool: str = "tracks",
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Share of each track's ``k`` nearest neighbours (cosine, itself excluded) that carry its label.
 
@@ -355,27 +381,52 @@ def genre_precision_at_k(
     labels : np.ndarray [shape=(n,)]
         Any comparable labels.
     k : int
-        Neighbours per track (capped at ``n - 1``).
+        Neighbours per track, lowered to ``n - 1`` (a track is not its own
+        neighbour): the result's ``note`` says so.
     max_queries : int
         Tracks used as queries (a seeded sample when ``n`` is larger); neighbours
         are always searched among all ``n``. Cost: ``min(n, max_queries) * n * dim``.
+    seed : int
+        Seeds the sample of queries.
+    pool : str
+        What the ``n`` tracks are, for the ``note`` (``"tracks in the test split"``).
+    progress : callable, optional
+        Receives ``ProgressEvent`` values: task ``neighbours``, unit ``queries``,
+        ``total`` the queries, an update per block of 1024 queries at most every 0.1 s.
 
     Returns
     -------
     dict
-        ``k``, ``precision`` (the mean over queries), ``per_label`` (label ->
-        mean over its queries), ``queries`` and ``chance`` (the same share for
-        neighbours drawn at random: sum over labels of share * (count - 1) / (n - 1)).
+        ``k`` (the neighbours used), ``k_requested``, ``precision`` (the mean
+        over queries), ``per_label`` (label -> mean over its queries),
+        ``queries``, ``chance`` (the same share for neighbours drawn at random
+        among the others: sum over labels of share * (count - 1) / (n - 1)) and
+        ``note``: ``""``, or for a person why ``k`` was lowered, or why the
+        figure says nothing (no two tracks share a label: then no neighbour can,
+        and ``precision`` and ``chance`` are 0).
     """
+    from .progress import ThrottledReporter
+
     vectors = normalize(vectors)
     labels = np.asarray(labels)
     n = len(vectors)
-    k = min(k, n - 1)
+    requested, k = k, min(k, n - 1)
     if k < 1:
-        return {"k": 0, "precision": float("nan"), "per_label": {}, "queries": 0, "chance": float("nan")}
+        note = f"genre precision at k needs at least 2 tracks; there {'is' if n == 1 else 'are'} {n} {pool}"
+        return {
+            "k": 0,
+            "k_requested": int(requested),
+            "precision": float("nan"),
+            "per_label": {},
+            "queries": 0,
+            "chance": float("nan"),
+            "note": note,
+        }
     queries = np.arange(n)
     if n > max_queries:
         queries = np.sort(np.random.default_rng(seed).choice(n, max_queries, replace=False))
+    report = ThrottledReporter(progress, "neighbours", "queries")
+    report("start", 0, len(queries))
     hits = np.empty(len(queries), np.float64)
     for start in range(0, len(queries), _QUERY_BLOCK):
         block = queries[start : start + _QUERY_BLOCK]
@@ -383,7 +434,25 @@ def genre_precision_at_k(
         scores[np.arange(len(block)), block] = -np.inf
         nearest = _top_k(scores, k)
         hits[start : start + len(block)] = (labels[nearest] == labels[block, None]).mean(axis=1)
-    return _precision_summary(hits, labels[queries], labels, k)
+        report("update", start + len(block), len(queries))
+    report("end", len(queries), len(queries))
+    result = _precision_summary(hits, labels[queries], labels, k)
+    result.update(k_requested=int(requested), note=_note(requested, k, n, pool, labels, pool))
+    return result
+
+
+def _note(requested: int, k: int, n: int, pool: str, labels: np.ndarray, labelled: str) -> str:
+    """Why ``k`` is not the ``requested`` one (``n`` ``pool``), and whether any two of the ``labels`` match."""
+    notes = []
+    if k < requested:
+        notes.append(f"k lowered from {requested} to {k}: there are {n} {pool} and a track is not its own neighbour")
+    counts = np.unique(labels, return_counts=True)[1]
+    if len(counts) and counts.max() < 2:
+        notes.append(
+            f"no two of the {len(labels)} {labelled} share a label, so no neighbour can: "
+            "the figure says nothing of the embeddings (it needs at least 2 tracks of a label)"
+        )
+    return "; ".join(notes)
 
 
 def _precision_summary(
@@ -406,13 +475,27 @@ def _precision_summary(
 
 
 def store_precision_at_k(
-    embeddings: str | Path | VectorStore, k: int = 10, *, max_queries: int = 1000, seed: int = 0, exact=None
+    embeddings: str | Path | VectorStore,
+    k: int = 10,
+    *,
+    max_queries: int = 1000,
+    seed: int = 0,
+    exact=None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """:func:`genre_precision_at_k` over an embedding store's labelled tracks, searched like :func:`search`.
 
     A seeded sample of ``max_queries`` labelled tracks are the queries; their
     neighbours are searched among every track of the store (unlabelled neighbours count as misses).
+    ``k`` is lowered to the store's tracks less one (the result's ``k_requested`` and ``note`` say so).
+
+    ``progress`` receives ``ProgressEvent`` values of task ``neighbours``: through
+    the approximate index, unit ``queries`` (blocks of 256); searched exactly,
+    unit ``vectors`` (the store's vectors searched, a shard at a time; every
+    query is done at the end), as :func:`exact_search`.
     """
+    from .progress import ThrottledReporter
+
     store = embeddings if isinstance(embeddings, VectorStore) else VectorStore(embeddings)
     labels = np.concatenate([c["label"] for _, c in store.iter_shards(columns=("label",))] or [np.zeros(0, object)])
     labelled = np.flatnonzero(labels != "")
@@ -421,8 +504,22 @@ def store_precision_at_k(
     queries = labelled
     if len(queries) > max_queries:
         queries = np.sort(np.random.default_rng(seed).choice(labelled, max_queries, replace=False))
-    rows, _scores = search(store, store.vectors(queries), k, exclude=queries, exact=exact)
+    requested, k = k, min(k, len(labels) - 1)
+    if exact is not True and index_state(store)[0] == "current":  # per block of queries: each costs the same
+        report, parts = ThrottledReporter(progress, "neighbours", "queries"), []
+        report("start", 0, len(queries))
+        for start in range(0, len(queries), _ANN_BLOCK):
+            block = queries[start : start + _ANN_BLOCK]
+            parts.append(search(store, store.vectors(block), k, exclude=block, exact=exact)[0])
+            report("update", start + len(block), len(queries))
+        report("end", len(queries), len(queries))
+        rows = np.concatenate(parts)
+    else:  # one pass over the shards answers every query
+        rows, _scores = search(store, store.vectors(queries), k, exclude=queries, exact=exact, progress=progress)
     valid = rows >= 0
     same = np.where(valid, labels[np.maximum(rows, 0)] == labels[queries, None], False)
     hits = same.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
-    return _precision_summary(hits, labels[queries], labels[labelled], k, n=len(labels))
+    result = _precision_summary(hits, labels[queries], labels[labelled], k, n=len(labels))
+    note = _note(requested, k, len(labels), "tracks in the store", labels[labelled], "labelled tracks in the store")
+    result.update(k_requested=int(requested), note=note)
+    return result

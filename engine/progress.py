@@ -11,11 +11,12 @@ A task's events are one ``start``, any number of ``update`` and one ``end``;
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ProgressCallback", "ProgressEvent", "Reporter"]
+__all__ = ["ProgressCallback", "ProgressEvent", "Reporter", "ThrottledReporter"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,35 @@ class Reporter:
     def __call__(self, kind: str, done: int = 0, total: int | None = None, message: str = "", **info: Any) -> None:
         if self.callback is not None:
             self.callback(ProgressEvent(self.task, kind, int(done), total, self.unit, info, message))
+
+
+class ThrottledReporter(Reporter):
+    """A :class:`Reporter` that spaces ``update`` events at least ``interval`` seconds apart.
+
+    Long loops call it once per unit (a track, a query block); the callback sees
+    an ``update`` at most every ``interval`` seconds, so that a bar costs nothing
+    next to the work. ``start``, ``end`` and ``stage`` events always go out, and
+    the ``end`` carries the final count.
+
+    Parameters
+    ----------
+    callback : callable or None
+        Receives the :class:`ProgressEvent` values (nothing is done without one).
+    task, unit : str
+        As :class:`ProgressEvent`.
+    interval : float
+        Least seconds between two ``update`` events.
+    """
+
+    def __init__(self, callback: ProgressCallback | None, task: str, unit: str = "", interval: float = 0.1) -> None:
+        super().__init__(callback, task, unit)
+        self.interval, self._last = interval, float("-inf")
+
+    def __call__(self, kind: str, done: int = 0, total: int | None = None, message: str = "", **info: Any) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if kind == "update" and now - self._last < self.interval:
+            return
+        self._last = now
+        super().__call__(kind, done, total, message, **info)

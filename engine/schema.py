@@ -309,11 +309,28 @@ def fold_journal(store: str, index: dict) -> None:
     atomic.fsync_folder(store)
 
 
+def check_store_path(store: str) -> None:
+    """Refuse a store path that does not exist or is a file, in the words every store opener uses.
+
+    Raises
+    ------
+    StoreError
+        "nosuch does not exist; create a store with `mgc extract CORPUS nosuch`", or
+        "afile.txt is a file, not a feature store (a folder made by `mgc extract`)".
+    """
+    if os.path.isdir(store):
+        return
+    if os.path.exists(store):
+        raise StoreError(f"{store} is a file, not a feature store (a folder made by `mgc extract`)")
+    raise StoreError(f"{store} does not exist; create a store with `mgc extract CORPUS {store}`")
+
+
 def read_index(store: str) -> dict:
     """Load and validate ``index.json`` with the journal's shards merged in (in plan order).
 
-    Raises StoreError when the index is absent or wrong.
+    Raises StoreError when the store does not exist, is a file, or its index is absent or wrong.
     """
+    check_store_path(store)
     path = os.path.join(store, INDEX_NAME)
     try:
         with open(path, encoding="utf-8") as handle:

@@ -166,6 +166,9 @@ def _read_columns(group: h5py.Group, names: Sequence[str], n: int) -> dict[str, 
 def _read_meta(folder: Path, *, version: bool = True) -> dict[str, Any]:
     """``embeddings.json``, checked to be an mgc embedding store's (of a format this mgc reads, with ``version``)."""
     meta_path = folder / META_NAME
+    if not folder.is_dir():
+        what = "is a file, not an embedding store" if folder.exists() else "does not exist"
+        raise StoreError(f"{folder} {what}; make one with `mgc embed MODEL INPUTS... --out {folder}`")
     try:
         meta = json.loads(meta_path.read_bytes())
     except FileNotFoundError:
@@ -630,9 +633,8 @@ class VectorWriter:
                 h5.attrs["format"], h5.attrs["version"] = FORMAT, VERSION
                 if self.meta.get("id") is not None:
                     h5.attrs["store_id"] = self.meta["id"]
-                h5.create_dataset(
-                    "embedding", data=np.asarray(vectors, self.dtype).reshape(len(ids), -1), track_times=False
-                )
+                data = np.asarray(vectors, self.dtype).reshape(len(ids), self.meta["dim"])  # also a shard of failures
+                h5.create_dataset("embedding", data=data, track_times=False)
                 group = h5.create_group("failures")
                 columns = {"track_id": ids, "path": paths, "label": labels}
                 lost = {c: [f[i] for f in failures] for i, c in enumerate(FAILURE_COLUMNS)}

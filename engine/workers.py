@@ -62,12 +62,17 @@ def init_worker() -> None:
     environment the worker was spawned with, see ``THREAD_VARIABLES``), makes the
     worker leave as soon as its parent dies (after a SIGKILL of the run an orphan
     would otherwise wait forever for tasks; its half-written temporary shard is
-    removed by the next run), and skips the interpreter's slow teardown when the
-    pool shuts down.
+    removed by the next run), leaves Ctrl-C to the parent, and skips the
+    interpreter's slow teardown when the pool shuts down.
     """
     import atexit
+    import signal
     import sys
     import threading
+
+    # Ctrl-C reaches every process of the terminal's group: the parent handles it (it stops the
+    # pool and says what was kept); a worker printing its own KeyboardInterrupt would only be noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # Only in a fresh worker: changed after Numba started its threads (as in a
     # caller running shards itself), it makes Numba refuse every later compile.

@@ -14,6 +14,7 @@ shared while it loads (see :mod:`mgc.models.folder`).
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mgc.models.errors import ModelError
-from mgc.models.folder import CHECKPOINT_KINDS, ModelFolder
+from mgc.models.folder import CHECKPOINT_KINDS, ModelFolder, incomplete
 
-__all__ = ["Checkpoints"]
+__all__ = ["Checkpoints", "DAMAGED"]
+
+#: What orbax raises for a checkpoint it cannot read: a truncated or missing file (OSError, ValueError from
+#: tensorstore, JSONDecodeError), an item it does not find (KeyError), a tree of another shape (TypeError).
+DAMAGED = (OSError, ValueError, KeyError, TypeError)
 
 # orbax logs every save at INFO through absl; the progress bar is the user's log.
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -35,6 +40,7 @@ class Checkpoints:
 
     def __init__(self, model_dir: str | Path):
         folder = ModelFolder(Path(model_dir).resolve())
+        self.root = Path(model_dir)
         options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
         self.managers = {
             name: ocp.CheckpointManager(folder.checkpoint_dir(name), options=options) for name in CHECKPOINT_KINDS
@@ -56,7 +62,13 @@ class Checkpoints:
         step = manager.latest_step()
         if step is None:
             raise ModelError(f"no {which} checkpoint in {manager.directory}")
-        return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        try:
+            meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        except DAMAGED as error:
+            raise self.damaged(which, step, error) from None
+        if not isinstance(meta, dict):
+            raise self.damaged(which, step, "its meta item is not a JSON object")
+        return meta
 
     def restore(self, which: str, template: Any) -> tuple[Any, dict[str, Any]]:
         """State shaped like ``template`` and the meta of checkpoint ``which``."""
@@ -65,7 +77,39 @@ class Checkpoints:
         if step is None:
             raise ModelError(f"no {which} checkpoint in {manager.directory}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        restored = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-        )
+        try:
+            restored = manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+            )
+        except DAMAGED as error:
+            raise self.damaged(which, step, error) from None
         return jax.tree.map(np.asarray, restored.state), restored.meta
+
+    def damaged(self, which: str, step: int, error: Any) -> ModelError:
+        """The one line for a checkpoint orbax cannot read: which one, orbax's first line, how to train again."""
+        _quiet_late_callbacks()
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = reason if len(reason) <= 120 else reason[:117] + "..."
+        folder = ModelFolder(self.root).checkpoint_dir(which)
+        return incomplete(self.root, f"the {which} checkpoint {folder / str(step)} is damaged ({reason})")
+
+
+def _quiet_late_callbacks() -> None:
+    """Drop the "Event loop is closed" errors of reads still in flight when a failed restore closed its loop.
+
+    tensorstore completes the other reads of a failed restore later, in its own threads, and their callbacks
+    into orbax's closed event loop reach ``sys.unraisablehook``, which would print a traceback per read
+    after the one clear error. Installed once, on the first failed restore; every other error passes on.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "mgc_quiet", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.mgc_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook

@@ -111,12 +111,14 @@ class ModelConfig:
 
         ``n_mels`` is a placeholder, as ``n_classes``: :func:`mgc.models.train` takes both from the store.
         """
-        if not text:
+        if text is None:
             return None
         try:
             widths = tuple(int(w) for w in text.split(","))
         except ValueError:
-            raise ModelError(f"--widths takes comma-separated integers, got {text!r}") from None
+            widths = ()
+        if not widths or min(widths) < 1:
+            raise ModelError(f"--widths takes comma-separated positive integers such as 16,32,64, got {text!r}")
         return cls(widths=widths, n_mels=2 ** len(widths))
 
 

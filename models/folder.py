@@ -93,7 +93,16 @@ import numpy as np
 from mgc.engine import FolderLock, atomic
 from mgc.models.errors import ModelError
 
-__all__ = ["EVAL_FILES", "KINDS", "ModelFolder", "claim_output_folder", "output_folder_lock"]
+__all__ = [
+    "EVAL_FILES",
+    "KINDS",
+    "ModelFolder",
+    "check_folder_path",
+    "claim_output_folder",
+    "incomplete",
+    "output_folder_lock",
+    "retrain_command",
+]
 
 LOCK_NAME = ".lock"
 #: How long a training waits for readers, who hold the lock only while they load a checkpoint.
@@ -124,13 +133,53 @@ EVAL_FILES = {
 }
 
 
+def retrain_command(root: str | Path, meta: Any = None) -> str:
+    """The command that trains the model of folder ``root`` again (``meta``: its ``model.json``, if readable).
+
+    A head names its featurizer (``--model stats`` or ``--backbone NAME``); anything else is a CNN.
+    """
+    featurizer = meta.get("featurizer") if isinstance(meta, dict) and meta.get("kind") == "head" else None
+    if featurizer == "stats":
+        kind = " --model stats"
+    elif featurizer:
+        kind = f" --backbone {featurizer}"
+    else:
+        kind = ""
+    return f"`mgc train STORE --out {root}{kind} ...`"
+
+
+def incomplete(root: str | Path, what: str, meta: Any = None) -> ModelError:
+    """The one wording of a model folder with a missing or damaged file: ``what`` is wrong, train it again."""
+    return ModelError(f"{what}; the model folder is incomplete: train it again with {retrain_command(root, meta)}")
+
+
 def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{path} is missing: is {path.parent} a model folder written by `mgc train`?") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"cannot read the {what} {path}: {error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise incomplete(path.parent, f"{path} is damaged (not valid JSON: {error})") from None
+    except OSError as error:
+        raise ModelError(f"cannot read the {what} {path}: {error.strerror or error}") from None
+
+
+def check_folder_path(path: str | Path, option: str = "--out") -> None:
+    """Refuse a model folder path that is, or lies under, a file (a new path, or an existing folder, passes).
+
+    Raises
+    ------
+    ModelError
+        "afile.txt is a file, not a model folder; choose another --out".
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ModelError(f"{path} is a file, not a model folder; choose another {option}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ModelError(f"{parent} is a file, so {path} cannot be a model folder; choose another {option}")
+            return
 
 
 class ModelFolder:
@@ -174,8 +223,10 @@ class ModelFolder:
         """Refuse to write a model of ``kind`` into a folder that holds anything else (call it under the lock).
 
         An empty folder (or one with only the lock) is claimed; a folder of the same kind is the caller's to
-        replace or resume; a folder of the other kind, or of files that are not mgc's, is refused untouched.
+        replace or resume; a folder of the other kind, or of files that are not mgc's, is refused untouched,
+        and so is a path that is a file (``--out afile.txt``).
         """
+        check_folder_path(self.root)
         owner = self.owner()
         if owner == kind:
             return
@@ -198,7 +249,7 @@ class ModelFolder:
         if data is None:
             return "cnn"
         if not isinstance(data, dict):
-            raise ModelError(f"{self.model_json} is not a model description (a JSON object)")
+            raise incomplete(self.root, f"{self.model_json} is not a model description (a JSON object)")
         return str(data.get("kind", "cnn"))
 
     def checkpoint_dir(self, which: str) -> Path:
@@ -316,23 +367,29 @@ class ModelFolder:
             When a file is missing or damaged, or the arrays disagree in shape.
         """
         meta = _read_json(self.model_json, "model description")
+        if not isinstance(meta, dict):
+            raise incomplete(self.root, f"{self.model_json} is not a model description (a JSON object)")
         missing = [k for k in ("featurizer", "label_names", "spec") if k not in meta]
         if missing:
-            raise ModelError(f"{self.model_json} lacks {', '.join(missing)}: it is not a head's description")
+            what = f"{self.model_json} lacks {', '.join(missing)}: it is not a head's description"
+            raise incomplete(self.root, what, meta)
         files = self.head_files(meta)
         try:
             with np.load(files["head"], allow_pickle=False) as head:
                 arrays = {k: head[k] for k in head.files}
         except FileNotFoundError:
-            raise ModelError(
-                f"{files['head']} is missing: the head in {self.root} is incomplete; train it again"
-            ) from None
+            raise incomplete(self.root, f"{files['head']} is missing", meta) from None
+        except IsADirectoryError:
+            raise incomplete(self.root, f"{files['head']} is a folder, not a head's .npz file", meta) from None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ModelError(f"{files['head']} is damaged ({error}); train the head again") from None
-        _check_head_arrays(arrays, len(meta["label_names"]), files["head"])
+            raise incomplete(self.root, f"{files['head']} is damaged (not a valid .npz: {error})", meta) from None
+        _check_head_arrays(arrays, len(meta["label_names"]), files["head"], meta, self.root)
         backbone = files.get("backbone") if meta.get("fine_tuned") else None
         if meta.get("fine_tuned") and (backbone is None or not backbone.is_file()):
-            raise ModelError(f"{self.root} is a fine-tuned head but its backbone file is missing")
+            name = f" {backbone.name}" if backbone is not None else ""
+            raise incomplete(
+                self.root, f"{self.root} is a fine-tuned head but its backbone file{name} is missing", meta
+            )
         return meta, arrays, backbone
 
     # splits.json -----------------------------------------------------------------
@@ -384,11 +441,11 @@ class ModelFolder:
             self.write_metrics(kept)
 
 
-def _check_head_arrays(arrays: dict[str, np.ndarray], n_classes: int, path: Path) -> None:
+def _check_head_arrays(arrays: dict[str, np.ndarray], n_classes: int, path: Path, meta: Any, root: Path) -> None:
     names = set(arrays)
     if not set(HEAD_ARRAYS) <= names or names - set(HEAD_ARRAYS) - set(MLP_ARRAYS):
         expected = f"{list(HEAD_ARRAYS)} (+ {list(MLP_ARRAYS)})"
-        raise ModelError(f"{path} holds {sorted(names)}, not a head's arrays {expected}")
+        raise incomplete(root, f"{path} holds {sorted(names)}, not a head's arrays {expected}", meta)
     dim = arrays["mean"].shape[0]
     width = arrays["hidden_weights"].shape[1] if "hidden_weights" in arrays else dim
     expected = {"std": (dim,), "weights": (width, n_classes), "bias": (n_classes,)}
@@ -396,7 +453,7 @@ def _check_head_arrays(arrays: dict[str, np.ndarray], n_classes: int, path: Path
         expected.update({"hidden_weights": (dim, width), "hidden_bias": (width,)})
     wrong = [f"{k} {arrays[k].shape}" for k, shape in expected.items() if arrays[k].shape != shape]
     if wrong:
-        raise ModelError(f"{path}: arrays of disagreeing shapes ({', '.join(wrong)}); train the head again")
+        raise incomplete(root, f"{path}: arrays of disagreeing shapes ({', '.join(wrong)})", meta)
 
 
 #: The ``format`` field that marks an output folder's main file as mgc's: the folder kind -> (file, format).

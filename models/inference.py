@@ -7,12 +7,18 @@ the same crops. Crops from consecutive tracks share batches (only the very
 last batch is padded), so the network always runs on full batches of one
 compiled shape. A model runs it through
 :meth:`mgc.models.kinds.network.NetworkModel.infer`.
+
+:func:`counting_tracks` lets a caller count the tracks that every
+:func:`infer_with` started inside it finishes (the progress of a pass that a
+model runs on its own, such as ``store_outputs`` for ``mgc evaluate``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +28,29 @@ import numpy as np
 from mgc.models.data.pipeline import eval_crops
 from mgc.models.nets.steps import infer_step
 
-__all__ = ["Inferred", "infer_with"]
+__all__ = ["Inferred", "counting_tracks", "infer_with"]
 
 _infer = jax.jit(infer_step, static_argnames=("graphdef", "multilabel"))
+#: Called with the number of tracks finished so far by an :func:`infer_with` started in :func:`counting_tracks`.
+_finished_hook: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar(
+    "mgc_inferred_tracks", default=None
+)
+
+
+@contextlib.contextmanager
+def counting_tracks(callback: Callable[[int], None]) -> Iterator[None]:
+    """Within the block, each :func:`infer_with` started calls ``callback(n)`` as its ``n``-th track is finished.
+
+    For progress of a pass whose loop a caller does not own (a model's
+    ``store_outputs``); ``callback`` runs once per track, so it should be cheap
+    (an ``engine.progress.ThrottledReporter``). The hook is a context variable:
+    other threads and contexts are not counted.
+    """
+    token = _finished_hook.set(callback)
+    try:
+        yield
+    finally:
+        _finished_hook.reset(token)
 
 
 @dataclass
@@ -74,6 +100,7 @@ def infer_with(
     Inferred
         ``embedding`` is the mean of the crops' penultimate-layer vectors (not normalised).
     """
+    hook, count = _finished_hook.get(), 0
     pending: deque = deque()  # [Inferred, crops left, probability sum, embedding sum]
     crops: list[np.ndarray] = []
     owners: list[list] = []
@@ -98,12 +125,16 @@ def infer_with(
         crops, owners, held = [x[done:]], [owner[done:]], len(x) - done
 
     def finished() -> Iterator[Inferred]:
+        nonlocal count
         while pending and pending[0][1] == 0:
             result, _, probs, embedding = pending.popleft()
             if result.error is None:
                 n = result.probabilities  # the crop count, stashed there while pending
                 result.probabilities = (probs / n).astype(np.float32)
                 result.embedding = (embedding / n).astype(np.float32)
+            if hook is not None:
+                count += 1
+                hook(count)
             yield result
 
     for key, value in items:

@@ -125,7 +125,7 @@ def test_model_and_backbone_together_are_refused(tmp_path):
 )
 def test_defaults_and_options_of_the_kind_are_not_refused(tmp_path, args):
     result = _train(tmp_path, *args)
-    assert result.exit_code == 2 and "not a feature store" in result.output
+    assert result.exit_code == 2 and "no-store does not exist" in result.output
     assert "does not apply" not in result.output
 
 
@@ -163,3 +163,33 @@ def test_shared_options_are_the_same_everywhere():
     for name, flags in [("out", {"--out", "-o"}), ("workers", {"--workers"}), ("json_out", {"--json"})]:
         found = [set(p.opts) for command in COMMANDS.values() for p in command.params if p.name == name]
         assert len(found) >= 3 and all(opts == flags for opts in found), (name, found)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_tells_the_truth(command):
+    """Help as the text spells it: no markup eaten, flags as flags, arguments in capitals, models named."""
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "<bool>" not in text and "list[" not in text and "{" not in text.split("Usage:")[1].splitlines()[0]
+    usage = text.split("Usage:")[1].splitlines()[0]
+    for param in COMMANDS[command].params:
+        if param.param_type_name == "argument":
+            assert param.name.upper() in usage, usage
+    if any(p.name == "scheduler" for p in COMMANDS[command].params):
+        assert "pip install 'mgc[dask]'" in text
+    if any(p.name == "model_dir" and p.param_type_name == "argument" for p in COMMANDS[command].params):
+        assert all(name in text for name in config.BACKBONES)
+
+
+def test_a_range_is_checked_where_it_is_parsed_in_one_wording(tmp_path):
+    """Every ranged option says "--NAME must be at least N, got V" before any work (the store does not exist)."""
+    for args, line in [
+        (["--epochs", "0"], "error: --epochs must be at least 1, got 0"),
+        (["--batch-size", "0"], "error: --batch-size must be at least 1, got 0"),
+        (["--lr", "0"], "error: --lr must be greater than 0, got 0.0"),
+        (["--model", "stats", "--c", "0"], "error: --c must be greater than 0, got 0.0"),
+        (["--model", "stats", "--hidden", "0"], "error: --hidden must be at least 1, got 0"),
+    ]:
+        result = _train(tmp_path, *args)
+        assert result.exit_code == 2 and _error_line(result).startswith(line), (args, result.output)

@@ -399,3 +399,30 @@ def test_the_checker_reports_made_up_commands_options_and_links(cli, tmp_path):
     assert "--top-k is not an option of mgc extract" in problems
     assert "--workers" not in problems and "--repeat" not in problems and "--out" not in problems
     assert "missing.md" in problems and "#nowhere" in problems and "#extraction-mgc-extract" not in problems
+
+
+_SYNOPSIS_VALUE = re.compile(r"\[(--[\w-]+) ([^\]|\s]+)\]")
+
+
+def test_numbers_in_the_synopses_are_the_defaults():
+    """``[--top-k 3]`` in a usage line of the docs is the option's default: the docs say what a command does."""
+    commands = typer.main.get_command(mgc.cli.app).commands
+    checked = 0
+    for path in [README, *sorted(DOCS.glob("*.md"))]:
+        command = None
+        for line in path.read_text(encoding="utf-8").splitlines():
+            found = re.match(r"\s*mgc (\w+) ", line)
+            command = found.group(1) if found else command if line.startswith(" ") else None
+            for flag, value in _SYNOPSIS_VALUE.findall(line) if command in commands else ():
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue
+                option = next(p for p in commands[command].params if flag in p.opts)
+                default = option.default
+                if default is None:  # train's CNN options: the default is TrainConfig's, named in the help
+                    assert f"(default: {value}" in option.help or f"(default: {number:g}" in option.help, (path, flag)
+                else:
+                    assert float(default) == number, f"{path.name}: mgc {command} {flag} {value}, default {default}"
+                checked += 1
+    assert checked >= 10

@@ -30,23 +30,39 @@ def entries(inputs: Sequence, skip=frozenset(), *, resolve: bool = False) -> lis
 
     A plain file's track id is its path as given, or with ``resolve`` its
     resolved absolute path (an identity that does not depend on the working
-    folder nor on how the file was named); a manifest gives its own ids and
-    labels. Entries whose track id is in ``skip`` are left out.
+    folder nor on how the file was named). A folder lists what ``mgc extract``
+    lists (``engine.corpus.folder_tracks``: a directory named like audio or a
+    dangling symlink included, to fail with a reason when decoded) and labels
+    it the same way (a folder per label, top-level strays unlabelled with a
+    warning); each id is the folder as given joined with the relative path, or
+    its resolved path with ``resolve``. A manifest gives its own ids and labels,
+    and needs no ``label`` column. Entries whose track id is in ``skip`` are
+    left out; a missing label is ``""``.
 
     Raises
     ------
     ModelError
         When the inputs name no audio file at all.
+    CorpusError
+        For a malformed manifest.
+
+    Warns
+    -----
+    MgcWarning
+        As ``load_corpus`` does: stray files of a labelled folder, empty labels of a manifest.
     """
-    from mgc.engine import find_audio_files, load_corpus
+    from mgc.engine import folder_tracks, load_corpus
     from mgc.models.errors import ModelError
 
     found = []
     for item in inputs:
         if str(item).lower().endswith(".csv") and Path(item).is_file():
-            found += [(t.track_id, t.path, t.label or "") for t in load_corpus(item)]
+            found += [(t.track_id, t.path, t.label or "") for t in load_corpus(item, labels_required=False)]
+        elif Path(item).is_dir():
+            paths = [(Path(item) / rel, label) for rel, label in folder_tracks(item)]
+            found += [(os.path.realpath(p) if resolve else str(p), str(p), label or "") for p, label in paths]
         else:
-            found += [(os.path.realpath(p) if resolve else str(p), str(p), "") for p in find_audio_files([item])]
+            found.append((os.path.realpath(item) if resolve else str(Path(item)), str(Path(item)), ""))
     if not found:
         raise ModelError("no audio files found in the given paths")
     return [e for e in found if e[0] not in skip]
@@ -81,8 +97,8 @@ def describe_error(error: BaseException) -> str:
     """One line saying why a file could not be used, for the ``error`` field of a result."""
     from mgc.engine import AudioError, MgcError
 
-    if isinstance(error, AudioError):
-        return f"{error.kind}: {error}"
+    if isinstance(error, AudioError):  # the path is the result's own field: not repeated here
+        return f"{error.kind}: {str(error).removeprefix(f'{error.path}: ')}"
     if isinstance(error, MgcError):
         return str(error)
     detail = f": {error}" if str(error) else ""

@@ -14,17 +14,21 @@ Unlabeled tracks (label -1) are never in a split.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from mgc.engine import SPLIT_NAMES
 from mgc.models.errors import ModelError
 
-__all__ = ["SPLITS", "track_columns", "make_splits"]
+__all__ = ["SPLITS", "SPLIT_NAMES", "parse_split_files", "read_split_file", "track_columns", "make_splits"]
 
-SPLITS = ("train", "valid", "test")
+#: The splits, in order; the only names a split file may be given under (``--split-file train=...``).
+SPLITS = SPLIT_NAMES
+#: Names a store's ``split`` column is read with (a store extracted before the column was checked may hold aliases).
 _ALIASES = {
     "train": "train",
     "training": "train",
@@ -203,16 +207,67 @@ def _keys(track_id: str, path: str) -> set[str]:
 
 
 def parse_split_files(split_files: Mapping[str, str | Path] | Sequence[str]) -> dict[str, str | Path]:
-    """Split files as ``{split name: path}``, from a mapping or from ``NAME=PATH`` strings (``--split-file``)."""
-    if isinstance(split_files, Mapping):
-        return dict(split_files)
-    parsed = {}
-    for item in split_files:
-        name, equals, path = str(item).partition("=")
-        if not (name and equals and path):
-            raise ModelError(f"--split-file takes NAME=PATH (e.g. train=train_filtered.txt), got {item!r}")
+    """Split files as ``{split name: path}``, from a mapping or from ``NAME=PATH`` strings (``--split-file``).
+
+    Each name must be one of :data:`SPLIT_NAMES` (given once) and each path an existing file; what the
+    files hold is checked as they are read (see :func:`read_split_file`).
+
+    Raises
+    ------
+    ModelError
+        One line naming the ``--split-file`` item at fault: not ``NAME=PATH``, an unknown or repeated
+        split name, a path that does not exist or is a folder.
+    """
+    items = split_files.items() if isinstance(split_files, Mapping) else None
+    if items is None:
+        items = []
+        for item in split_files:
+            name, equals, path = str(item).partition("=")
+            if not (name and equals and path):
+                raise ModelError(f"--split-file takes NAME=PATH (e.g. train=train_filtered.txt), got {item!r}")
+            items.append((name, path))
+    parsed: dict[str, str | Path] = {}
+    for name, path in items:
+        given = f"--split-file {name}={path}"
+        if name not in SPLIT_NAMES:
+            raise ModelError(f"{given}: unknown split {str(name)!r}; the splits are {', '.join(SPLIT_NAMES)}")
+        if name in parsed:
+            raise ModelError(f"{given}: the {name} split is given twice (also {parsed[name]}); give each split once")
+        if not os.path.exists(path):
+            raise ModelError(f"split file {path} ({given}) does not exist")
+        if os.path.isdir(path):
+            raise ModelError(f"split file {path} ({given}) is a folder, not a file of track ids")
         parsed[name] = path
     return parsed
+
+
+def read_split_file(name: str, path: str | Path) -> list[str]:
+    """The track ids of split file ``path`` (one per line; blank lines and ``#`` comments skipped).
+
+    Raises
+    ------
+    ModelError
+        One line when the file cannot be read, is not UTF-8 text or names no track id.
+    """
+    given = f"--split-file {name}={path}"
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ModelError(f"split file {path} ({given}) does not exist") from None
+    except IsADirectoryError:
+        raise ModelError(f"split file {path} ({given}) is a folder, not a file of track ids") from None
+    except OSError as error:
+        raise ModelError(f"cannot read split file {path} ({given}): {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ModelError(
+            f"split file {path} ({given}) is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}); save it as UTF-8, one track id per line"
+        ) from None
+    lines = [ln.strip() for ln in text.splitlines()]
+    ids = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not ids:
+        raise ModelError(f"split file {path} ({given}) is empty: it names no track ids (one per line)")
+    return ids
 
 
 def _from_files(cols: dict, split_files: Mapping[str, str | Path]) -> dict:
@@ -225,15 +280,12 @@ def _from_files(cols: dict, split_files: Mapping[str, str | Path]) -> dict:
         for key in _keys(tid, path):
             lookup.setdefault(key, tid)
     out = {s: [] for s in SPLITS}
-    for name, file in split_files.items():
-        split = _ALIASES.get(str(name).lower())
-        if split is None:
-            raise ModelError(f"unknown split name {name!r} for split file {file}; use train, valid or test")
-        lines = [ln.strip() for ln in Path(file).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    for name, file in parse_split_files(split_files).items():
+        lines = read_split_file(name, file)
         found = [lookup[k] for ln in lines for k in [next((k for k in _keys(ln, "") if k in lookup), None)] if k]
-        if lines and not found:
+        if not found:
             raise ModelError(f"none of the {len(lines)} track ids in {file} is in the store (first: {lines[0]!r})")
-        out[split] += found
+        out[name] += found
     return out
 
 

@@ -15,17 +15,38 @@ from mgc.models.data.pipeline import TrackSource
 from mgc.models.data.splits import track_columns
 from mgc.models.errors import ModelError
 
-__all__ = ["check_spec", "open_store", "StoreTracks", "split_source"]
+__all__ = ["RETRAIN_ADVICE", "check_spec", "open_store", "StoreTracks", "split_source"]
 
 
-def check_spec(saved: dict[str, Any], store_spec: Any, *, where: str, store_path: str | Path) -> None:
-    """Raise :class:`ModelError` unless the store's FeatureSpec equals the one a model was trained on."""
+#: What to do about a store of another spec than a trained model's.
+RETRAIN_ADVICE = "Extract the store again with the model's spec, or train a new model (without --resume) on this store."
+
+
+def check_spec(
+    saved: dict[str, Any], store_spec: Any, *, where: str, store_path: str | Path, advice: str = RETRAIN_ADVICE
+) -> None:
+    """Raise :class:`ModelError` unless the store's FeatureSpec equals the one a model was trained on.
+
+    Parameters
+    ----------
+    saved : dict
+        The model's FeatureSpec, as a dict.
+    store_spec : engine.FeatureSpec
+        The store's.
+    where : str
+        The model, as the message names it ("the model in MODEL").
+    store_path : str or Path
+        The store, as the message names it.
+    advice : str
+        The sentence that ends the message: what to do (a built-in model's says which store to extract).
+    """
     changed = differences(saved, store_spec.to_dict())
     if changed:
         raise ModelError(
             f"{where} was made with a different FeatureSpec than the store {store_path}: "
             + describe_differences(changed, "model", "store")
-            + ". Extract the store again with the model's spec, or train a new model (without --resume) on this store."
+            + ". "
+            + advice
         )
 
 

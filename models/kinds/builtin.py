@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mgc.models.data.pipeline import Normalizer
+from mgc.models.data.stores import check_spec
 from mgc.models.kinds.network import NetworkModel
 from mgc.models.nets.musicnn import N_MELS, PATCH_FRAMES
 from mgc.models.pretrained.musicnn import MUSICNN_MODELS, MUSICNN_SPEC, load_musicnn
 
-__all__ = ["BuiltinModel", "is_builtin"]
+__all__ = ["BUILTIN_NAMES", "BuiltinModel", "is_builtin"]
+
+#: The built-in models' names, as ``mgc predict NAME`` takes them.
+BUILTIN_NAMES = tuple(MUSICNN_MODELS)
 
 
 def is_builtin(name: str | Path) -> bool:
@@ -38,15 +43,45 @@ class BuiltinModel(NetworkModel):
     kind = "builtin"
     multilabel = True
 
-    def __init__(self, name: str, path: str | Path | None = None) -> None:
-        from flax import nnx
+    #: The network's attributes, built on first use: building musicnn takes seconds, and a store of
+    #: another spec (:meth:`check_store`) is refused before them.
+    NETWORK = ("graphdef", "params", "batch_stats", "embedding_dim")
 
-        module = load_musicnn(name, path)
+    def __init__(self, name: str, path: str | Path | None = None) -> None:
         self.name = self.source = name
-        self.graphdef, self.params, self.batch_stats = nnx.split(module, nnx.Param, nnx.BatchStat)
+        self.weights_file = path
         self.label_names = list(MUSICNN_MODELS[name][1])
         self.spec = dict(MUSICNN_SPEC)
         self.normalizer = Normalizer(np.zeros(N_MELS, np.float32), np.ones(N_MELS, np.float32))
         self.crop_frames = PATCH_FRAMES
-        self.embedding_dim = module.dense.out_features
         self.step = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Called only for attributes not set yet: the network's, on first use.
+        if attribute in BuiltinModel.NETWORK and "name" in self.__dict__:
+            self._build()
+            return self.__dict__[attribute]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attribute!r}")
+
+    def _build(self) -> None:
+        from flax import nnx
+
+        module = load_musicnn(self.name, self.__dict__.get("weights_file"))
+        self.graphdef, self.params, self.batch_stats = nnx.split(module, nnx.Param, nnx.BatchStat)
+        self.embedding_dim = module.dense.out_features
+
+    def check_store(self, store: Any, *, where: str | None = None) -> None:
+        """Raise :class:`ModelError` unless ``store`` has the musicnn spec; the message says how to make one.
+
+        Parameters
+        ----------
+        store : engine.FeatureStore
+        where : str, optional
+            The model, as the message names it (default: "the built-in model NAME").
+        """
+        advice = (
+            f"{self.name} needs a store with the musicnn spec: extract one with "
+            "`mgc extract CORPUS STORE2 --preset musicnn`, or give audio files instead of --store."
+        )
+        where = where or f"the built-in model {self.name}"
+        check_spec(self.spec, store.spec, where=where, store_path=getattr(store, "path", store), advice=advice)

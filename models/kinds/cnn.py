@@ -74,9 +74,14 @@ class CnnModel(NetworkModel):
             if checkpoints.step(which) is None:
                 which = "latest"
             meta = checkpoints.meta(which)
-            model_config = ModelConfig.from_dict(meta["model_config"])
-            train_config = TrainConfig.from_dict(meta["train_config"])
-            tx = make_optimizer(train_config, meta["total_steps"])
+            try:
+                model_config = ModelConfig.from_dict(meta["model_config"])
+                train_config = TrainConfig.from_dict(meta["train_config"])
+                total_steps = int(meta["total_steps"])
+            except (KeyError, TypeError, ValueError) as error:
+                step = checkpoints.step(which)
+                raise checkpoints.damaged(which, step, f"its meta lacks or garbles {error}") from None
+            tx = make_optimizer(train_config, total_steps)
             template = jax.tree.map(np.asarray, init_state(model_config, tx, seed=0))
             state, meta = checkpoints.restore(which, template)
         return cls(state, meta, source=str(Path(folder.root).resolve()))

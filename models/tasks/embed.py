@@ -106,8 +106,9 @@ def embed(
     overwrite : bool
         Replace what ``out`` holds instead of resuming (only the files mgc wrote there are deleted).
     progress : callable, optional
-        Receives ``engine.ProgressEvent`` values (task ``embed``, unit ``tracks``;
-        then task ``index`` while the index is built).
+        Receives ``engine.ProgressEvent`` values (task ``embed``, unit ``tracks``,
+        ``total`` the tracks this run embeds, those already in ``out`` left out;
+        updates at most every 0.1 s; then task ``index`` while the index is built).
     executor : concurrent.futures.Executor, optional
         Decode audio there instead (a Dask client's ``get_executor()``).
 
@@ -130,7 +131,7 @@ def embed(
         holds vectors of files that changed since they were embedded (their
         vectors would be stale: ``overwrite`` recomputes them).
     """
-    from mgc.engine import FolderLock, ProgressReporter, neighbours
+    from mgc.engine import FolderLock, ThrottledReporter, neighbours
 
     if dtype not in vectors.DTYPES:
         raise ModelError(f"dtype must be one of {vectors.DTYPES}, got {dtype!r}")
@@ -163,7 +164,7 @@ def embed(
     vectors.check_folder(folder)  # before the lock file is made in it
     folder.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"out": str(folder), "written": 0, "failed": 0, "skipped": 0, "index": None}
-    report = ProgressReporter(progress, "embed", "tracks")
+    report = ThrottledReporter(progress, "embed", "tracks")
     with FolderLock(folder, what="another embedding run", error=ModelError, invalid=ModelError):
         writer = VectorWriter(folder, meta, overwrite=overwrite)
         for message in writer.repairs:
@@ -174,7 +175,7 @@ def embed(
             results = model.store_results(store, plan.rows, batch_size=batch_size, max_crops=max_crops)
         else:
             plan = _plan_audio(writer, listed)
-            total = None
+            total = len(plan.todo)
             results = model.audio_results(
                 plan.todo, workers=workers, executor=executor, batch_size=batch_size, max_crops=max_crops
             )
@@ -217,7 +218,7 @@ def embed(
                 summary["written"] += 1
             if len(ids) + len(failures) >= shard_tracks:
                 flush()
-                report("update", summary["written"] + summary["failed"], total, failed=summary["failed"])
+            report("update", summary["written"] + summary["failed"], total, failed=summary["failed"])
         flush()
         report("end", summary["written"] + summary["failed"], total, failed=summary["failed"])
         result = EmbeddingStore(folder)

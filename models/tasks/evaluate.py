@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,33 @@ __all__ = ["evaluate"]
 
 
 def _rows_for(split: str, ids: list[str] | None, tracks: StoreTracks) -> np.ndarray:
-    """Store rows of the labeled tracks of ``split`` (``ids``: the model's saved split, None for ``all``)."""
+    """Store rows of the labeled tracks of ``split`` (``ids``: the model's saved split, None for ``all``).
+
+    Raises :class:`ModelError` when there are none: a store without labels, a split none of whose tracks
+    is in the store, or whose tracks are unlabelled there.
+    """
     labeled = np.flatnonzero(tracks.columns["label"] >= 0)
+    if not labeled.size:
+        raise ModelError(
+            f"{tracks.store.path} has no labelled tracks: evaluation needs labels "
+            "(extract a folder per genre, or a manifest with a label column)"
+        )
     if ids is None:
         return labeled
+    if not ids:
+        raise ModelError(f"the model's {split} split is empty; try --split all or another split")
     # Vectorised membership (the StringColumn's isin): no loop over a million rows.
-    rows = labeled[np.asarray(tracks.columns["track_id"].isin(ids))[labeled]].astype(np.int64)
-    if ids and not rows.size:
+    member = np.asarray(tracks.columns["track_id"].isin(ids))
+    rows = labeled[member[labeled]].astype(np.int64)
+    if not member.any():
         raise ModelError(
             f"none of the model's {split} tracks is in this store; evaluate another store with --split all"
         )
     if not rows.size:
-        raise ModelError(f"the model's {split} split is empty; try --split all or another split")
+        raise ModelError(
+            f"the model's {int(member.sum())} {split} track(s) in {tracks.store.path} are unlabelled there: "
+            "evaluation needs labels; try --split all"
+        )
     return rows
 
 
@@ -46,6 +62,7 @@ def evaluate(
     max_crops: int | None = None,
     which: str = CHECKPOINTS[0],
     precision_k: int = NEAREST_K,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Track-level evaluation: mean softmax over evenly spaced crops covering each track.
 
@@ -66,6 +83,12 @@ def evaluate(
         ``best`` or ``latest`` checkpoint.
     precision_k : int
         Neighbours per track for ``genre_precision_at_k``.
+    progress : callable, optional
+        Receives ``engine.ProgressEvent`` values: task ``evaluate``, unit
+        ``tracks``, ``total`` the split's tracks (updates at most every 0.1 s;
+        a head model that reads its cached vectors sends only ``start`` and
+        ``end``), then task ``neighbours``, unit ``queries`` (see
+        ``engine.neighbours.genre_precision_at_k``).
 
     Returns
     -------
@@ -76,13 +99,17 @@ def evaluate(
         neighbours in the split (cosine similarity of the embeddings ``mgc
         embed`` writes) that carry its true label, as ``k``, ``precision``,
         ``per_label``, ``queries`` (a seeded sample of at most 10,000 tracks;
-        neighbours come from the whole split) and ``chance`` (the same share
-        for random neighbours).
+        neighbours come from the whole split), ``chance`` (the same share
+        for random neighbours), ``k_requested`` (``k`` is lowered to the
+        split's tracks less one) and ``note`` (``""``, or for a person why
+        ``k`` was lowered, or why the figure says nothing: no two tracks of the
+        split share a label).
 
     Raises
     ------
     ModelError
-        Bad split, a store with another FeatureSpec or unknown labels, a
+        Bad split, a store with another FeatureSpec, without labelled tracks
+        (in the split) or with labels the model does not know, a
         training writing into ``model_dir`` (the model is read under the
         folder's shared lock, see :mod:`mgc.models.folder`), or another evaluation
         writing into the same output folder (locked for the whole pass).
@@ -122,7 +149,29 @@ def evaluate(
             max_crops=max_crops,
             which=which,
             precision_k=precision_k,
+            progress=progress,
         )
+
+
+def _outputs(
+    model: Model, store: Any, rows: np.ndarray, *, max_crops: int | None, progress: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``model.store_outputs`` of ``rows``, its tracks counted on ``progress`` (task ``evaluate``).
+
+    The kinds that run a network count through :func:`mgc.models.inference.counting_tracks`
+    (their ``store_outputs`` loop is theirs); another kind reports the start and the end.
+    """
+    from mgc.engine import ThrottledReporter
+    from mgc.models.inference import counting_tracks
+
+    total = len(rows)
+    report = ThrottledReporter(progress, "evaluate", "tracks")
+    report("start", 0, total)
+    counting = contextlib.nullcontext() if progress is None else counting_tracks(lambda n: report("update", n, total))
+    with counting:
+        outputs = model.store_outputs(store, rows, max_crops=max_crops)
+    report("end", total, total)
+    return outputs
 
 
 def _evaluate_into(
@@ -137,9 +186,10 @@ def _evaluate_into(
     max_crops: int | None,
     which: str,
     precision_k: int,
+    progress: Any,
 ) -> dict[str, Any]:
     """:func:`evaluate`'s pass over ``rows`` and its files, written into the locked folder ``out``."""
-    probs, embeddings, available = model.store_outputs(tracks.store, rows, max_crops=max_crops)
+    probs, embeddings, available = _outputs(model, tracks.store, rows, max_crops=max_crops, progress=progress)
     if not available.all():
         raise ModelError(f"{int((~available).sum())} of the {split} tracks have no vector (their files failed)")
     y_pred = probs.argmax(-1)
@@ -149,8 +199,11 @@ def _evaluate_into(
 
     # Does similarity follow genre? The share of each track's nearest neighbours (by the
     # embedding `mgc embed` writes) that carry its true label.
-    neighbours = neighbours.genre_precision_at_k(embeddings, y_true, k=precision_k)
+    pool = "labelled tracks in the store" if split == "all" else f"tracks in the {split} split"
+    neighbours = neighbours.genre_precision_at_k(embeddings, y_true, k=precision_k, pool=pool, progress=progress)
     neighbours["per_label"] = {model.label_names[int(i)]: v for i, v in neighbours["per_label"].items()}
+    if neighbours["chance"] == 0 and split != "all":  # no two tracks of the split share a label
+        neighbours["note"] += "; try --split all"
     metrics.update(
         {
             "format": OUTPUT_MARKERS["evaluation"][1],

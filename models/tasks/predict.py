@@ -88,6 +88,7 @@ def predict(
     which: str = CHECKPOINTS[0],
     workers: int | None = None,
     batch_size: int = INFER_BATCH,
+    progress: Any = None,
     executor=None,
 ) -> list[dict[str, Any]]:
     """Top genres of each audio file, or of each track of a feature store.
@@ -114,6 +115,10 @@ def predict(
         Decoding processes for audio inputs.
     batch_size : int
         Crops per network call.
+    progress : callable, optional
+        Receives ``engine.ProgressEvent`` values: task ``predict``, unit
+        ``tracks``, ``total`` the number of tracks (files listed, or the store's
+        tracks), ``info["failed"]``; updates at most every 0.1 s.
     executor : concurrent.futures.Executor, optional
         Decode there instead (a Dask client's ``get_executor()``, see
         ``engine.map_features``); the network runs in this process.
@@ -139,21 +144,34 @@ def predict(
         ``model_dir`` (the folder's shared lock is held only while the model
         is read, see :mod:`mgc.models.folder`).
     """
+    from mgc.engine import ThrottledReporter
+
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     check_sources(inputs, store)
+    listed = entries(inputs) if store is None else None  # listed first: none found is an error
     model = loaded(model_dir, which)
-    return list(
-        iter_predictions(
-            model,
-            inputs,
-            store=store,
-            top_k=top_k,
-            max_crops=max_crops,
-            workers=workers,
-            batch_size=batch_size,
-            executor=executor,
-        )
-    )
+    if store is not None:
+        store = open_store(store)
+    total = len(listed) if listed is not None else len(store)
+    report = ThrottledReporter(progress, "predict", "tracks")
+    report("start", 0, total)
+    results, failed = [], 0
+    for result in iter_predictions(
+        model,
+        inputs,
+        store=store,
+        top_k=top_k,
+        max_crops=max_crops,
+        workers=workers,
+        batch_size=batch_size,
+        executor=executor,
+        listed=listed,
+    ):
+        results.append(result)
+        failed += result["error"] is not None
+        report("update", len(results), total, failed=failed)
+    report("end", len(results), total, failed=failed)
+    return results
 
 
 def predict_to_file(
@@ -187,6 +205,9 @@ def predict_to_file(
     dropped and redone, so a run killed at any moment and run again writes every
     track once.
 
+    ``progress`` receives the events of :func:`predict`, whose ``total`` is the
+    tracks this run does (those already in ``out`` left out).
+
     Returns
     -------
     dict
@@ -199,7 +220,7 @@ def predict_to_file(
         file mgc did not make, results of another model, store or ``top_k``, in
         a place that cannot be written, or being written by another run.
     """
-    from mgc.engine import ProgressReporter
+    from mgc.engine import ThrottledReporter
 
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     check_sources(inputs, store)
@@ -211,7 +232,7 @@ def predict_to_file(
         columns = ["track_id", "path", "label", *tops, "error", *SOURCE_FIELDS]
     else:
         columns = ["track_id", "path", "label", "top", "error", *SOURCE_FIELDS]
-    report = ProgressReporter(progress, "predict", "tracks")
+    report = ThrottledReporter(progress, "predict", "tracks")
     summary = {"out": str(out), "written": 0, "skipped": 0, "failed": 0}
     with ResultsFile(out, columns, identity=SOURCE_FIELDS, what="another mgc predict") as results:
         model = loaded(model_dir, which)  # after the lock: a second run is refused before it loads a model
@@ -225,7 +246,8 @@ def predict_to_file(
             store, todo = open_store(store), None
             skip = frozenset(results.done)
             summary["skipped"] = int(np.sum(store.tracks.track_id.isin(list(skip)))) if skip else 0
-        report("start", 0, None)
+        total = len(todo) if todo is not None else len(store) - summary["skipped"]
+        report("start", 0, total)
         for n, result in enumerate(
             iter_predictions(
                 model,
@@ -251,8 +273,8 @@ def predict_to_file(
             summary["failed"] += result["error"] is not None
             if n % batch_size == 0:
                 results.flush()
-                report("update", n, None, failed=summary["failed"])
-        report("end", summary["written"], None, failed=summary["failed"])
+            report("update", n, total, failed=summary["failed"])
+        report("end", summary["written"], total, failed=summary["failed"])
     return summary
 
 

@@ -241,12 +241,17 @@ def _map_png(store: Any, sampled: dict, path: Path) -> str:
     return _save(fig, path)
 
 
-def _model_section(model_dir: Path, store: Any, out: Path) -> dict[str, Any]:
-    """Per-class F1 and the most confused pairs from the model's evaluation (run on the test split if needed)."""
+def _model_section(model_dir: Path, store: Any, out: Path, progress: Any = None) -> dict[str, Any]:
+    """Per-class F1 and the most confused pairs from the model's evaluation on the test split.
+
+    The evaluation is announced on ``progress`` (a ``stage`` event of task ``report``) and reports its own events.
+    """
     from mgc.models.tasks.evaluate import evaluate
     from mgc.models.tasks.plots import confusion_png, curves_png
 
-    metrics = evaluate(model_dir, store, split="test", out_dir=out / "evaluation")
+    message = f"evaluating the model in {model_dir} on the test split of {store.path}"
+    ProgressReporter(progress, "report")("stage", message=message, stage="evaluate")
+    metrics = evaluate(model_dir, store, split="test", out_dir=out / "evaluation", progress=progress)
     names = metrics["label_names"]
     fig = _figure(max(6, 0.6 * len(names) + 2), 4.5)
     ax = fig.add_subplot()
@@ -296,7 +301,9 @@ def report(
     seed : int
         Seeds the sample.
     progress : callable, optional
-        ``engine.ProgressEvent`` values (task ``report``, unit ``tracks``).
+        ``engine.ProgressEvent`` values (task ``report``, unit ``tracks``); with
+        ``model_dir``, then a ``stage`` event (stage ``evaluate``) and the events of
+        :func:`mgc.models.evaluate` (tasks ``evaluate`` and ``neighbours``).
 
     Returns
     -------
@@ -331,7 +338,7 @@ def _report_into(out: Path, store: Any, model_dir: Any, sample: int, seed: int, 
         files["map"] = _map_png(store, sampled, out / "map.png")
     numbers.update({"sampled": int(len(rows)), "spectra": spectra, "files": files, "model": None})
     if model_dir is not None:
-        numbers["model"] = _model_section(Path(model_dir), store, out)
+        numbers["model"] = _model_section(Path(model_dir), store, out, progress)
         files.update({k: v for k, v in numbers["model"].items() if k in ("model_f1", "confusion", "curves")})
     atomic.write_json(out / "report.json", numbers, sort_keys=False)
     atomic.write_text(out / "index.html", _html(store, numbers))

@@ -21,7 +21,7 @@ from mgc.engine import ProgressCallback, ProgressReporter, background, describe_
 from mgc.models.checkpoints import Checkpoints
 from mgc.models.config import ModelConfig, TrainConfig
 from mgc.models.data.pipeline import Normalizer, TrainStream, crop_frames_for, fit_normalizer
-from mgc.models.data.splits import make_splits
+from mgc.models.data.splits import make_splits, parse_split_files
 from mgc.models.data.stores import StoreTracks, check_spec
 from mgc.models.errors import ModelError
 from mgc.models.folder import ModelFolder
@@ -91,6 +91,7 @@ def train(
     """
     out_dir = Path(out_dir)
     tracks = StoreTracks.of(store)
+    split_files = parse_split_files(split_files) if split_files else None  # refused before the folder is made
     # In a multi-process run every process trains into the same folder (often a shared file
     # system): the first process locks it for all of them.
     ModelFolder(out_dir).claim("cnn")  # before the lock file is made in it (and again under the lock)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mgc.models.config import HEADS, HeadConfig
-from mgc.models.data.splits import make_splits
+from mgc.models.data.splits import make_splits, parse_split_files
 from mgc.models.errors import ModelError
 from mgc.models.folder import ModelFolder
 from mgc.models.kinds.featurizers import check_featurizer
@@ -101,6 +101,7 @@ def train_head(
         raise ModelError("fine-tuning needs a backbone (--backbone); the stats model has no network to tune")
     if hidden < 1:
         raise ModelError(f"hidden units must be at least 1, got {hidden}")
+    split_files = parse_split_files(split_files) if split_files else None  # refused before the folder is made
     out_dir = Path(out_dir)
     folder = ModelFolder(out_dir)
     folder.claim("head")  # before the lock file is made in it

@@ -66,7 +66,9 @@ def test_each_bad_file_raises_its_kind(tmp_path: Path, name: str):
     with pytest.raises(AudioError) as info:
         _decode(path)
     assert info.value.kind == EXPECTED_KIND[name]
-    assert str(path) in str(info.value)
+    assert str(info.value).count(str(path)) == 1  # named once: the detail does not repeat it
+    if name != "missing":  # libsndfile's guess for content it does not recognise is never passed on
+        assert "does not exist" not in str(info.value)
 
 
 _AS_NOBODY = """

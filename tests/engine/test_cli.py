@@ -92,7 +92,7 @@ def test_real_cli_exit_codes_and_no_traceback(tmp_path: Path):
     )
     assert (
         missing.returncode == 2
-        and "not a folder" in " ".join(missing.stderr.split())
+        and "does not exist" in " ".join(missing.stderr.split())
         and "Traceback" not in missing.stderr
     )
     write_audio(tmp_path / "c" / "ok.wav", 1.0)
@@ -104,3 +104,31 @@ def test_real_cli_exit_codes_and_no_traceback(tmp_path: Path):
         timeout=300,
     )
     assert ok.returncode == 0, ok.stderr
+
+
+def test_ctrl_c_says_what_was_kept_and_the_same_command_resumes(tmp_path: Path):
+    """Ctrl-C (SIGINT to the whole process group, workers included) during extract: one line, exit 130, resumable."""
+    import os
+    import signal
+    import time
+
+    corpus = tmp_path / "corpus" / "g"
+    corpus.mkdir(parents=True)
+    write_audio(corpus / "t0000.wav", seconds=1.0, sr=8000)
+    for i in range(1, 800):
+        os.link(corpus / "t0000.wav", corpus / f"t{i:04d}.wav")
+    store, small = tmp_path / "store", ["--sr", "8000", "--n-fft", "256", "--n-mels", "16", "--features", "logmel"]
+    argv = [sys.executable, "-m", "mgc.cli", "extract", str(corpus.parent), str(store), "--workers", "2", *small]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (store / "shard-00002.h5").exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "error: interrupted: shards already written are kept; the same command resumes"
+    )
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "already done, skipped" in again.stderr and "(0 already done" not in again.stderr

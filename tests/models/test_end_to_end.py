@@ -248,7 +248,7 @@ def test_pmap_path_trains_end_to_end_with_split_files(tone_store, tmp_path):
 
 def test_missing_model_is_a_clear_error(tone_store, tmp_path):
     result = invoke("evaluate", tmp_path / "nothing", tone_store)
-    assert result.exit_code == 2 and "no trained model" in result.output
+    assert result.exit_code == 2 and "does not exist; train one with" in result.output
 
 
 def test_store_streams_shard_by_shard_when_it_does_not_fit(tone_store):
