@@ -1,0 +1,243 @@
+"""The terminal side of the ``mgc`` CLI: one-line errors and warnings, help as its text spells it, tables, bars.
+
+``cli.py`` declares the commands; this module holds what every command shares: the typer command and
+group classes (usage mistakes and option ranges are one ``error:`` line, exit 2, before any work),
+:func:`fail` and :func:`explain` for a user's mistakes, the ``warning:`` line of an ``MgcWarning``,
+the text helpers and tables (markup off: a file name is printed as it is), and :func:`run`, which
+renders the library's progress events as bars and connects to Dask. Importing it loads no JAX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperCommand, TyperGroup
+
+from mgc.engine import MgcError, MgcWarning, ProgressEvent, check_at_least
+from mgc.engine.cluster import dask_executor
+
+console = Console(stderr=True)  # progress, status and errors
+stdout = Console()  # results
+
+
+def at_least(low, *, strict: bool = False):
+    """An option callback refusing a value below ``low`` (``strict``: not above it), in the library's wording."""
+
+    def check(_ctx, param, value):
+        for one in value if isinstance(value, (list, tuple)) else [value]:
+            check_at_least(param.opts[0], one, low, strict=strict)
+        return value
+
+    return check
+
+
+def above(low):
+    return at_least(low, strict=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a user-facing error (markup off) without a traceback and exit non-zero."""
+    console.print(Text("error: ", style="bold red") + Text(str(message)), highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def explain(error: BaseException) -> str:
+    """One line for a user's mistake: an OSError as ``PATH: what`` (not ``[Errno 17] ...``)."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{shown(error.filename)}: " if error.filename is not None else ""
+        return f"{where}{error.strerror[:1].lower()}{error.strerror[1:]}"
+    return str(error)
+
+
+def warned(python_way):
+    """The CLI's ``warnings.showwarning``: an MgcWarning is one ``warning:`` line; others go ``python_way``."""
+
+    def show(message, category, *args, **kwargs) -> None:
+        if not issubclass(category, MgcWarning):
+            return python_way(message, category, *args, **kwargs)
+        console.print(Text("warning: ", style="bold yellow") + Text(shown(message)), highlight=False, soft_wrap=True)
+
+    return show
+
+
+def usage_checked(parse):
+    """``parse`` (a ``parse_args``) whose usage mistakes and option checks (callbacks) print one line, exit 2."""
+
+    @functools.wraps(parse)
+    def checked(ctx, args):
+        try:
+            return parse(ctx, args)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as error:
+            message = error.format_message().replace("Value error, ", "").rstrip(".")
+            fail(f"{message[:1].lower()}{message[1:]} (see `{ctx.command_path} --help`)")
+        except MgcError as error:
+            fail(str(error))
+
+    return checked
+
+
+def tidy(params) -> None:
+    """Help as the text spells it: arguments in capitals, flags without a type, lists as ``<str>...``."""
+    for param in params:
+        if param.param_type_name == "argument":
+            param.metavar = param.name.upper()
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+        if param.multiple or param.nargs != 1:
+            param.display_type_rich = lambda ctx: "<str>..."
+
+
+class MgcCommand(TyperCommand):
+    """A command whose help spells arguments as its text does (CORPUS, INPUTS...) and shows flags as flags.
+
+    Its usage mistakes are one line each (:func:`usage_checked`).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.parse_args = usage_checked(super().parse_args)
+        tidy(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar]
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+class MgcGroup(TyperGroup):
+    """The ``mgc`` group: an unknown command or option is one line too."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.parse_args = usage_checked(super().parse_args)
+        self.resolve_command = usage_checked(super().resolve_command)
+        tidy(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+def say(text: str | Text, out: Console = console) -> None:
+    """One line as it is (no markup, no highlighting, never wrapped) on stderr, or on ``out``."""
+    out.print(text if isinstance(text, Text) else Text(text), highlight=False, soft_wrap=True)
+
+
+def print_json(data) -> None:
+    typer.echo(json.dumps(data, indent=1))
+
+
+def shown(text) -> str:
+    r"""``text`` for a person: a file name's bytes that are not UTF-8 (lone surrogates) as ``\xe9`` escapes."""
+    text = str(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name gives: escape it as it is
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def duration(seconds: float) -> str:
+    """Seconds of audio for a person: ``42 s``, ``7.5 min``, ``3.20 h``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+
+
+def count(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def table(title: str, columns, rows, right=(), **options) -> Table:
+    """A table of ``rows`` as plain text (``columns`` None: key-value rows); the ``right`` columns align right."""
+    result = Table(title=title, show_header=columns is not None, **options)
+    for column in columns or ("", ""):
+        result.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        result.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in row))
+    return result
+
+
+def failures_table(title: str, rows: list, count: int, limit: int, more: str) -> Table:
+    """The first ``limit`` of ``count`` failures (track, kind, message); ``more`` says where the rest are."""
+    extra = [("...", "", f"{count - limit} more: {more}")] if count > limit else []
+    return table(title, ("track", "kind", "message"), rows[:limit] + extra)
+
+
+def status_text(event: ProgressEvent, state: dict) -> str:
+    """The text beside a task's bar, from its event's ``info``."""
+    info = event.info
+    if event.task == "extract":
+        elapsed, hours = max(info.get("elapsed", 0.0), 1e-9), info.get("audio_seconds", 0.0) / 3600
+        return f"{event.done / elapsed:.1f} tracks/s, {hours / elapsed:.2f} audio h/s, {info.get('failed', 0)} failed"
+    if event.task == "train":
+        if event.kind == "start":
+            state["epochs"] = info.get("epochs", 0)
+            return "compiling"
+        if info.get("val_accuracy") is not None:
+            state["val"] = f"{info['val_accuracy']:.3f}"
+        if "loss" in info:
+            state["status"] = (
+                f"epoch {info['epoch'] + 1}/{state.get('epochs', '?')}  {info['examples_per_s']:.0f} ex/s  "
+                f"loss {info['loss']:.4f}  val acc {state.get('val', '-')}"
+            )
+        return state.get("status", "")
+    return f"pass {info['epoch']}  loss {info['loss']:.4f}" if event.task == "fine-tune" and "loss" in info else ""
+
+
+def show(bars: Progress, states: dict, event: ProgressEvent) -> None:
+    """Render one :class:`ProgressEvent` of any task: a bar per task on ``bars``, a line per ``stage`` event."""
+    if event.kind == "stage":
+        return bars.console.print(Text(f"{event.info.get('stage', event.task):>8} ", "bold cyan") + Text(event.message))
+    state = states.setdefault(event.task, {})
+    status, bar = status_text(event, state), {"completed": event.done, "total": event.total}
+    if "id" not in state or event.kind == "start" and state["ended"]:
+        state["id"], state["ended"] = bars.add_task(event.task, unit=event.unit, status=status, **bar), False
+    bars.update(state["id"], status=status, **bar)
+    state["ended"] = state["ended"] or event.kind == "end"
+
+
+def run(function, *args, scheduler: str | None = None, progress: bool = True, **kwargs):
+    """``function(*args, **kwargs)`` with progress bars, and on Dask with ``scheduler`` (announced on stderr)."""
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            session = stack.enter_context(dask_executor(scheduler))
+            where = "started a local cluster" if session.local else "connected to"
+            link = f"; dashboard {session.dashboard_link}" if session.dashboard_link else ""
+            console.print(Text(f"dask: {where} {session.address} with {session.n_workers} workers{link}"))
+            kwargs["executor"] = session.executor
+        if progress:
+            columns = [TextColumn("[bold]{task.description:>7}"), BarColumn(), MofNCompleteColumn()]
+            columns += [TextColumn("{task.fields[unit]}"), TextColumn("{task.fields[status]}"), TimeElapsedColumn()]
+            bars = stack.enter_context(Progress(*columns, TimeRemainingColumn(), console=console))
+            kwargs["progress"] = functools.partial(show, bars, {})
+        return function(*args, **kwargs)
