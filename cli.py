@@ -274,7 +274,7 @@ def demo_command(
     tracks_per_genre: int = shared(
         "tracks_per_genre", "Corpus size per genre (10 genres).", None, callback=at_least(2)
     ),
-    quick: bool = typer.Option(False, "--quick", help="A small run of the same path (under 2 minutes)."),
+    quick: bool = typer.Option(False, "--quick", help="A small run of the same path (about 35 s on 2 cores)."),
     workers: Workers = None,
 ) -> None:
     """Synthesise a corpus, extract features, train, evaluate and predict: the whole system in one command."""

@@ -215,10 +215,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.parallel not in ("jit", "pmap"):
             raise ModelError(f"--parallel must be 'jit' or 'pmap', got {self.parallel!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ModelError("epochs and batch size must be at least 1")
-        if self.lr <= 0 or self.crop_seconds <= 0:
-            raise ModelError("learning rate and crop length must be positive")
+        from mgc.engine import MgcError, check_at_least  # the CLI's wording, with the field's name
+
+        try:
+            for name, low, strict in (("epochs", 1, False), ("batch_size", 1, False), ("lr", 0, True)):
+                check_at_least(name, getattr(self, name), low, strict=strict)
+            check_at_least("crop_seconds", self.crop_seconds, 0, strict=True)
+        except MgcError as error:
+            raise ModelError(str(error)) from None
         if not 0 <= self.val_fraction + self.test_fraction < 1:
             raise ModelError("val_fraction + test_fraction must be in [0, 1)")
         if self.crops_per_track < 0 or self.readers < 1 or self.steps < 0 or self.epoch_examples < 0:
