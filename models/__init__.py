@@ -15,9 +15,13 @@ package is organised by concern, with imports one way (tests/test_import_graph.p
 The public names below load on first use: ``mgc.models.config`` (the CLI's
 defaults, ``ModelError``) imports in milliseconds, so a command that never
 touches a network, such as ``mgc inspect``, does not pay about a second for JAX.
+Looking up a name that runs networks first turns on JAX's persistent compilation
+cache (:func:`mgc.models.compile_cache.enable`), before anything compiles.
 """
 
 from importlib import import_module
+
+from . import compile_cache
 
 #: Public name -> the module that defines it.
 _HOMES = {
@@ -49,11 +53,17 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
+#: Homes whose names compile nothing on their own: looking them up leaves JAX alone (``report`` without a
+#: model imports no JAX; with one, its model section turns the cache on before it evaluates).
+_NO_COMPILING = {"config", "errors", "tasks.report"}
+
 
 def __getattr__(name):
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if home not in _NO_COMPILING:
+        compile_cache.enable()
     value = getattr(import_module(f".{home}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value

@@ -3,9 +3,11 @@
 :func:`infer_with` turns a stream of ``(key, logmel or error)`` into one
 :class:`Inferred` per track: the mean softmax (or tag sigmoid) over evenly
 spaced crops that cover the track, and the mean penultimate-layer vector over
-the same crops. Crops from consecutive tracks share batches (only the very
-last batch is padded), so the network always runs on full batches of one
-compiled shape. A model runs it through
+the same crops. Crops from consecutive tracks share batches, so the network
+runs on full batches of one compiled shape; only the very last batch, when the
+input is finished, is smaller: padded to the next power of 4 (:func:`padded_size`),
+so that one file costs a batch of its own size, not ``batch_size``. A track's
+numbers may differ in their last float32 bits with the size of the batch it ran in. A model runs it through
 :meth:`mgc.models.kinds.network.NetworkModel.infer`.
 
 :func:`counting_tracks` lets a caller count the tracks that every
@@ -28,7 +30,7 @@ import numpy as np
 from mgc.models.data.pipeline import eval_crops
 from mgc.models.nets.steps import infer_step
 
-__all__ = ["Inferred", "counting_tracks", "infer_with"]
+__all__ = ["Inferred", "counting_tracks", "infer_with", "padded_size"]
 
 _infer = jax.jit(infer_step, static_argnames=("graphdef", "multilabel"))
 #: Called with the number of tracks finished so far by an :func:`infer_with` started in :func:`counting_tracks`.
@@ -51,6 +53,18 @@ def counting_tracks(callback: Callable[[int], None]) -> Iterator[None]:
         yield
     finally:
         _finished_hook.reset(token)
+
+
+def padded_size(crops: int, batch_size: int) -> int:
+    """The batch that ``crops`` queued crops run in: ``batch_size`` when full, else the next power of 4.
+
+    The last batch of a run (one file's few crops) is padded only to 1, 4, 16, 64, ... crops, not to
+    ``batch_size``: memory and work follow the input, and at most ``log4(batch_size) + 1`` shapes compile.
+    """
+    size = 1
+    while size < crops:
+        size *= 4
+    return min(size, batch_size)
 
 
 @dataclass
@@ -113,7 +127,7 @@ def infer_with(
         done = 0
         while len(x) - done >= batch_size or (final and done < len(x)):
             take = min(batch_size, len(x) - done)
-            chunk = np.zeros((batch_size,) + x.shape[1:], np.float32)
+            chunk = np.zeros((padded_size(take, batch_size),) + x.shape[1:], np.float32)
             chunk[:take] = x[done : done + take]
             probs, embedding = _infer(params, batch_stats, chunk, graphdef=graphdef, multilabel=multilabel)
             probs, embedding = np.asarray(probs, np.float64)[:take], np.asarray(embedding, np.float64)[:take]

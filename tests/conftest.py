@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Must happen before JAX initialises its backends (any test module may import jax).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# JAX's persistent compilation cache (mgc.models.compile_cache) of this run: a fresh folder, removed at the
+# end, never the user's own cache (nor a JAX cache folder of theirs); subprocesses inherit it, so a program
+# compiled once serves the whole run.
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+os.environ["MGC_CACHE_DIR"] = tempfile.mkdtemp(prefix="mgc-test-jax-cache-")
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+atexit.register(shutil.rmtree, os.environ["MGC_CACHE_DIR"], ignore_errors=True)
 
 SHARED_AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
 

@@ -20,6 +20,7 @@ LAYERS = {"kernels": 0, "engine": 1, "models": 2, "terminal": 3, "cli": 4}
 #: Groups inside models/ (a top module or a subpackage), bottom to top; ``__init__`` (the public API) is on top.
 MODEL_RANKS = {
     "errors": 0,
+    "compile_cache": 0,
     "config": 1,
     "folder": 2,
     "nets": 2,

@@ -68,17 +68,26 @@ def entries(inputs: Sequence, skip=frozenset(), *, resolve: bool = False) -> lis
     return [e for e in found if e[0] not in skip]
 
 
+#: Inputs of at most this many files are decoded in the calling process (see :func:`decode_features`).
+IN_PROCESS_FILES = 4
+
+
 def decode_features(
     spec: dict[str, Any], keys: Sequence[tuple], *, workers: int | None = None, executor: Any = None
 ) -> Iterator[tuple]:
     """``(key, {feature: array} or error)`` of ``keys`` (``key[1]`` is the path) with ``spec``'s features, in order.
 
     Log-mel comes rounded as a store of the same spec holds it (``engine.compute_features``
-    does that), so a model sees what it was trained on.
+    does that), so a model sees what it was trained on. Up to :data:`IN_PROCESS_FILES` files
+    (one song, a notebook's few) are decoded in this process unless ``workers`` is given:
+    starting worker processes would cost more than the decoding (a decoder that crashes the
+    process then ends the run; larger runs keep each file's crash in a worker).
     """
     from mgc.engine import FeatureSpec, map_features
 
     keys = list(keys)
+    if workers is None and executor is None and len(keys) <= IN_PROCESS_FILES:
+        workers = 1
     computed = map_features([k[1] for k in keys], FeatureSpec.from_dict(spec), workers=workers, executor=executor)
     for key, (_path, value) in zip(keys, computed):
         yield key, value

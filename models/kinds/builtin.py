@@ -43,8 +43,9 @@ class BuiltinModel(NetworkModel):
     kind = "builtin"
     multilabel = True
 
-    #: The network's attributes, built on first use: building musicnn takes seconds, and a store of
-    #: another spec (:meth:`check_store`) is refused before them.
+    #: The network's attributes, built on first use (read from the weights file into an abstractly built
+    #: network, nothing initialised or compiled): a store of another spec (:meth:`check_store`) is refused
+    #: before the file is read.
     NETWORK = ("graphdef", "params", "batch_stats", "embedding_dim")
 
     def __init__(self, name: str, path: str | Path | None = None) -> None:

@@ -59,9 +59,7 @@ class CnnModel(NetworkModel):
         ModelError
             When the folder holds no checkpoint, or a training is writing into it.
         """
-        import jax
-
-        from mgc.models.nets.steps import init_state, make_optimizer
+        from mgc.models.nets.steps import abstract_state, make_optimizer
 
         # Locked before looking for checkpoints: during a training's first epoch "being trained" is the answer.
         with folder.lock(shared=True):
@@ -82,7 +80,8 @@ class CnnModel(NetworkModel):
                 step = checkpoints.step(which)
                 raise checkpoints.damaged(which, step, f"its meta lacks or garbles {error}") from None
             tx = make_optimizer(train_config, total_steps)
-            template = jax.tree.map(np.asarray, init_state(model_config, tx, seed=0))
+            # Shapes and dtypes only: the checkpoint fills them, so nothing is initialised or compiled.
+            template = abstract_state(model_config, tx)
             state, meta = checkpoints.restore(which, template)
         return cls(state, meta, source=str(Path(folder.root).resolve()))
 

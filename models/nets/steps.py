@@ -22,7 +22,15 @@ from flax import nnx
 from mgc.models.config import ModelConfig, TrainConfig
 from mgc.models.nets.cnn import ShortChunkCNN
 
-__all__ = ["make_schedule", "make_optimizer", "make_graphdef", "init_state", "train_step", "infer_step"]
+__all__ = [
+    "make_schedule",
+    "make_optimizer",
+    "make_graphdef",
+    "init_state",
+    "abstract_state",
+    "train_step",
+    "infer_step",
+]
 
 TrainState = dict[str, Any]
 
@@ -77,6 +85,15 @@ def init_state(config: ModelConfig, tx: optax.GradientTransformation, *, seed: i
         "step": jnp.zeros((), jnp.int32),
         "rng": rng,
     }
+
+
+def abstract_state(config: ModelConfig, tx: optax.GradientTransformation) -> TrainState:
+    """The train state's structure, as :func:`init_state` makes it, with ``jax.ShapeDtypeStruct`` leaves.
+
+    Only traced (``jax.eval_shape``): no random initialisation runs and nothing is compiled, so it is
+    the cheap template to restore a checkpoint into.
+    """
+    return jax.eval_shape(lambda: init_state(config, tx, seed=0))
 
 
 def train_step(

@@ -82,8 +82,12 @@ def load_musicnn(name: str = "musicnn-msd", path: str | Path | None = None) -> M
     path = Path(path) if path is not None else weights_path(name)
     with np.load(path, allow_pickle=False) as weights:
         values = {key: np.asarray(weights[key]) for key in weights.files}
-    model = Musicnn(n_classes=values["out/kernel"].shape[1], rngs=nnx.Rngs(0))
-    flat = nnx.to_flat_state(nnx.state(model))
+    if "out/kernel" not in values or np.ndim(values["out/kernel"]) != 2:
+        raise ValueError(f"{path} does not hold musicnn's variables: it has no 2-D out/kernel")
+    # The structure only (shapes, no arrays): no random initialisation, nothing compiled; the file fills it.
+    abstract = nnx.eval_shape(lambda: Musicnn(n_classes=values["out/kernel"].shape[1], rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    flat = nnx.to_flat_state(state)
     names = {"/".join(map(str, key)): variable for key, variable in flat}
     if set(names) != set(values):
         raise ValueError(f"{path} does not hold musicnn's variables: {sorted(set(names) ^ set(values))[:5]}")
@@ -92,7 +96,7 @@ def load_musicnn(name: str = "musicnn-msd", path: str | Path | None = None) -> M
         if values[name].shape != shape:
             raise ValueError(f"{path}: {name} has shape {values[name].shape}, not {shape}")
         variable.set_value(jnp.asarray(values[name], jnp.float32))
-    nnx.update(model, nnx.from_flat_state(flat))
+    model = nnx.merge(graphdef, nnx.from_flat_state(flat))
     model.eval()
     return model
 

@@ -17,7 +17,6 @@ from mgc.models.folder import EVAL_FILES, OUTPUT_MARKERS, ModelFolder, output_fo
 from mgc.models.kinds.base import Model
 from mgc.models.kinds.loader import load_model
 from mgc.models.metrics import classification_metrics
-from mgc.models.tasks.plots import confusion_png, curves_png
 
 __all__ = ["evaluate"]
 
@@ -230,6 +229,8 @@ def _evaluate_into(
             for row, truth, pred, p in zip(rows, y_true, y_pred, probs)
         ),
     )
+    from mgc.models.tasks.plots import confusion_png, curves_png  # matplotlib: only when the PNGs are drawn
+
     confusion_png(
         metrics["confusion"],
         model.label_names,

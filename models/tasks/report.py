@@ -246,8 +246,11 @@ def _model_section(model_dir: Path, store: Any, out: Path, progress: Any = None)
 
     The evaluation is announced on ``progress`` (a ``stage`` event of task ``report``) and reports its own events.
     """
+    from mgc.models.compile_cache import enable
     from mgc.models.tasks.evaluate import evaluate
     from mgc.models.tasks.plots import confusion_png, curves_png
+
+    enable()  # the model section compiles the network (mgc report without --model imports no JAX)
 
     message = f"evaluating the model in {model_dir} on the test split of {store.path}"
     ProgressReporter(progress, "report")("stage", message=message, stage="evaluate")

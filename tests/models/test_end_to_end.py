@@ -191,7 +191,10 @@ def test_python_predict_api(model_dir, tmp_path):
         assert all(0.0 <= p <= 1.0 for p in probabilities)
         assert probabilities == sorted(probabilities, reverse=True)
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
-    assert models.predict(model_dir, [fresh / "tone2"], top_k=1)[0]["top"] == results[1]["top"][:1]
+    # Alone, the file runs in a smaller batch: the same label, the probability within float32 rounding.
+    alone = models.predict(model_dir, [fresh / "tone2"], top_k=1)[0]["top"][0]
+    assert alone["label"] == results[1]["top"][0]["label"]
+    assert alone["probability"] == pytest.approx(results[1]["top"][0]["probability"], rel=1e-5)
 
 
 def test_a_store_with_another_spec_is_a_clear_error(model_dir, tmp_path):

@@ -108,3 +108,11 @@ def test_decoding_on_a_dask_cluster_gives_the_same_results(model, files, tmp_pat
     for a, b in zip(on_dask, here):
         np.testing.assert_allclose(_probabilities(a, model), _probabilities(b, model), rtol=1e-5, atol=1e-6)
     assert summary["written"] == len(files) and list(VectorStore(tmp_path / "emb").track_ids()) == files
+
+
+def test_the_last_batch_is_sized_to_the_work_not_to_batch_size():
+    """One file's few crops run in a batch of the next power of 4, never padded out to ``--batch-size``."""
+    from mgc.models.inference import padded_size
+
+    assert [padded_size(n, 256) for n in (1, 2, 4, 5, 16, 17, 100, 255, 256)] == [1, 4, 4, 16, 16, 64, 256, 256, 256]
+    assert padded_size(3, 2) == 2 and padded_size(1, 1) == 1
