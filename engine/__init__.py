@@ -29,7 +29,7 @@ from .spec import SPEC_PRESETS, FeatureSpec
 from .store import FeatureStore, TrackTable
 from .summary import summarize_store
 from .vectors import VectorStore, VectorWriter
-from .workers import default_workers
+from .workers import default_workers, prestart_pool, prestarted
 
 __all__ = [
     "ThrottledReporter",
@@ -63,6 +63,8 @@ __all__ = [
     "background",
     "compute_features",
     "default_workers",
+    "prestart_pool",
+    "prestarted",
     "describe_differences",
     "differences",
     "extract",

@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from .errors import AudioError
 from .features import compute_features
 from .spec import FeatureSpec
-from .workers import default_workers, make_pool, one_thread_environment
+from .workers import default_workers, make_pool, one_thread_environment, started_pool
 
 __all__ = ["map_features"]
 
@@ -95,7 +95,7 @@ def map_features(
                 yield path, _rebuild(path, value)
         return
     own = executor is None
-    pool = make_pool(workers) if own else executor
+    pool = (started_pool(workers) or make_pool(workers)) if own else executor
     pending: deque = deque()  # (chunk, future), at most two chunks per worker in flight
     source = chunks()
 

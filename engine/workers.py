@@ -8,12 +8,22 @@ the one home of the worker count, the thread caps and the pool's initializer;
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
 
-__all__ = ["THREAD_VARIABLES", "default_workers", "init_worker", "make_pool", "one_thread_environment"]
+__all__ = [
+    "THREAD_VARIABLES",
+    "default_workers",
+    "init_worker",
+    "make_pool",
+    "one_thread_environment",
+    "prestart_pool",
+    "prestarted",
+    "started_pool",
+]
 
 #: BLAS/OpenMP pools read these when numpy loads, so they must be in the
 #: environment a worker process starts with (see ``one_thread_environment``).
@@ -96,3 +106,51 @@ def make_pool(workers: int) -> cf.ProcessPoolExecutor:
     return cf.ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker
     )
+
+
+#: Pools started ahead of their run by :func:`prestart_pool`, by worker count (taken by :func:`started_pool`).
+_STARTED: dict[int, cf.ProcessPoolExecutor] = {}
+
+
+def warm_kernels() -> None:
+    """Load the decoders and the feature kernels (Numba's cached machine code) in this process: about 1 s, once."""
+    import numpy as np
+    import soundfile  # noqa: F401
+    import soxr  # noqa: F401
+
+    from mgc.kernels import log_melspectrogram
+
+    log_melspectrogram(np.zeros(4096, np.float32), sr=22050, n_fft=1024, hop_length=512, center=False, top_db=None)
+
+
+def prestart_pool(workers: int | None = None) -> None:
+    """Start a pool of ``workers`` (default: all cores) now, its first worker loading the kernels meanwhile.
+
+    For a command about to spend a second or more in the main process (importing JAX,
+    loading a model) before its first file is decoded: one worker starts and warms up on
+    another core in the meantime (the pool starts the others as work arrives), and
+    :func:`started_pool` hands the pool to the run.
+    A pool nobody takes is shut down at exit.
+    """
+    workers = workers or default_workers()
+    if workers in _STARTED:
+        return
+    pool = make_pool(workers)
+    with one_thread_environment():  # one worker now (a second would compete with the main process for a core)
+        pool.submit(warm_kernels)
+    _STARTED[workers] = pool
+    atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+
+
+def started_pool(workers: int) -> cf.ProcessPoolExecutor | None:
+    """The pool :func:`prestart_pool` started with ``workers``, handed over once (the taker shuts it down)."""
+    pool = _STARTED.pop(workers, None)
+    if pool is not None and getattr(pool, "_broken", False):  # a worker died warming up: a fresh pool instead
+        pool.shutdown(wait=False, cancel_futures=True)
+        return None
+    return pool
+
+
+def prestarted(workers: int | None = None) -> bool:
+    """Whether :func:`prestart_pool` started a pool of ``workers`` (None: of any size) that no run took yet."""
+    return bool(_STARTED) if workers is None else workers in _STARTED

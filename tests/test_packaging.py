@@ -51,7 +51,7 @@ def test_the_wheel_installs_one_top_level_package(wheel):
     packages = {p.parent.relative_to(ROOT).as_posix() for f in PACKAGES for p in (ROOT / f).rglob("__init__.py")}
     assert {f"mgc/{p}/__init__.py" for p in packages} <= set(names), "pyproject.toml lists every package"
     entry_points = zipfile.ZipFile(wheel).read(f"mgc-{__version__}.dist-info/entry_points.txt").decode()
-    assert "mgc = mgc.cli:app" in entry_points
+    assert "mgc = mgc.cli:program" in entry_points
 
 
 def test_another_distributions_models_and_cli_keep_working_beside_it(wheel, tmp_path):

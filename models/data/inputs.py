@@ -79,14 +79,16 @@ def decode_features(
 
     Log-mel comes rounded as a store of the same spec holds it (``engine.compute_features``
     does that), so a model sees what it was trained on. Up to :data:`IN_PROCESS_FILES` files
-    (one song, a notebook's few) are decoded in this process unless ``workers`` is given:
-    starting worker processes would cost more than the decoding (a decoder that crashes the
-    process then ends the run; larger runs keep each file's crash in a worker).
+    (one song, a notebook's few) are decoded in this process unless ``workers`` is given or a
+    pool was started ahead (``engine.prestart_pool``, as the CLI does while JAX loads):
+    starting worker processes then would cost more than the decoding (a decoder that crashes
+    the process ends the run; larger runs keep each file's crash in a worker).
     """
-    from mgc.engine import FeatureSpec, map_features
+    from mgc.engine import FeatureSpec, default_workers, map_features, prestarted
 
     keys = list(keys)
-    if workers is None and executor is None and len(keys) <= IN_PROCESS_FILES:
+    small = workers is None and executor is None and len(keys) <= IN_PROCESS_FILES
+    if small and not prestarted(default_workers()):
         workers = 1
     computed = map_features([k[1] for k in keys], FeatureSpec.from_dict(spec), workers=workers, executor=executor)
     for key, (_path, value) in zip(keys, computed):

@@ -30,3 +30,18 @@ def test_pool_workers_run_one_thread_each():
 
 def test_default_workers_counts_the_cores_this_process_may_use():
     assert default_workers() == len(os.sched_getaffinity(0))
+
+
+def test_a_pool_started_ahead_is_warm_and_handed_to_one_run(tmp_path):
+    """``prestart_pool`` (the CLI's, while JAX loads) starts a worker that loads the kernels; the run takes it once."""
+    from mgc.engine import FeatureSpec, compute_features, map_features, prestart_pool, prestarted
+
+    from .conftest import write_audio
+
+    path = write_audio(tmp_path / "a.wav", seconds=1.0, sr=8000)
+    spec = FeatureSpec(sr=8000, n_fft=256, hop_length=128, n_mels=16, features=("logmel",))
+    prestart_pool(2)
+    assert prestarted(2) and prestarted() and not prestarted(3)
+    (done,) = list(map_features([path], spec, workers=2))
+    assert not prestarted() and done[0] == str(path)
+    assert (done[1]["logmel"] == compute_features(path, spec)["logmel"]).all()
