@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
-from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer >= 0.29 vendors click; no public name
 from typer.core import TyperCommand, TyperGroup
 
 from mgc.engine import MgcError, MgcWarning, ProgressEvent, check_at_least
@@ -40,6 +40,7 @@ def at_least(low, *, strict: bool = False):
 
 
 def above(low):
+    """An option callback refusing a value that is not above ``low``."""
     return at_least(low, strict=True)
 
 
@@ -211,7 +212,9 @@ def status_text(event: ProgressEvent, state: dict) -> str:
                 f"loss {info['loss']:.4f}  val acc {state.get('val', '-')}"
             )
         return state.get("status", "")
-    return f"pass {info['epoch']}  loss {info['loss']:.4f}" if event.task == "fine-tune" and "loss" in info else ""
+    if event.task == "fine-tune" and "loss" in info:
+        return f"pass {info['epoch']}  loss {info['loss']:.4f}"
+    return f"{info['failed']} failed" if "failed" in info else ""  # predict, embed
 
 
 def show(bars: Progress, states: dict, event: ProgressEvent) -> None:

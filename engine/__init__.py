@@ -6,7 +6,7 @@ The engine imports ``kernels`` for the numbers and never imports JAX.
 from . import atomic, neighbours, vectors
 from .background import background
 from .batch import map_features
-from .corpus import SPLIT_NAMES, Corpus, Track, find_audio_files, folder_tracks, load_corpus
+from .corpus import FFMPEG_EXTENSIONS, SPLIT_NAMES, Corpus, Track, find_audio_files, folder_tracks, load_corpus
 from .diff import describe_differences, differences
 from .errors import (
     AudioError,
@@ -22,6 +22,7 @@ from .errors import (
 )
 from .extract import ExtractFailed, ExtractResult, check_settings, extract
 from .features import compute_features
+from .ffmpeg import FFmpegStream, open_audio
 from .lock import FolderLock
 from .progress import ProgressCallback, ProgressEvent, ThrottledReporter
 from .progress import Reporter as ProgressReporter
@@ -72,6 +73,9 @@ __all__ = [
     "load_corpus",
     "folder_tracks",
     "SPLIT_NAMES",
+    "FFMPEG_EXTENSIONS",
+    "FFmpegStream",
+    "open_audio",
     "map_features",
     "MgcError",
     "summarize_store",

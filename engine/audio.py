@@ -37,7 +37,18 @@ import soxr
 from .corpus import AUDIO_EXTENSIONS
 from .errors import AudioError
 
-__all__ = ["AudioStream", "BLOCK_FRAMES", "MIN_SR", "MAX_SR", "MAX_CHANNELS", "MAX_TRACK_SECONDS"]
+__all__ = [
+    "AudioStream",
+    "BLOCK_FRAMES",
+    "MIN_SR",
+    "MAX_SR",
+    "MAX_CHANNELS",
+    "MAX_TRACK_SECONDS",
+    "check_path",
+    "format_seconds",
+    "mix_to_mono",
+    "too_long_error",
+]
 
 # Source frames decoded per read: about 6 s at 44.1 kHz, a few MB of memory.
 # Files with more than two channels read fewer frames at a time (the buffer
@@ -264,7 +275,7 @@ def _end_decodes(path: str, frames: int) -> bool:
         return False
 
 
-def _mix_to_mono(frames: np.ndarray) -> np.ndarray:
+def mix_to_mono(frames: np.ndarray) -> np.ndarray:
     """Mean over channels of ``frames [shape=(n, channels)]``, as ``librosa.to_mono``.
 
     Rows are added in order then divided by the count, like numpy's mean over the
@@ -279,7 +290,7 @@ def _mix_to_mono(frames: np.ndarray) -> np.ndarray:
     return mono
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
     """Classify the problems visible before decoding (missing, directory, ...)."""
     try:
         info = os.stat(path)
@@ -304,16 +315,16 @@ def _check_path(path: str) -> None:
         raise AudioError("empty", path)
 
 
-def _seconds(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
     """``seconds`` as a short human reading: "3.0 s", "2.25 h"."""
     return f"{seconds / 3600:,.2f} h" if seconds >= 3600 else f"{seconds:,.1f} s"
 
 
-def _too_long(path: str, what: str) -> AudioError:
+def too_long_error(path: str, what: str) -> AudioError:
     return AudioError(
         "too_long",
         path,
-        f"{what} {_seconds(MAX_TRACK_SECONDS)}; set a duration (e.g. --duration 600)"
+        f"{what} {format_seconds(MAX_TRACK_SECONDS)}; set a duration (e.g. --duration 600)"
         " to use only the start of each track",
     )
 
@@ -331,7 +342,7 @@ def _check_format(path: str, handle: soundfile.SoundFile) -> None:
 
 def _open(path: str, lines: list) -> soundfile.SoundFile:
     """Open ``path`` after the checks; what the decoder prints goes to ``lines``."""
-    _check_path(path)
+    check_path(path)
     try:
         with _decoder_output(lines):
             handle = soundfile.SoundFile(os.fsencode(path))  # bytes: names that are not UTF-8 open too
@@ -412,7 +423,9 @@ class AudioStream:
         if self.length_known and self.source_frames > self._max_frames:
             self.close()
             what = "the window to use" if start or duration is not None else "the file"
-            raise _too_long(self.path, f"{what} lasts {_seconds(self.source_seconds)}, more than the limit of")
+            raise too_long_error(
+                self.path, f"{what} lasts {format_seconds(self.source_seconds)}, more than the limit of"
+            )
         if start:
             try:
                 with _decoder_output(self._messages):
@@ -461,10 +474,10 @@ class AudioStream:
                 remaining -= n
                 if not self.length_known and self.source_frames - remaining > self._max_frames:
                     what = "the header does not state the length and the audio goes on past the limit of"
-                    raise _too_long(self.path, what)
+                    raise too_long_error(self.path, what)
                 if not np.isfinite(got).all():
                     raise AudioError("non_finite", self.path)
-                mono = _mix_to_mono(got)
+                mono = mix_to_mono(got)
                 last = remaining <= 0 or n < want
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono, last=last)
@@ -503,12 +516,12 @@ class AudioStream:
         if error is not None and not said:
             said = f"libsndfile: {_libsndfile_words(error, self.path)}"
         # Where decoding stopped: exactly when counted, else after the frames before the failed read.
-        at = _seconds(stop / self.source_sr)
+        at = format_seconds(stop / self.source_sr)
         exact = error is None or stop > begun
         place = f"at {at}" if exact else f"after {at}" if stop else ""
         if not self.length_known:
             return AudioError("corrupt", self.path, f"decoding failed {place}".rstrip() + f": {said}")
-        declared = _seconds(self._declared / self.source_sr)
+        declared = format_seconds(self._declared / self.source_sr)
         damaged = any(_DAMAGE.search(line) for line in self._messages)
         if self._file.format in _PCM_FORMATS or (not damaged and not _end_decodes(self.path, self._declared)):
             detail = f"the audio stops {place} of {declared}" if place else f"the audio stops short of {declared}"

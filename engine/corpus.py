@@ -31,6 +31,7 @@ __all__ = [
     "find_audio_files",
     "is_audio_name",
     "AUDIO_EXTENSIONS",
+    "FFMPEG_EXTENSIONS",
     "UNSUPPORTED_EXTENSIONS",
     "SPLIT_NAMES",
 ]
@@ -42,16 +43,20 @@ AUDIO_EXTENSIONS = frozenset(
     | {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "au", "snd", "aiff", "aif", "aifc", "caf", "w64", "rf64"}
     | {"mp1", "mp2", "mpa", "mpga"}
 )
-# Audio (and audio/video containers) that soundfile cannot decode: listed anyway so
-# that each lands in the failures table as "unsupported" instead of being silently ignored.
-UNSUPPORTED_EXTENSIONS = (
+# Audio, and audio/video containers, that only FFmpeg (PyAV, see engine/ffmpeg.py) decodes:
+# AAC/ALAC in MP4, ADTS AAC, WMA, Opus/Vorbis in WebM/Matroska, AMR, Monkey's Audio, WavPack,
+# Musepack, TTA, TAK, Speex, RealAudio, AC-3/E-AC-3/DTS, DSD, and the first audio stream of a video file.
+FFMPEG_EXTENSIONS = (
     frozenset(
-        {"m4a", "m4b", "m4p", "m4r", "aac", "alac", "mp4", "3gp", "3g2", "amr", "awb", "wma", "wmv", "asf"}
+        {"m4a", "m4b", "m4r", "aac", "alac", "mp4", "3gp", "3g2", "amr", "awb", "wma", "wmv", "asf"}
         | {"ape", "wv", "mpc", "tta", "tak", "spx", "ra", "rm", "ac3", "eac3", "dts", "dsf", "dff"}
-        | {"mka", "mkv", "webm", "mov", "avi", "flv"}
+        | {"mka", "mkv", "webm", "mov", "avi", "flv", "ogv"}
     )
     - AUDIO_EXTENSIONS
 )
+# Audio that neither decoder reads: listed anyway so that each lands in the failures table
+# as "unsupported" instead of being silently ignored (.m4p: iTunes FairPlay-protected AAC).
+UNSUPPORTED_EXTENSIONS = frozenset({"m4p"}) - AUDIO_EXTENSIONS - FFMPEG_EXTENSIONS
 #: The split names a manifest's ``split`` column may hold (an empty cell: no split).
 SPLIT_NAMES = ("train", "valid", "test")
 _MANIFEST_COLUMNS = ("path", "label", "track_id", "split", "artist")
@@ -102,9 +107,9 @@ class Corpus:
 
 
 def is_audio_name(name: str) -> bool:
-    """True when a file name's extension is one mgc treats as audio (decodable or not)."""
+    """True when a file name's extension is one mgc treats as audio (by soundfile, by FFmpeg, or listed to fail)."""
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return ext in AUDIO_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS
+    return ext in AUDIO_EXTENSIONS or ext in FFMPEG_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS
 
 
 def _listed(name: str) -> bool:

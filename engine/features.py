@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import AudioStream
 from .errors import AudioError
+from .ffmpeg import open_audio
 from .spec import FeatureSpec
 
 # Frames per call of the MFCC kernel (about 95 s of audio at the defaults).
@@ -202,7 +202,7 @@ def compute_track(path, spec: FeatureSpec, *, offset=None, duration=None) -> Tra
     AudioError
         When the file cannot be used; ``.kind`` says why.
     """
-    stream = AudioStream(path, spec.sr, offset=offset, duration=duration)
+    stream = open_audio(path, spec.sr, offset=offset, duration=duration)
     features, n_samples = features_from_blocks(stream.blocks(), spec, stream.path)
     return TrackFeatures(features, n_samples, stream.source_sr, stream.source_channels)
 

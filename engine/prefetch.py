@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from .audio import AudioStream
 from .background import background
 from .errors import AudioError
+from .ffmpeg import FFmpegStream, open_audio
 
 __all__ = ["decoded_tracks"]
 
@@ -23,7 +24,9 @@ _TRACK, _BLOCK, _END, _ERROR = "track", "block", "end", "error"
 class _Track:
     """What the decoder hands over for one track: a stream or an error, then its blocks."""
 
-    def __init__(self, item, stream: AudioStream | None, error: Exception | None, events: Iterator) -> None:
+    def __init__(
+        self, item, stream: AudioStream | FFmpegStream | None, error: Exception | None, events: Iterator
+    ) -> None:
         self.item = item
         self.stream = stream
         self.error = error
@@ -48,7 +51,7 @@ def _events(items, sr, offset, duration, on_item):
         if on_item is not None:
             on_item(position)
         try:
-            stream = AudioStream(path, sr, offset=offset, duration=duration)
+            stream = open_audio(path, sr, offset=offset, duration=duration)
         except AudioError as exc:
             yield _TRACK, (item, None, exc)
             continue

@@ -19,6 +19,7 @@ ALLOWED = {
         "numba",
         "scipy",
         "soundfile",
+        "av",  # PyAV: FFmpeg for what libsndfile cannot read (engine/ffmpeg.py)
         "soxr",
         "h5py",
         "kernels",

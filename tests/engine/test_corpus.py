@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from mgc.engine import CorpusError, MgcWarning, load_corpus
-from mgc.engine.corpus import AUDIO_EXTENSIONS, SPLIT_NAMES, UNSUPPORTED_EXTENSIONS, folder_tracks, is_audio_name
+from mgc.engine.corpus import (
+    AUDIO_EXTENSIONS,
+    FFMPEG_EXTENSIONS,
+    SPLIT_NAMES,
+    UNSUPPORTED_EXTENSIONS,
+    folder_tracks,
+    is_audio_name,
+)
 
 from .conftest import write_audio
 
@@ -159,8 +166,8 @@ def test_webm_mp2_and_other_containers_are_listed(tmp_path: Path):
     assert [t.track_id for t in load_corpus(tmp_path)] == sorted(
         f"x/a.{e}" for e in ("webm", "mp2", "mkv", "mov", "m4b", "3gp", "amr", "opus")
     )
-    assert {"webm", "mkv", "mov", "m4b", "3gp", "amr"} <= UNSUPPORTED_EXTENSIONS
-    assert {"mp2", "opus"} <= AUDIO_EXTENSIONS and not AUDIO_EXTENSIONS & UNSUPPORTED_EXTENSIONS
+    assert {"webm", "mkv", "mov", "m4b", "3gp", "amr"} <= FFMPEG_EXTENSIONS
+    assert {"mp2", "opus"} <= AUDIO_EXTENSIONS and not AUDIO_EXTENSIONS & (UNSUPPORTED_EXTENSIONS | FFMPEG_EXTENSIONS)
     assert is_audio_name("Clip.WEBM") and not is_audio_name("notes.txt")
 
 
