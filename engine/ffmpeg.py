@@ -226,7 +226,7 @@ class FFmpegStream:
             self._handle = None
 
     def _frames(self) -> Iterator[np.ndarray]:
-        """Decoded frames of the stream as float32 ``[shape=(n, channels)]``, packet by packet.
+        """Decoded frames of the stream, mixed to mono (float32 ``[shape=(n,)]``), packet by packet.
 
         One packet is read ahead, so that a decoding error in the file's last packet
         (a cut file) is told from one inside it (damage).
@@ -234,20 +234,19 @@ class FFmpegStream:
         packets = self._container.demux(self._stream)
         converter = None
 
-        def read():
-            with av.logging.Capture() as logs:
-                try:
-                    return next(packets, None)
-                except (av.FFmpegError, OSError) as exc:
-                    raise self._failure(exc, logs, last=False) from None
-                finally:
-                    self._logs.extend(logs)
+        def read(logs):
+            try:
+                return next(packets, None)
+            except (av.FFmpegError, OSError) as exc:
+                raise self._failure(exc, logs, last=False) from None
 
-        packet = read()
+        with av.logging.Capture() as logs:
+            packet = read(logs)
+        self._logs.extend(logs)
         while packet is not None:
-            following = read()
-            with av.logging.Capture() as logs:
+            with av.logging.Capture() as logs:  # one capture a packet: reading the next, decoding this one
                 try:
+                    following = read(logs)
                     frames = packet.decode()
                 except (av.FFmpegError, OSError) as exc:
                     raise self._failure(exc, logs, last=following is None or following.size == 0) from None
@@ -259,19 +258,25 @@ class FFmpegStream:
                         "corrupt", self.path, f"the sample rate changes from {self.source_sr} to {frame.sample_rate} Hz"
                     )
                 name = frame.format.name
-                if name == "fltp":  # planes (channels, n): their transpose is a view, mixed column by column
-                    yield frame.to_ndarray().T
+                if name == "fltp":  # one buffer per channel: added straight from the planes, as mix_to_mono does
+                    n, planes = frame.samples, frame.planes
+                    mono = np.frombuffer(planes[0], np.float32, n).copy()
+                    for plane in planes[1:]:
+                        mono += np.frombuffer(plane, np.float32, n)
+                    if len(planes) > 1:
+                        mono /= np.float32(len(planes))
+                    yield mono
                 elif name == "flt":
-                    yield frame.to_ndarray().reshape(-1, frame.layout.nb_channels)
+                    yield mix_to_mono(frame.to_ndarray().reshape(-1, frame.layout.nb_channels))
                 else:  # integer or double samples: FFmpeg's own conversion to float, same rate
                     if converter is None:
                         converter = av.AudioResampler(format="flt", layout=frame.layout.name, rate=frame.sample_rate)
                     for converted in converter.resample(frame):
-                        yield converted.to_ndarray().reshape(-1, converted.layout.nb_channels)
+                        yield mix_to_mono(converted.to_ndarray().reshape(-1, converted.layout.nb_channels))
             packet = following
         if converter is not None:
             for converted in converter.resample(None):
-                yield converted.to_ndarray().reshape(-1, converted.layout.nb_channels)
+                yield mix_to_mono(converted.to_ndarray().reshape(-1, converted.layout.nb_channels))
 
     def blocks(self) -> Iterator[np.ndarray]:
         """Yield mono float32 blocks at ``sr``; closes the file when done.
@@ -303,11 +308,10 @@ class FFmpegStream:
                 if want is None and kept > self._max_frames:
                     what = "the audio goes on past the limit of"
                     raise too_long_error(self.path, what)
-                mono = mix_to_mono(samples)
-                if not np.isfinite(mono).all():
+                if not np.isfinite(samples).all():
                     raise AudioError("non_finite", self.path)
-                pending.append(mono)
-                gathered += mono.size
+                pending.append(samples)
+                gathered += samples.size
                 done = want is not None and kept >= want
                 if gathered >= self.block_frames and not done:
                     block = np.concatenate(pending) if len(pending) > 1 else pending[0]
