@@ -31,6 +31,7 @@ from mgc.engine.vectors import DTYPES, SHARD_TRACKS
 from mgc.engine.verify import verify as check_store
 from mgc.models import config
 from mgc.terminal import (
+    RESUME,
     MgcCommand,
     MgcGroup,
     above,
@@ -50,6 +51,7 @@ from mgc.terminal import (
     table,
     warned,
 )
+from mgc.terminal import program as terminal_program
 
 SPEC, TRAIN, HEAD, WIDTHS = FeatureSpec(), config.TrainConfig(), config.HeadConfig(), config.ModelConfig.widths
 
@@ -63,6 +65,8 @@ Inputs = Annotated[list[str], typer.Argument(help="Audio files, folders (searche
 Store = Annotated[str, typer.Option("--store", help="Use every track of this feature store instead of INPUTS.")]
 Workers = Annotated[int, typer.Option("--workers", callback=at_least(1), help="Worker processes (default: all cores).")]
 Scheduler = Annotated[str, typer.Option("--scheduler", help=SCHEDULER_HELP)]
+ALL_FILES_HELP = "List every file of a folder, not only known audio extensions (cover images then fail as unreadable)."
+AllFiles = Annotated[bool, typer.Option("--all-files", help=ALL_FILES_HELP)]
 MaxCrops = Annotated[
     int, typer.Option("--max-crops", callback=at_least(1), help="Cap on crops per track (default: cover it).")
 ]
@@ -76,17 +80,6 @@ SHARED = {"out": ("--out", "-o"), "duration": ("--duration",), "tracks_per_genre
 def shared(name: str, help: str, default: Any = ..., **kwargs) -> Any:
     """The shared option ``name`` (:data:`SHARED`) with this command's help and default (``...``: required)."""
     return typer.Option(default, *SHARED[name], help=help, **kwargs)
-
-
-#: What an interrupted command kept, and how to go on (Ctrl-C prints it, exit 130).
-RESUME = {
-    "extract": "shards already written are kept; the same command resumes",
-    "train": "checkpoints already written are kept; the same command with --resume continues",
-    "predict": "with --out, lines already written are kept and the same command resumes; without it, nothing is kept",
-    "embed": "shards already written are kept; the same command resumes",
-    "synth": "files already written are kept; the same command redoes the rest",
-    "demo": "what is complete is kept; the same command reuses it",
-}
 
 
 def command(name: str):
@@ -194,6 +187,7 @@ def extract_command(
     store: str = typer.Argument(help="Store folder to create or resume."),
     manifest: str = typer.Option(None, help="CSV with path,label[,track_id,split,artist]."),
     workers: Workers = None,
+    all_files: AllFiles = False,
     sr: int = typer.Option(SPEC.sr, help="Sample rate to resample to.", callback=at_least(1)),
     n_fft: int = typer.Option(SPEC.n_fft, help="FFT window in samples.", callback=at_least(1)),
     hop_length: int = typer.Option(SPEC.hop_length, help="Samples between frames.", callback=at_least(1)),
@@ -218,7 +212,7 @@ def extract_command(
     spec = {"sr": sr, "n_fft": n_fft, "hop_length": hop_length, "n_mels": n_mels, "n_mfcc": n_mfcc, "fmin": fmin}
     spec = FeatureSpec(**spec, fmax=fmax, features=chosen, logmel_dtype=logmel_dtype)
     spec = FeatureSpec.from_dict(SPEC_PRESETS[preset]) if preset else spec
-    tracks = engine.load_corpus(corpus, manifest)
+    tracks = engine.load_corpus(corpus, manifest, all_files=all_files)
     if verify:
         return _verify_store(tracks, store)
     with warnings.catch_warnings(action="ignore", category=MgcWarning):  # extract warns, once
@@ -482,12 +476,14 @@ def predict_command(
     top_k: int = typer.Option(config.TOP_K, callback=at_least(1), help="Genres to show per track."),
     max_crops: MaxCrops = None,
     workers: Workers = None,
+    all_files: AllFiles = False,
     batch_size: BatchSize = config.INFER_BATCH,
     scheduler: Scheduler = None,
     json_out: Json = False,
 ) -> None:
     """Predict the genres of audio files or of a store's tracks; unreadable files are reported and skipped."""
     options = {"store": store, "top_k": top_k, "max_crops": max_crops, "workers": workers, "batch_size": batch_size}
+    options["all_files"] = all_files
     if inputs and not scheduler:  # decoders warm up on the other cores while JAX and the model load
         engine.prestart_pool(workers)
     if out:
@@ -527,6 +523,7 @@ def embed_command(
     ),
     max_crops: MaxCrops = None,
     workers: Workers = None,
+    all_files: AllFiles = False,
     batch_size: BatchSize = config.INFER_BATCH,
     checkpoint: Checkpoint = config.CHECKPOINTS[0],
     scheduler: Scheduler = None,
@@ -537,7 +534,7 @@ def embed_command(
     options |= {"store": store, "workers": workers, "batch_size": batch_size, "shard_tracks": shard_tracks}
     if inputs and not scheduler:
         engine.prestart_pool(workers)
-    s = run(models.embed, model_dir, out, inputs or (), scheduler=scheduler, **options)
+    s = run(models.embed, model_dir, out, inputs or (), scheduler=scheduler, all_files=all_files, **options)
     index_note = f"; index {s['index']}" if s["index"] else ""
     counts = f"{s['failed']} failed; {s['skipped']} already there; {s['vectors']} vectors in all{index_note}"
     print_json(s) if json_out else say(f"embedded {s['written']} track(s) into {s['out']} ({counts})")
@@ -588,28 +585,9 @@ def report_command(
     say(f"report of {numbers['tracks']} tracks ({numbers['sampled']} sampled): {folder}/index.html", stdout)
 
 
-#: Commands whose every write is committed when they return: the program ends without the interpreter's
-#: teardown (JAX's takes about 0.4 s of a one-file ``mgc predict``).
-QUICK_EXIT = {"predict", "embed", "similar", "evaluate", "inspect"}
-
-
 def program() -> None:
-    """The ``mgc`` program (``python -m mgc.cli`` too): :data:`app`, then a quick exit after the commands above."""
-    import os
-    import sys
-
-    try:
-        app()
-        code = 0
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
-        if done.code is not None and not isinstance(done.code, int):
-            print(done.code, file=sys.stderr)
-    if len(sys.argv) > 1 and sys.argv[1] in QUICK_EXIT and not engine.prestarted():  # an unused pool: clean up
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    """The ``mgc`` program (the console script, and ``python -m mgc.cli``): :func:`mgc.terminal.program`."""
+    terminal_program(app)
 
 
 if __name__ == "__main__":

@@ -112,14 +112,16 @@ def is_audio_name(name: str) -> bool:
     return ext in AUDIO_EXTENSIONS or ext in FFMPEG_EXTENSIONS or ext in UNSUPPORTED_EXTENSIONS
 
 
-def _listed(name: str) -> bool:
-    return not name.startswith(".") and is_audio_name(name)
+def _listed(name: str, all_files: bool = False, is_dir: bool = False) -> bool:
+    """Not hidden, and audio-named; with ``all_files`` any file too (a folder still only when audio-named)."""
+    return not name.startswith(".") and (is_audio_name(name) or (all_files and not is_dir))
 
 
 class _Scan:
     """The audio-named entries under one root, each recording listed once (see ``_scan``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, all_files: bool = False) -> None:
+        self.all_files = all_files  # list every (non-hidden) file, not only audio-named ones
         self.found: list[str] = []  # relative POSIX paths, as reached from the root
         self.seen: set[str] = set()  # real paths of the listed entries
         self.walked: set[str] = set()  # real paths of the folders walked
@@ -146,10 +148,11 @@ class _Scan:
                     continue
                 # No component below ``real`` is a symlink, so this is the entry's real path.
                 entry_real = os.path.join(real, entry.name)
-                if _listed(entry.name) and entry_real not in self.seen:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if _listed(entry.name, self.all_files, is_dir) and entry_real not in self.seen:
                     self.found.append(entry_rel)
                     self.seen.add(entry_real)
-                if entry.is_dir(follow_symlinks=False):
+                if is_dir:
                     subfolders.append((entry.path, entry_real, entry_rel))
             stack.extend(reversed(subfolders))
 
@@ -161,18 +164,22 @@ class _Scan:
             # A target that holds the link (an ancestor: a loop) or that was walked already is never entered.
             if target in self.walked or folder_real == target or folder_real.startswith(target.rstrip("/") + "/"):
                 return
-            if _listed(name):
+            if _listed(name, self.all_files, is_dir=True):
                 self.found.append(rel)
                 self.seen.add(target)
             self.walk(path, target, rel)
-        elif _listed(name) and target not in self.seen:
+        elif _listed(name, self.all_files) and target not in self.seen:
             # A file, or a dangling link: listed so that extraction reports it as "missing".
             self.found.append(rel)
             self.seen.add(target)
 
 
-def _scan(root: Path) -> list[str]:
+def _scan(root: Path, all_files: bool = False) -> list[str]:
     """Relative POSIX paths of audio-named entries under ``root``, sorted.
+
+    With ``all_files`` every file is listed whatever its extension (FFmpeg reads
+    by content; a cover image then fails as unreadable); hidden names (starting
+    with ".") never are.
 
     Directories named like audio files are listed too (they fail later with
     kind "is_directory", so the user sees them) and are searched as well.
@@ -188,7 +195,7 @@ def _scan(root: Path) -> list[str]:
     dangling link is listed (extraction reports it as "missing"). Hard links
     are distinct entries, each listed.
     """
-    scan = _Scan()
+    scan = _Scan(all_files)
     scan.walk(os.fspath(root), os.path.realpath(root), "")
     while scan.links:
         links, scan.links = sorted(scan.links), []
@@ -234,7 +241,7 @@ def _check_labels(labels: str) -> None:
         raise CorpusError(f"labels must be 'auto', 'folders' or 'none', got {labels!r}")
 
 
-def folder_tracks(folder, labels: str = "auto", *, name=None) -> list[tuple[str, str | None]]:
+def folder_tracks(folder, labels: str = "auto", *, name=None, all_files: bool = False) -> list[tuple[str, str | None]]:
     """``(relative path, label or None)`` of every audio-named entry under ``folder``: the listing of ``load_corpus``.
 
     Every entry ``_scan`` lists is here, those that cannot be decoded included (a
@@ -249,6 +256,8 @@ def folder_tracks(folder, labels: str = "auto", *, name=None) -> list[tuple[str,
         See ``load_corpus``.
     name : str, optional
         How a warning names the folder (default: ``folder`` as given).
+    all_files : bool
+        List every file, not only known audio extensions (hidden files still skipped).
 
     Returns
     -------
@@ -264,7 +273,7 @@ def folder_tracks(folder, labels: str = "auto", *, name=None) -> list[tuple[str,
     """
     _check_labels(labels)
     name = folder if name is None else name
-    rel_paths = _scan(Path(folder))
+    rel_paths = _scan(Path(folder), all_files)
     top = [rel for rel in rel_paths if "/" not in rel]
     nested = len(rel_paths) - len(top)
     if labels == "auto":
@@ -291,8 +300,8 @@ def folder_tracks(folder, labels: str = "auto", *, name=None) -> list[tuple[str,
     return [(rel, rel.split("/", 1)[0] if "/" in rel else None) for rel in rel_paths]
 
 
-def _from_folder(root: Path, labels: str, name) -> Corpus:
-    listed = folder_tracks(root, labels, name=name)
+def _from_folder(root: Path, labels: str, name, all_files: bool = False) -> Corpus:
+    listed = folder_tracks(root, labels, name=name, all_files=all_files)
     if not listed:
         raise CorpusError(
             f"no audio files found under {root}; expected files such as .wav/.flac/.ogg/.mp3 "
@@ -423,7 +432,9 @@ def _from_manifest(manifest: Path, labels_required: bool = True) -> Corpus:
     return Corpus(str(root), tuple(tracks), "manifest", label_names)
 
 
-def load_corpus(path, manifest=None, *, labels: str = "auto", labels_required: bool = True) -> Corpus:
+def load_corpus(
+    path, manifest=None, *, labels: str = "auto", labels_required: bool = True, all_files: bool = False
+) -> Corpus:
     """List the tracks of a corpus.
 
     A folder is labelled by its sub-folders (``labels="auto"``) when most of its
@@ -454,6 +465,9 @@ def load_corpus(path, manifest=None, *, labels: str = "auto", labels_required: b
     labels_required : bool
         Whether a manifest's header must name a ``label`` column; False lets a
         ``path``-only manifest list unlabelled tracks (for ``predict``, ``embed``).
+    all_files : bool
+        For a folder: list every file, not only known audio extensions (hidden
+        files still skipped); a cover image then fails as unreadable.
 
     Returns
     -------
@@ -491,4 +505,4 @@ def load_corpus(path, manifest=None, *, labels: str = "auto", labels_required: b
         raise CorpusError(f"corpus {root} does not exist; check the path")
     if not root.is_dir():
         raise CorpusError(f"corpus {root} is a file but not a .csv manifest; give a folder or a CSV manifest")
-    return _from_folder(root, labels, path)
+    return _from_folder(root, labels, path, all_files)

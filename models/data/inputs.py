@@ -25,7 +25,7 @@ def check_sources(inputs: Sequence, store: Any) -> None:
         raise ModelError("give either inputs or --store, not both")
 
 
-def entries(inputs: Sequence, skip=frozenset(), *, resolve: bool = False) -> list[tuple]:
+def entries(inputs: Sequence, skip=frozenset(), *, resolve: bool = False, all_files: bool = False) -> list[tuple]:
     """``(track_id, path, label)`` of audio files, folders (searched recursively) and CSV manifests.
 
     A plain file's track id is its path as given, or with ``resolve`` its
@@ -37,7 +37,8 @@ def entries(inputs: Sequence, skip=frozenset(), *, resolve: bool = False) -> lis
     warning); each id is the folder as given joined with the relative path, or
     its resolved path with ``resolve``. A manifest gives its own ids and labels,
     and needs no ``label`` column. Entries whose track id is in ``skip`` are
-    left out; a missing label is ``""``.
+    left out; a missing label is ``""``. ``all_files`` lists every file of a
+    folder, not only known audio extensions (``folder_tracks``).
 
     Raises
     ------
@@ -59,7 +60,7 @@ def entries(inputs: Sequence, skip=frozenset(), *, resolve: bool = False) -> lis
         if str(item).lower().endswith(".csv") and Path(item).is_file():
             found += [(t.track_id, t.path, t.label or "") for t in load_corpus(item, labels_required=False)]
         elif Path(item).is_dir():
-            paths = [(Path(item) / rel, label) for rel, label in folder_tracks(item)]
+            paths = [(Path(item) / rel, label) for rel, label in folder_tracks(item, all_files=all_files)]
             found += [(os.path.realpath(p) if resolve else str(p), str(p), label or "") for p, label in paths]
         else:
             found.append((os.path.realpath(item) if resolve else str(Path(item)), str(Path(item)), ""))

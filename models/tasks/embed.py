@@ -74,6 +74,7 @@ def embed(
     overwrite: bool = False,
     progress: Any = None,
     executor=None,
+    all_files: bool = False,
 ) -> dict[str, Any]:
     """Write the embedding of every track of ``inputs`` (or of ``store``) into the store ``out``.
 
@@ -111,6 +112,9 @@ def embed(
         updates at most every 0.1 s; then task ``index`` while the index is built).
     executor : concurrent.futures.Executor, optional
         Decode audio there instead (a Dask client's ``get_executor()``).
+    all_files : bool
+        List every file of a folder, not only known audio extensions (a cover
+        image then fails with a reason).
 
     Returns
     -------
@@ -142,7 +146,9 @@ def embed(
     folder = Path(out)
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     check_sources(inputs, store)
-    listed = entries(inputs) if store is None else None  # before the folder is made: none found is an error
+    listed = (
+        entries(inputs, all_files=all_files) if store is None else None
+    )  # before the folder is made: none found is an error
     model = load_model(model_dir, which)
     if store is not None:
         store = open_store(store)

@@ -90,6 +90,7 @@ def predict(
     batch_size: int = INFER_BATCH,
     progress: Any = None,
     executor=None,
+    all_files: bool = False,
 ) -> list[dict[str, Any]]:
     """Top genres of each audio file, or of each track of a feature store.
 
@@ -122,6 +123,9 @@ def predict(
     executor : concurrent.futures.Executor, optional
         Decode there instead (a Dask client's ``get_executor()``, see
         ``engine.map_features``); the network runs in this process.
+    all_files : bool
+        List every file of a folder, not only known audio extensions (a cover
+        image then fails with a reason).
 
     Returns
     -------
@@ -148,7 +152,7 @@ def predict(
 
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     check_sources(inputs, store)
-    listed = entries(inputs) if store is None else None  # listed first: none found is an error
+    listed = entries(inputs, all_files=all_files) if store is None else None  # listed first: none found is an error
     model = loaded(model_dir, which)
     if store is not None:
         store = open_store(store)
@@ -187,6 +191,7 @@ def predict_to_file(
     batch_size: int = INFER_BATCH,
     progress: Any = None,
     executor=None,
+    all_files: bool = False,
 ) -> dict[str, Any]:
     """:func:`predict` written to ``out`` as the tracks finish, resumable after a kill.
 
@@ -206,7 +211,7 @@ def predict_to_file(
     track once.
 
     ``progress`` receives the events of :func:`predict`, whose ``total`` is the
-    tracks this run does (those already in ``out`` left out).
+    tracks this run does (those already in ``out`` left out); ``all_files`` is :func:`predict`'s.
 
     Returns
     -------
@@ -225,7 +230,7 @@ def predict_to_file(
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     check_sources(inputs, store)
     # Listed before the file is touched (none found is an error); ids are resolved paths, each once.
-    listed = None if store is not None else _first_of_each(entries(inputs, resolve=True))
+    listed = None if store is not None else _first_of_each(entries(inputs, resolve=True, all_files=all_files))
     sources = {} if listed is None else {e[0]: _source(e[1]) for e in listed}
     if is_csv(out):
         tops = [name for k in range(1, top_k + 1) for name in (f"label_{k}", f"probability_{k}")]

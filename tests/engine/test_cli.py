@@ -64,6 +64,20 @@ def test_bad_options_exit_2(genre_folder: Path, tmp_path: Path, args):
     assert result.exit_code == 2 and "error" in _output(result)
 
 
+def test_extract_all_files_stores_audio_of_any_name_and_fails_the_cover(tmp_path: Path):
+    folder = tmp_path / "album"
+    write_audio(folder / "a.wav", 1.0)
+    (folder / "b.bin").write_bytes((folder / "a.wav").read_bytes())
+    (folder / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+    store = tmp_path / "store"
+    args = ["--workers", "1", "--sr", "8000", "--n-fft", "256", "--hop-length", "128", "--n-mels", "16"]
+    result = runner.invoke(app, ["extract", str(folder), str(store), "--all-files", *args, "--features", "logmel"])
+    assert result.exit_code == 0, _output(result)
+    summary = json.loads(runner.invoke(app, ["inspect", str(store), "--json"]).stdout)
+    assert summary["tracks"] == 2 and summary["failures"]["count"] == 1, summary
+    assert set(summary["failures"]["by_kind"]) <= {"unreadable", "unsupported"}
+
+
 def test_inspect_not_a_store(tmp_path: Path):
     result = runner.invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 2 and "not a feature store" in _output(result)

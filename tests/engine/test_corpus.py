@@ -12,6 +12,7 @@ from mgc.engine.corpus import (
     FFMPEG_EXTENSIONS,
     SPLIT_NAMES,
     UNSUPPORTED_EXTENSIONS,
+    find_audio_files,
     folder_tracks,
     is_audio_name,
 )
@@ -169,6 +170,19 @@ def test_webm_mp2_and_other_containers_are_listed(tmp_path: Path):
     assert {"webm", "mkv", "mov", "m4b", "3gp", "amr"} <= FFMPEG_EXTENSIONS
     assert {"mp2", "opus"} <= AUDIO_EXTENSIONS and not AUDIO_EXTENSIONS & (UNSUPPORTED_EXTENSIONS | FFMPEG_EXTENSIONS)
     assert is_audio_name("Clip.WEBM") and not is_audio_name("notes.txt")
+
+
+def test_other_files_are_listed_only_with_all_files(tmp_path: Path):
+    write_audio(tmp_path / "a.wav", 0.5)
+    (tmp_path / "noext").write_bytes((tmp_path / "a.wav").read_bytes())
+    (tmp_path / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
+    (tmp_path / ".hidden.wav").write_bytes((tmp_path / "a.wav").read_bytes())
+    (tmp_path / "sub").mkdir()  # a folder not named like audio is searched, never listed
+    assert [t.track_id for t in load_corpus(tmp_path)] == ["a.wav"]
+    assert folder_tracks(tmp_path) == [("a.wav", None)]
+    assert [t.track_id for t in load_corpus(tmp_path, all_files=True)] == ["a.wav", "cover.jpg", "noext"]
+    assert [rel for rel, _ in folder_tracks(tmp_path, all_files=True)] == ["a.wav", "cover.jpg", "noext"]
+    assert find_audio_files([tmp_path]) == [tmp_path / "a.wav"]
 
 
 def test_an_mp2_file_decodes_and_a_webm_is_unsupported(tmp_path: Path):

@@ -24,6 +24,7 @@ from mgc.engine.ffmpeg import FFmpegStream, open_audio
 from mgc.engine.spec import FeatureSpec
 from mgc.engine.store import FeatureStore
 from tests.conftest import make_tone_mix
+from tests.engine.conftest import write_audio
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = FeatureSpec(sr=22050, n_fft=1024, hop_length=256, n_mels=64, features=("logmel",), logmel_dtype="float32")
@@ -209,6 +210,24 @@ def test_text_named_m4a_is_unreadable(tmp_path):
     with pytest.raises(AudioError) as info:
         open_audio(path, 22050)
     assert info.value.kind == "unreadable" and str(path) not in info.value.detail
+
+
+def test_unknown_extensions_reach_ffmpeg_and_a_cover_fails_with_a_reason(files, tmp_path):
+    # Listed with all_files: an M4A named .bin and a WAV without extension decode by content.
+    (tmp_path / "aac.bin").write_bytes(files["aac.m4a"].read_bytes())
+    write_audio(tmp_path / "tone.wav", 1.0)
+    (tmp_path / "tone").write_bytes((tmp_path / "tone.wav").read_bytes())
+    spec = FeatureSpec(sr=8000, n_fft=256, hop_length=128, n_mels=16, features=("logmel",))
+    stream = open_audio(tmp_path / "aac.bin", 8000)
+    assert isinstance(stream, FFmpegStream) and stream.codec == "aac"
+    stream.close()
+    for name in ("aac.bin", "tone"):
+        logmel = compute_features(tmp_path / name, spec)["logmel"]
+        assert logmel.shape[1] == 16 and logmel.shape[0] > 40
+    (tmp_path / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))  # a JPEG header, no audio
+    with pytest.raises(AudioError) as info:
+        compute_features(tmp_path / "cover.jpg", spec)
+    assert info.value.kind in ("unreadable", "unsupported") and info.value.detail
 
 
 def test_load_corpus_lists_ffmpeg_formats(files, tmp_path):

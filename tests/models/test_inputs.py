@@ -95,3 +95,17 @@ def test_no_audio_at_all_is_an_error(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="no audio files found"):
         entries([tmp_path / "empty"])
+
+
+def test_predict_reads_every_ffmpeg_format(tone_model, tmp_path):
+    """A folder of M4A (AAC, ALAC), ADTS, WMA, WebM/Opus, MP2 and video files: every track predicted, none failed."""
+    from mgc.models import predict
+    from tests.engine.test_ffmpeg import FORMATS, encode
+
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    for name, (codec, fmt, sr, video) in FORMATS.items():
+        encode(folder / name, codec, sr, fmt=fmt, video=video, seconds=2.0)
+    results = predict(tone_model, [folder], top_k=1)
+    assert sorted(Path(r["path"]).name for r in results) == sorted(FORMATS)
+    assert [r["error"] for r in results if r["error"]] == [] and all(len(r["top"]) == 1 for r in results)
