@@ -111,7 +111,17 @@ def tidy(params) -> None:
             param.display_type_rich = lambda ctx: "<str>..."
 
 
-class MgcCommand(TyperCommand):
+class FlagHelp:
+    """Shows ``--help`` as the flag it is (no ``<bool>``), for a command or a group (a mixin before typer's class)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class MgcCommand(FlagHelp, TyperCommand):
     """A command whose help spells arguments as its text does (CORPUS, INPUTS...) and shows flags as flags.
 
     Its usage mistakes are one line each (:func:`usage_checked`).
@@ -122,12 +132,6 @@ class MgcCommand(TyperCommand):
         self.parse_args = usage_checked(super().parse_args)
         tidy(self.params)
 
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar]
         for param in self.get_params(ctx):
@@ -137,7 +141,7 @@ class MgcCommand(TyperCommand):
         return pieces
 
 
-class MgcGroup(TyperGroup):
+class MgcGroup(FlagHelp, TyperGroup):
     """The ``mgc`` group: an unknown command or option is one line too."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -145,12 +149,6 @@ class MgcGroup(TyperGroup):
         self.parse_args = usage_checked(super().parse_args)
         self.resolve_command = usage_checked(super().resolve_command)
         tidy(self.params)
-
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
 
 
 def say(text: str | Text, out: Console = console) -> None:
