@@ -484,7 +484,7 @@ def predict_command(
     """Predict the genres of audio files or of a store's tracks; unreadable files are reported and skipped."""
     options = {"store": store, "top_k": top_k, "max_crops": max_crops, "workers": workers, "batch_size": batch_size}
     options["all_files"] = all_files
-    if inputs and not scheduler:  # decoders warm up on the other cores while JAX and the model load
+    if inputs and not scheduler and workers != 1:  # a decoder warms up on another core while JAX loads
         engine.prestart_pool(workers)
     if out:
         s = run(models.predict_to_file, model_dir, out, inputs or (), scheduler=scheduler, **options)
@@ -532,7 +532,7 @@ def embed_command(
     """Write one L2-normalised vector per track (the network's penultimate layer) into an embedding store."""
     options = {"dtype": dtype, "index": index, "overwrite": overwrite, "which": checkpoint, "max_crops": max_crops}
     options |= {"store": store, "workers": workers, "batch_size": batch_size, "shard_tracks": shard_tracks}
-    if inputs and not scheduler:
+    if inputs and not scheduler and workers != 1:
         engine.prestart_pool(workers)
     s = run(models.embed, model_dir, out, inputs or (), scheduler=scheduler, all_files=all_files, **options)
     index_note = f"; index {s['index']}" if s["index"] else ""
