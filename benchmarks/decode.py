@@ -60,6 +60,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import music  # noqa: E402  (the benchmarks' music-like clip, when no real recording is here)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_AUDIO = ROOT.parent / "shared" / "audio"
 SR = 22050
@@ -82,26 +85,6 @@ NOT_INSTALLED = "not installed"
 # ---- inputs ------------------------------------------------------------------------------------
 
 
-def synthetic(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
-    """A stereo music-like signal (as tests/conftest.py ``make_tone_mix``): notes, harmonics, envelope, noise."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    t = np.arange(n) / sr
-    y = np.zeros((n, 2))
-    note = sr // 2
-    for start in range(0, n, note):
-        stop = min(n, start + note)
-        for f0 in rng.uniform(80, 1000, size=4):
-            for h in range(1, 5):
-                phase = 2 * np.pi * f0 * h * t[start:stop] + rng.uniform(0, 2 * np.pi)
-                gain = rng.uniform(0.05, 0.3) / h
-                y[start:stop, 0] += gain * np.sin(phase)
-                y[start:stop, 1] += gain * np.sin(phase + rng.uniform(0, 1))
-    y *= (0.5 + 0.5 * np.abs(np.sin(2 * np.pi * 2.0 * t)))[:, None]
-    y += 0.01 * rng.standard_normal(y.shape)
-    return (0.8 * y / np.abs(y).max()).astype(np.float32)
-
-
 def source_clip(seconds: float) -> tuple[np.ndarray, str]:
     """``(clip (n, channels) float32 at 44.1 kHz, description)``."""
     import soundfile as sf
@@ -109,7 +92,7 @@ def source_clip(seconds: float) -> tuple[np.ndarray, str]:
 
     sources = sorted(SHARED_AUDIO.glob("*.hq.ogg"), key=lambda p: -sf.info(p).duration)
     if not sources:
-        return synthetic(seconds, SOURCE_SR), f"generated music-like stereo signal ({SHARED_AUDIO} not found)"
+        return music(seconds, SOURCE_SR, 0), f"generated music-like stereo signal ({SHARED_AUDIO} not found)"
     need = int(seconds * SOURCE_SR)
     pieces, names, have = [], [], 0
     for path in sources:
