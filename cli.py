@@ -23,7 +23,7 @@ from rich.console import Group
 from rich.text import Text
 
 from mgc import __version__, engine, models
-from mgc.engine import SPEC_PRESETS, FeatureSpec, MgcError, MgcWarning
+from mgc.engine import ON_CORRUPT, SPEC_PRESETS, FeatureSpec, MgcError, MgcWarning
 from mgc.engine.neighbours import ANN_MIN_VECTORS, store_precision_at_k
 from mgc.engine.schema import COMPRESSIONS, DEFAULT_COMPRESSION
 from mgc.engine.spec import FEATURES, LOGMEL_DTYPES
@@ -164,6 +164,8 @@ def _extract_tables(result) -> Group:
     ]
     failed = [(shown(track_id), kind, shown(message)) for track_id, _path, kind, message in result.failures]
     tables = [failures_table("failures in this run", failed, len(failed), 50, "see `mgc inspect`")] if failed else []
+    kept = [(shown(track_id), "damaged", shown(damage)) for track_id, _path, damage in result.damaged]
+    tables += [failures_table("kept from damaged files (--on-corrupt keep)", kept, len(kept), 50, "")] if kept else []
     return Group(table(f"extract -> {result.store}", None, rows), *tables)
 
 
@@ -202,6 +204,7 @@ def extract_command(
     duration: float = shared("duration", "Seconds of audio to use per track (default: all).", None, callback=above(0)),
     shard_size: int = typer.Option(None, callback=at_least(1), help="Tracks per shard for a new store."),
     compression: Literal[COMPRESSIONS] = typer.Option(DEFAULT_COMPRESSION, help="none, lzf (13% smaller), gzip (22%)."),
+    on_corrupt: Literal[ON_CORRUPT] = typer.Option("skip", help="A damaged file: skip it, or keep what decodes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing store and start again."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any track failed."),
     verify: bool = typer.Option(False, "--verify", help="Write nothing: list what a run would redo (exit 1 if any)."),
@@ -216,9 +219,9 @@ def extract_command(
     if verify:
         return _verify_store(tracks, store)
     with warnings.catch_warnings(action="ignore", category=MgcWarning):  # extract warns, once
-        engine.check_settings(store, spec, offset=offset, duration=duration, overwrite=overwrite)  # before a cluster
+        engine.check_settings(store, spec, offset=offset, duration=duration, on_corrupt=on_corrupt, overwrite=overwrite)
     options = {"offset": offset, "duration": duration, "overwrite": overwrite, "strict": strict, "workers": workers}
-    options |= {"shard_size": shard_size, "compression": compression}
+    options |= {"shard_size": shard_size, "compression": compression, "on_corrupt": on_corrupt}
     try:
         result = run(engine.extract, tracks, store, spec, scheduler=scheduler, **options)
     except engine.ExtractFailed as exc:
@@ -241,6 +244,7 @@ def _store_tables(summary: dict) -> Group:
         ("run", ", ".join(f"{k}={v}" for k, v in summary["run"].items())),
         ("tracks", f"{summary['tracks']} ({summary['frames']} frames, {duration(summary['hours'] * 3600)} of audio)"),
         ("shards", summary["shards"]),
+        ("kept damaged", f"{summary['damaged']['count']} (--on-corrupt keep; see --json)"),
         ("size on disk", format_bytes(summary["bytes_on_disk"])),
         ("compression", compression),
     ]

@@ -4,6 +4,7 @@ The engine imports ``kernels`` for the numbers and never imports JAX.
 """
 
 from . import atomic, neighbours, vectors
+from .audio import ON_CORRUPT
 from .background import background
 from .batch import map_features
 from .corpus import FFMPEG_EXTENSIONS, SPLIT_NAMES, Corpus, Track, find_audio_files, folder_tracks, load_corpus
@@ -33,6 +34,7 @@ from .vectors import VectorStore, VectorWriter
 from .workers import default_workers, prestart_pool, prestarted
 
 __all__ = [
+    "ON_CORRUPT",
     "ThrottledReporter",
     "check_settings",
     "MgcWarning",

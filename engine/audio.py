@@ -65,6 +65,10 @@ MAX_CHANNELS = 64
 # features are held in memory until it is written, and 3 h at 22,050 Hz, hop 512,
 # 148 bins (128 mels + 20 MFCC) in float32 is about 275 MB per worker.
 MAX_TRACK_SECONDS = 3 * 3600.0
+#: What to do with a file whose stream is damaged part-way (kind ``corrupt``): ``skip``
+#: records it as a failure; ``keep`` keeps the audio that decodes (the decoder's
+#: words go to the stream's ``damage``, and a store's ``tracks/damage`` column).
+ON_CORRUPT = ("skip", "keep")
 # What libsndfile reports when a header does not say how long the stream is
 # (e.g. a FLAC written to a pipe): the length is then known only by decoding.
 _UNKNOWN_FRAMES = 2**63 - 1
@@ -340,8 +344,12 @@ def _check_format(path: str, handle: soundfile.SoundFile) -> None:
         raise AudioError("too_many_channels", path, f"{channels:,} channels is more than {MAX_CHANNELS}")
 
 
-def _open(path: str, lines: list) -> soundfile.SoundFile:
-    """Open ``path`` after the checks; what the decoder prints goes to ``lines``."""
+def _open(path: str, lines: list, damage: list | None = None) -> soundfile.SoundFile:
+    """Open ``path`` after the checks; what the decoder prints goes to ``lines``.
+
+    ``damage``: when given (``on_corrupt="keep"``), damage found on open is appended
+    to it instead of raised.
+    """
     check_path(path)
     try:
         with _decoder_output(lines):
@@ -356,14 +364,23 @@ def _open(path: str, lines: list) -> soundfile.SoundFile:
         handle.close()
         raise AudioError("truncated", path, "the Ogg stream stops before its last page")
     if "Junk after the last page" in log:
-        handle.close()
-        raise AudioError("corrupt", path, "damaged Ogg pages")
+        if damage is None:
+            handle.close()
+            raise AudioError("corrupt", path, "damaged Ogg pages")
+        damage.append("damaged Ogg pages")
     try:
         _check_format(path, handle)
     except AudioError:
         handle.close()
         raise
     return handle
+
+
+def check_on_corrupt(value) -> str:
+    """``value`` if it is one of ON_CORRUPT; else ValueError naming the choices."""
+    if value not in ON_CORRUPT:
+        raise ValueError(f"on_corrupt must be one of {', '.join(ON_CORRUPT)}, got {value!r}")
+    return value
 
 
 class AudioStream:
@@ -379,6 +396,10 @@ class AudioStream:
         Start (s) and length (s) of the window to read, as ``librosa.load``.
     block_frames : int
         Source frames per decoded block (bounds memory).
+    on_corrupt : {"skip", "keep"}
+        ``skip``: a stream damaged part-way raises AudioError ``corrupt``. ``keep``: the
+        audio decoded before the damage is kept (libsndfile does not resync), and
+        ``damage`` says why it stopped.
 
     Attributes
     ----------
@@ -391,6 +412,10 @@ class AudioStream:
         ``MAX_TRACK_SECONDS`` allows.
     length_known : bool
         Whether the header states how many frames the file holds.
+    damage : str or None
+        With ``on_corrupt="keep"``, after ``blocks()``: the reason the audio was
+        kept short of its end (as a ``corrupt`` error would state it); None when
+        it decoded cleanly.
 
     Raises
     ------
@@ -400,12 +425,19 @@ class AudioStream:
         the length was unknown).
     """
 
-    def __init__(self, path, sr: int, *, offset=None, duration=None, block_frames: int = BLOCK_FRAMES) -> None:
+    def __init__(
+        self, path, sr: int, *, offset=None, duration=None, block_frames: int = BLOCK_FRAMES, on_corrupt: str = "skip"
+    ) -> None:
         self.path = str(path)
         self.sr = sr
         self.block_frames = block_frames
+        self.on_corrupt = check_on_corrupt(on_corrupt)
+        self.damage = None
         self._messages: list = []  # what the decoder printed (dropped once the track decodes completely)
-        self._file = _open(self.path, self._messages)
+        found: list = []
+        self._file = _open(self.path, self._messages, found if on_corrupt == "keep" else None)
+        if found:
+            self.damage = found[0]
         self.source_sr = self._file.samplerate
         self.source_channels = self._file.channels
         self._declared = self._file.frames
@@ -460,6 +492,7 @@ class AudioStream:
         flushed = resampler is None
         per_read = max(1, min(self.block_frames, 2 * self.block_frames // self.source_channels))
         buffer = np.empty((min(per_read, remaining), self.source_channels), dtype=np.float32)
+        stopped = False  # decoding stopped on damage that on_corrupt="keep" keeps
         try:
             while remaining > 0:
                 want = min(per_read, remaining)
@@ -467,7 +500,9 @@ class AudioStream:
                     with _decoder_output(self._messages):
                         got = self._file.read(frames=want, dtype="float32", always_2d=True, out=buffer[:want])
                 except (soundfile.LibsndfileError, RuntimeError) as exc:
-                    raise self._failure(self.source_frames - remaining, exc) from None
+                    self._keep_or_raise(self._failure(self.source_frames - remaining, exc))
+                    stopped = True
+                    break
                 n = got.shape[0]
                 if n == 0:
                     break
@@ -478,7 +513,8 @@ class AudioStream:
                 if not np.isfinite(got).all():
                     raise AudioError("non_finite", self.path)
                 mono = mix_to_mono(got)
-                last = remaining <= 0 or n < want
+                # With on_corrupt="keep", a stream that stops short may go on through FFmpeg: no flush yet.
+                last = remaining <= 0 or (n < want and self.on_corrupt == "skip")
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono, last=last)
                     flushed = last
@@ -486,16 +522,65 @@ class AudioStream:
                     yield mono
                 if n < want:
                     break
+            slack = _MP3_SLACK if self._file.format in ("MP3", "MPEG") else 0
+            if self.length_known and remaining > slack and not stopped:
+                self._keep_or_raise(self._failure(self.source_frames - remaining))
+                stopped = True
+            if stopped:  # kept damage: libsndfile does not resync, FFmpeg decodes on from there
+                self.close()
+                for mono in self._decode_rest(self.source_frames - remaining):
+                    if resampler is not None:
+                        mono = resampler.resample_chunk(mono, last=False)
+                    if mono.size:
+                        yield mono
             if not flushed:
                 tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
                 if tail.size:
                     yield tail
-            slack = _MP3_SLACK if self._file.format in ("MP3", "MPEG") else 0
-            if self.length_known and remaining > slack:
-                raise self._failure(self.source_frames - remaining)
             self._messages.clear()  # decoded completely: the decoder's remarks on the way are no failure
         finally:
             self.close()
+
+    def _decode_rest(self, decoded: int) -> Iterator[np.ndarray]:
+        """Mono blocks at the source rate of the window after its first ``decoded`` frames, by FFmpeg.
+
+        FFmpeg's decoders skip a damaged packet and resync where libsndfile gives up;
+        ``FFmpegStream`` drops exactly ``int(offset * rate)`` frames, so the half frame
+        added below makes it start at frame ``start``. How far it got is added to ``damage``.
+        """
+        from .ffmpeg import FFmpegStream  # ffmpeg.py imports this module
+
+        start, left = self._start + decoded, self.source_frames - decoded
+        at = format_seconds(start / self.source_sr)
+        try:
+            rest = FFmpegStream(
+                self.path,
+                self.source_sr,
+                offset=(start + 0.5) / self.source_sr,
+                duration=(left + 0.5) / self.source_sr,
+                on_corrupt="keep",
+            )
+        except AudioError as exc:
+            self.damage += f"; only the audio before {at} is kept (FFmpeg cannot read the file: {exc.detail})"
+            return
+        kept = 0
+        try:
+            for block in rest.blocks():
+                kept += block.size
+                yield block
+        except AudioError as exc:
+            self.damage += f"; FFmpeg decoded on from {at} until it failed: {exc.detail}"
+            return
+        finally:
+            rest.close()
+        more = format_seconds(kept / self.source_sr)
+        self.damage += f"; FFmpeg decoded {more} more from {at}" + (f" ({rest.damage})" if rest.damage else "")
+
+    def _keep_or_raise(self, failure: AudioError) -> None:
+        """Raise ``failure`` unless it is damage that ``on_corrupt="keep"`` keeps (then noted in ``damage``)."""
+        if failure.kind != "corrupt" or self.on_corrupt != "keep":
+            raise failure
+        self.damage = failure.detail
 
     def _failure(self, decoded: int, error: BaseException | None = None) -> AudioError:
         """Why decoding stopped after ``decoded`` frames of the window (``error``: the read raised).

@@ -24,6 +24,7 @@ from importlib import metadata
 from mgc.kernels.validate import integer, one_of, real_number
 
 from . import atomic, schema, tables
+from .audio import ON_CORRUPT
 from .corpus import Corpus, load_corpus
 from .diff import describe_differences, differences
 from .errors import EngineError, MgcWarning, SpecError, SpecMismatchError, StoreError
@@ -55,6 +56,7 @@ class ExtractResult:
     shards_written: int
     shards_skipped: int
     failures: list = field(default_factory=list)  # (track_id, path, kind, message), this run
+    damaged: list = field(default_factory=list)  # (track_id, path, damage): kept damaged (on_corrupt="keep"), this run
     shard_errors: list = field(default_factory=list)  # (shard name, message): shards not written
 
 
@@ -148,7 +150,9 @@ def _prepare_folder(store: str) -> None:
         )
 
 
-def check_settings(store_path, spec: FeatureSpec, *, offset=None, duration=None, overwrite: bool = False) -> bool:
+def check_settings(
+    store_path, spec: FeatureSpec, *, offset=None, duration=None, on_corrupt: str = "skip", overwrite: bool = False
+) -> bool:
     """Whether a run with these settings may go on into ``store_path``; reads only (the CLI asks before a cluster).
 
     A store made with other settings is refused unless ``overwrite``, or unless it holds no
@@ -165,7 +169,8 @@ def check_settings(store_path, spec: FeatureSpec, *, offset=None, duration=None,
     SpecMismatchError
         The store holds tracks made with other settings and ``overwrite`` is False.
     """
-    store, run = os.path.abspath(os.fspath(store_path)), {"offset": offset, "duration": duration}
+    run = {"offset": offset, "duration": duration, "on_corrupt": on_corrupt}
+    store = os.path.abspath(os.fspath(store_path))
     if overwrite or not os.path.exists(os.path.join(store, schema.INDEX_NAME)):
         return True  # without an index, a plan or shards are leftovers of a run killed at its start
     index = schema.read_index(store)
@@ -377,6 +382,7 @@ def extract(
     executor: cf.Executor | None = None,
     offset: float | None = None,
     duration: float | None = None,
+    on_corrupt: str = "skip",
     overwrite: bool = False,
     strict: bool = False,
     progress: ProgressCallback | None = None,
@@ -401,6 +407,11 @@ def extract(
         can import mgc and see ``store_path``. Not shut down here.
     offset, duration : float, optional
         Seconds: use only this window of each track (as ``librosa.load``).
+    on_corrupt : {"skip", "keep"}
+        A file whose stream is damaged part-way: recorded as a failure of kind
+        ``corrupt`` (skip), or stored with the audio that decodes (keep: FFmpeg
+        skips the damaged packets; the track's ``damage`` column says what happened).
+        A store keeps the choice it was made with, as it keeps ``offset``.
     overwrite : bool
         Delete an existing store made with other settings (or the same) and start again.
     strict : bool
@@ -428,7 +439,7 @@ def extract(
     Raises
     ------
     SpecMismatchError
-        The store exists with another spec/offset/duration and ``overwrite`` is False.
+        The store exists with another spec/offset/duration/on_corrupt and ``overwrite`` is False.
     StoreLockedError
         Another extraction is writing into the store.
     ExtractFailed
@@ -447,8 +458,9 @@ def extract(
         if value is not None:
             integer(name, value, 1, error=SpecError)
     one_of("compression", compression, schema.COMPRESSIONS, error=SpecError)
+    one_of("on_corrupt", on_corrupt, ON_CORRUPT, error=SpecError)
     store = os.path.abspath(os.fspath(store_path))
-    run = {"offset": offset, "duration": duration}
+    run = {"offset": offset, "duration": duration, "on_corrupt": on_corrupt}
     _prepare_folder(store)
     with StoreLock(store):
         index = _check_or_reset(store, spec, run, overwrite) or _new_index(spec, run)
@@ -470,14 +482,23 @@ def extract(
             return (t.track_id, t.path, t.label or "", t.split or "", t.artist or "")
 
         tasks = [
-            ShardTask(store, s["name"], spec.to_dict(), [row(i) for i in s["track_ids"]], offset, duration, compression)
+            ShardTask(
+                store,
+                s["name"],
+                spec.to_dict(),
+                [row(i) for i in s["track_ids"]],
+                offset,
+                duration,
+                compression,
+                on_corrupt=on_corrupt,
+            )
             for s in plan["shards"]
             if s["name"] not in complete
         ]
         skipped = sum(shard["n_tracks"] + shard["n_failures"] for shard in index["shards"])
         total = sum(len(task.tracks) for task in tasks)
         state = {"done": 0, "failed": 0, "audio": 0.0}
-        failures, shard_errors, written = [], [], 0
+        failures, damaged, shard_errors, written = [], [], [], 0
 
         reporter = Reporter(progress, "extract", "tracks")
 
@@ -521,6 +542,7 @@ def extract(
             index["shards"].append(entry)
             written += 1
             failures.extend(result.failures)
+            damaged.extend(result.damaged)
             state["done"] += len(task.tracks)
             state["failed"] += result.n_failures
             state["audio"] += result.audio_seconds
@@ -557,6 +579,7 @@ def extract(
         shards_written=written,
         shards_skipped=len(plan["shards"]) - len(tasks),
         failures=failures,
+        damaged=damaged,
         shard_errors=shard_errors,
     )
     if shard_errors:

@@ -36,7 +36,15 @@ import numpy as np
 import soxr
 
 from . import audio
-from .audio import BLOCK_FRAMES, AudioStream, check_path, format_seconds, mix_to_mono, too_long_error
+from .audio import (
+    BLOCK_FRAMES,
+    AudioStream,
+    check_on_corrupt,
+    check_path,
+    format_seconds,
+    mix_to_mono,
+    too_long_error,
+)
 from .corpus import FFMPEG_EXTENSIONS
 from .errors import AudioError
 
@@ -109,6 +117,10 @@ class FFmpegStream:
         Start (s) and length (s) of the window to read, as ``librosa.load``.
     block_frames : int
         Mono frames (at the source rate) gathered per resampled block (bounds memory).
+    on_corrupt : {"skip", "keep"}
+        ``skip``: a stream damaged part-way raises AudioError ``corrupt``. ``keep``: a
+        packet that fails to decode is left out and decoding goes on with the next
+        (FFmpeg resyncs), and ``damage`` says what was left out.
 
     Attributes
     ----------
@@ -125,6 +137,10 @@ class FFmpegStream:
         Index of the decoded stream in the container (the first audio stream).
     codec, container_format : str
         FFmpeg's names of the stream's codec ("aac") and of the container ("mov,mp4,m4a,3gp,3g2,mj2").
+    damage : str or None
+        With ``on_corrupt="keep"``, after ``blocks()``: what was damaged (as a
+        ``corrupt`` error would state it, with the number of packets left out);
+        None when the stream decoded cleanly.
 
     Raises
     ------
@@ -134,11 +150,16 @@ class FFmpegStream:
         non_finite, no_samples, too_long).
     """
 
-    def __init__(self, path, sr: int, *, offset=None, duration=None, block_frames: int = BLOCK_FRAMES) -> None:
+    def __init__(
+        self, path, sr: int, *, offset=None, duration=None, block_frames: int = BLOCK_FRAMES, on_corrupt: str = "skip"
+    ) -> None:
         _quiet_ffmpeg()
         self.path = str(path)
         self.sr = sr
         self.block_frames = block_frames
+        self.on_corrupt = check_on_corrupt(on_corrupt)
+        self.damage = None
+        self._left_out = 0  # packets that failed to decode and were left out (on_corrupt="keep")
         self._container = self._handle = None
         self._offset = offset
         check_path(self.path)
@@ -237,19 +258,23 @@ class FFmpegStream:
         def read(logs):
             try:
                 return next(packets, None)
-            except (av.FFmpegError, OSError) as exc:
-                raise self._failure(exc, logs, last=False) from None
+            except (av.FFmpegError, OSError) as exc:  # the demuxer failed: nothing more can be read
+                self._keep_or_raise(self._failure(exc, logs, last=False))
+                return None
 
         with av.logging.Capture() as logs:
             packet = read(logs)
         self._logs.extend(logs)
         while packet is not None:
             with av.logging.Capture() as logs:  # one capture a packet: reading the next, decoding this one
+                following = None
                 try:
                     following = read(logs)
                     frames = packet.decode()
                 except (av.FFmpegError, OSError) as exc:
-                    raise self._failure(exc, logs, last=following is None or following.size == 0) from None
+                    self._keep_or_raise(self._failure(exc, logs, last=following is None or following.size == 0))
+                    self._left_out += 1
+                    frames = ()
                 finally:
                     self._logs.extend(logs)
             for frame in frames:
@@ -335,6 +360,12 @@ class FFmpegStream:
         finally:
             self.close()
 
+    def _keep_or_raise(self, failure: AudioError) -> None:
+        """Raise ``failure`` unless it is damage that ``on_corrupt="keep"`` keeps (then noted in ``damage``)."""
+        if failure.kind != "corrupt" or self.on_corrupt != "keep":
+            raise failure
+        self.damage = failure.detail
+
     def _check_end(self) -> None:
         """After the last packet: what FFmpeg reported on the way decides (a cut file, damage, or nothing)."""
         said = _said(self._logs)
@@ -344,7 +375,10 @@ class FFmpegStream:
         of = f" of {format_seconds(self._declared / self.source_sr)}" if self.length_known else ""
         if any(word in said.lower() for word in _CUT_WORDS):
             raise AudioError("truncated", self.path, f"the audio stops at {at}{of}; FFmpeg {said}")
-        raise AudioError("corrupt", self.path, f"decoded {at}{of}; FFmpeg {said}")
+        if self.on_corrupt != "keep":
+            raise AudioError("corrupt", self.path, f"decoded {at}{of}; FFmpeg {said}")
+        left_out = f"{self._left_out} packet{'s' if self._left_out != 1 else ''} left out; " if self._left_out else ""
+        self.damage = f"decoded {at}{of}; {left_out}FFmpeg {said}"
 
     def _failure(self, exc: BaseException, logs: list, *, last: bool) -> AudioError:
         """Why decoding raised after ``self._position`` frames: in the file's last packet, a cut file."""
@@ -358,7 +392,7 @@ class FFmpegStream:
         return AudioError("corrupt", self.path, f"decoding failed at {at}{of}: FFmpeg {said}")
 
 
-def open_audio(path, sr: int, *, offset=None, duration=None, block_frames: int = BLOCK_FRAMES):
+def open_audio(path, sr: int, *, offset=None, duration=None, block_frames: int = BLOCK_FRAMES, on_corrupt="skip"):
     """The decoder for ``path``: soundfile for what it reads, FFmpeg for the rest.
 
     Files whose extension only FFmpeg reads (``FFMPEG_EXTENSIONS``: m4a, aac, wma,
@@ -378,6 +412,9 @@ def open_audio(path, sr: int, *, offset=None, duration=None, block_frames: int =
         Window in seconds, as ``librosa.load``.
     block_frames : int
         Source frames per decoded block.
+    on_corrupt : {"skip", "keep"}
+        Damage part-way through the stream: raise ``corrupt`` (skip) or keep what
+        decodes and say why in the stream's ``damage`` (keep).
 
     Returns
     -------
@@ -392,16 +429,17 @@ def open_audio(path, sr: int, *, offset=None, duration=None, block_frames: int =
     path = str(path)
     name = os.path.basename(path)
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    options = dict(offset=offset, duration=duration, block_frames=block_frames, on_corrupt=check_on_corrupt(on_corrupt))
     if ext in FFMPEG_EXTENSIONS:
-        return FFmpegStream(path, sr, offset=offset, duration=duration, block_frames=block_frames)
+        return FFmpegStream(path, sr, **options)
     try:
-        return AudioStream(path, sr, offset=offset, duration=duration, block_frames=block_frames)
+        return AudioStream(path, sr, **options)
     except AudioError as error:
         if error.kind not in _FALLBACK_KINDS:
             raise
         first = error
     try:
-        return FFmpegStream(path, sr, offset=offset, duration=duration, block_frames=block_frames)
+        return FFmpegStream(path, sr, **options)
     except AudioError as error:
         if error.kind in _FALLBACK_KINDS:
             raise first from None

@@ -46,12 +46,12 @@ class _Track:
             return
 
 
-def _events(items, sr, offset, duration, on_item):
+def _events(items, sr, offset, duration, on_item, on_corrupt):
     for position, (item, path) in enumerate(items):
         if on_item is not None:
             on_item(position)
         try:
-            stream = open_audio(path, sr, offset=offset, duration=duration)
+            stream = open_audio(path, sr, offset=offset, duration=duration, on_corrupt=on_corrupt)
         except AudioError as exc:
             yield _TRACK, (item, None, exc)
             continue
@@ -72,13 +72,14 @@ def _events(items, sr, offset, duration, on_item):
 
 
 def decoded_tracks(
-    items: Iterable, sr: int, *, offset=None, duration=None, depth: int = 4, on_item=None
+    items: Iterable, sr: int, *, offset=None, duration=None, depth: int = 4, on_item=None, on_corrupt: str = "skip"
 ) -> Iterator[_Track]:
     """Open and decode ``(item, path)`` pairs ahead of the consumer.
 
     ``depth`` bounds how many events the decoder thread runs ahead; ``depth=0``
     decodes in the calling thread, one track at a time. ``on_item(position)`` is
     called (in the decoding thread) before the item at ``position`` is opened.
+    ``on_corrupt`` is passed to :func:`~mgc.engine.ffmpeg.open_audio`.
 
     Yields
     ------
@@ -89,7 +90,7 @@ def decoded_tracks(
         them is skipped when it asks for the next track. An error while skipping
         is dropped, since the consumer already gave up on that track.
     """
-    events = background(_events(list(items), sr, offset, duration, on_item), depth, name="mgc-decode")
+    events = background(_events(list(items), sr, offset, duration, on_item, on_corrupt), depth, name="mgc-decode")
     try:
         for kind, payload in events:
             if kind != _TRACK:

@@ -87,6 +87,10 @@ TRACK_COLUMNS = {
     "source_channels": ("int16", "channel count of the file (mixed to mono by the mean)"),
     "source_bytes": ("int64", "size of the file in bytes when it was extracted (-1: unknown)"),
     "source_mtime_ns": ("int64", "modification time of the file then, ns since 1970 (-1: unknown)"),
+    "damage": (
+        _STR,
+        "empty when the file decoded cleanly; else (extract --on-corrupt keep) why only part of its audio was used",
+    ),
 }
 FAILURE_COLUMNS = {
     "track_id": (_STR, "id of the track that failed"),
@@ -99,15 +103,21 @@ FAILURE_COLUMNS = {
 #: Columns added after stores of this schema version were first written: a shard or
 #: table without them is read with this value in every row (resume then trusts the
 #: file, as before the column existed).
-OPTIONAL_COLUMNS = {"source_bytes": -1, "source_mtime_ns": -1}
+OPTIONAL_COLUMNS = {"source_bytes": -1, "source_mtime_ns": -1, "damage": ""}
 
 
-def fill_optional(columns: dict, present: dict, n_rows: int) -> dict:
-    """``present`` (column -> array) with the absent OPTIONAL_COLUMNS of ``columns`` filled in."""
+def fill_optional(columns: dict, present: dict, n_rows: int, empty_strings=None) -> dict:
+    """``present`` (column -> array) with the absent OPTIONAL_COLUMNS of ``columns`` filled in.
+
+    ``empty_strings(n_rows)``: the column of empty strings to use (default: an object array).
+    """
     out = dict(present)
     for name, (dtype, _meaning) in columns.items():
         if name not in out and name in OPTIONAL_COLUMNS:
-            out[name] = np.full(n_rows, OPTIONAL_COLUMNS[name], dtype=dtype)
+            if dtype == _STR and empty_strings is not None:
+                out[name] = empty_strings(n_rows)
+            else:
+                out[name] = np.full(n_rows, OPTIONAL_COLUMNS[name], dtype=dtype)
     return {name: out[name] for name in columns}
 
 
@@ -340,6 +350,7 @@ def read_index(store: str) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from None
     validate_index(index, path)
+    index["run"].setdefault("on_corrupt", "skip")  # stores made before the option: damaged files were skipped
     journal = read_journal(store)
     if journal:
         validate_index({**index, "shards": journal}, os.path.join(store, JOURNAL_NAME))
@@ -395,6 +406,6 @@ def validate_index(index: dict, where: str = INDEX_NAME) -> None:
 # Datasets are contiguous (no chunks, no filter) so each loads in one read.
 TABLE_NAME = "tracks.h5"  # file name of the consolidated table inside the store folder
 TABLE_FORMAT = "mgc-track-table"  # value of the root attribute "format"
-TABLE_VERSION = 2  # bumped when this layout changes; a table of another version is ignored
+TABLE_VERSION = 3  # bumped when this layout changes; a table of another version is ignored
 TABLE_OFFSETS_SUFFIX = "_offsets"  # name suffix of a string column's offsets dataset
 TABLE_SHARD_COLUMN = {"shard": ("int32", "position of the track's shard in the table's /shards/name")}

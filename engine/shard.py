@@ -41,6 +41,8 @@ class ShardTask:
     offset: float | None = None
     duration: float | None = None
     compression: str = schema.DEFAULT_COMPRESSION
+    #: "skip" a file damaged part-way (a failure of kind ``corrupt``) or "keep" what decodes.
+    on_corrupt: str = "skip"
     #: File name (in the store) where the worker writes the position in ``tracks`` of
     #: the track it is about to open: after a worker dies, the parent learns that the
     #: task had started and, in ``careful`` mode, which track it died on.
@@ -63,6 +65,7 @@ class ShardResult:
     audio_seconds: float
     elapsed: float
     failures: list = field(default_factory=list)  # (track_id, path, kind, message)
+    damaged: list = field(default_factory=list)  # (track_id, path, damage): stored with on_corrupt="keep"
     file_bytes: int = 0  # size of the shard file
     feature_bytes_stored: int = 0  # /features/* on disk (compressed)
     feature_bytes_raw: int = 0  # /features/* uncompressed, in their on-disk dtypes
@@ -77,7 +80,7 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec, marker: _Marker | 
     datasets = {feature: schema.create_feature(h5, feature, spec, task.compression) for feature in spec.features}
     rows = {name: [] for name in schema.TRACK_COLUMNS}
     failures = {name: [] for name in schema.FAILURE_COLUMNS}
-    total_frames, audio_seconds = 0, 0.0
+    total_frames, audio_seconds, damaged = 0, 0.0, []
     # Size and mtime before reading: a file changed during the run differs next time, and is redone.
     signatures = {row[0]: source_signature(row[1]) if row[1] else (-1, -1) for row in task.tracks}
 
@@ -99,6 +102,7 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec, marker: _Marker | 
         offset=task.offset,
         duration=task.duration,
         depth=0 if task.careful else 4,
+        on_corrupt=task.on_corrupt,
         on_item=None if marker is None else lambda j: marker.write(positions[j]),
     )
     for decoded in decoded_stream:
@@ -137,11 +141,14 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec, marker: _Marker | 
                 stream.source_sr,
                 stream.source_channels,
                 *signatures[track_id],
+                stream.damage or "",
             ),
         ):
             rows[name].append(value)
         total_frames += n_frames
         audio_seconds += duration
+        if stream.damage:
+            damaged.append((track_id, path, stream.damage))
     schema.write_table(h5, "tracks", schema.TRACK_COLUMNS, rows)
     schema.write_table(h5, "failures", schema.FAILURE_COLUMNS, failures)
     schema.write_shard_attrs(h5, spec, task.name)
@@ -153,6 +160,7 @@ def _write(h5: h5py.File, task: ShardTask, spec: FeatureSpec, marker: _Marker | 
         audio_seconds=audio_seconds,
         elapsed=time.perf_counter() - started,
         failures=list(zip(*(failures[c] for c in ("track_id", "path", "kind", "message")))),
+        damaged=damaged,
         feature_bytes_stored=sum(d.id.get_storage_size() for d in datasets.values()),
         feature_bytes_raw=sum(d.size * d.dtype.itemsize for d in datasets.values()),
     )

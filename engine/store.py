@@ -37,7 +37,7 @@ class TrackTable:
     ``label`` is the int index into ``FeatureStore.label_names`` (-1 when
     unlabelled); ``shard`` the position of the track's shard in the index.
     String columns (``track_id``, ``path``, ``label_name``, ``split``,
-    ``artist``; ``""`` when unknown) are :class:`StringColumn`: ``col[i]`` is a
+    ``artist``, ``damage``; ``""`` when unknown or clean) are :class:`StringColumn`: ``col[i]`` is a
     ``str``, ``np.asarray(col)`` an object array (for small uses).
     """
 
@@ -55,6 +55,7 @@ class TrackTable:
     first_frame: np.ndarray
     source_bytes: np.ndarray
     source_mtime_ns: np.ndarray
+    damage: StringColumn  # "" unless stored from a damaged file (extract --on-corrupt keep): why
 
     def __len__(self) -> int:
         return len(self.track_id)
@@ -147,6 +148,7 @@ class FeatureStore:
             first_frame=columns["first_frame"],
             source_bytes=columns["source_bytes"],
             source_mtime_ns=columns["source_mtime_ns"],
+            damage=columns["damage"],
         )
         self.failures = FailureTable(**failed)
         # Rows of shard k are shard_rows[k]:shard_rows[k + 1] (rows are in shard order).

@@ -49,6 +49,7 @@ def summarize_store(path) -> dict:
     dict
         ``spec``, ``spec_hash``, ``tracks``, ``frames``, ``hours``, ``labels``
         (name -> tracks, frames, hours), ``failures`` (count per kind and the list),
+        ``damaged`` (count and list of tracks stored from damaged files, ``--on-corrupt keep``),
         ``shards``, ``bytes_on_disk``, ``feature_bytes_stored``,
         ``feature_bytes_uncompressed``, ``compression_ratio`` (vs float32 in memory
         and vs the on-disk dtypes uncompressed), ``versions``.
@@ -77,6 +78,8 @@ def summarize_store(path) -> dict:
             {"track_id": t, "path": p, "kind": k, "message": m}
             for t, p, k, m in zip(failed.track_id, failed.path, failed.kind, failed.message)
         ]
+        rows = np.flatnonzero(tracks.damage.lengths)
+        damaged = [{"track_id": tracks.track_id[i], "damage": tracks.damage[i]} for i in rows.tolist()]
         kinds, kind_codes = failed.kind.codes()
         by_kind = dict(zip(kinds, np.bincount(kind_codes, minlength=len(kinds)).tolist()))
     return {
@@ -89,6 +92,7 @@ def summarize_store(path) -> dict:
         "hours": round(float(tracks.duration.sum()) / 3600, 4),
         "labels": labels,
         "failures": {"count": len(failures), "by_kind": by_kind, "list": failures},
+        "damaged": {"count": len(damaged), "list": damaged},
         "shards": len(store.shard_names),
         "bytes_on_disk": on_disk,
         "feature_bytes_stored": stored,

@@ -212,6 +212,10 @@ class StringColumn:
 # --- reading and writing tables -------------------------------------------------
 
 
+def _empty_strings(n_rows: int) -> StringColumn:
+    return StringColumn(np.zeros(0, dtype=np.uint8), np.zeros(n_rows + 1, dtype=np.int64))
+
+
 def _string_columns(columns: dict) -> set:
     return {name for name, (dtype, _meaning) in columns.items() if dtype is schema._STR}
 
@@ -232,7 +236,7 @@ def _read_group(group: h5py.Group, columns: dict) -> dict:
             out[name] = StringColumn(group[name][()], group[name + _OFFSETS][()])
         else:
             out[name] = group[name][()]
-    return schema.fill_optional(columns, out, len(out["track_id"])) if "track_id" in columns else out
+    return schema.fill_optional(columns, out, len(out["track_id"]), _empty_strings) if "track_id" in columns else out
 
 
 def _write_group(group: h5py.Group, columns: dict, values: dict) -> None:
@@ -328,7 +332,7 @@ def _read_shard(store: str, name: str, spec) -> tuple[dict, dict]:
         for group, columns in (("tracks", schema.TRACK_COLUMNS), ("failures", schema.FAILURE_COLUMNS)):
             strings = _string_columns(columns)
             present = {c: _from_shard_dataset(h5[group][c], c in strings) for c in columns if c in h5[group]}
-            out.append(schema.fill_optional(columns, present, len(present["track_id"])))
+            out.append(schema.fill_optional(columns, present, len(present["track_id"]), _empty_strings))
     return out[0], out[1]
 
 

@@ -149,7 +149,7 @@ def test_offset_duration_and_manifest_fields(tmp_path: Path):
     store = FeatureStore(tmp_path / "store")
     assert list(store.tracks.split) == ["train", "test"] and list(store.tracks.artist) == ["Zoë", ""]
     np.testing.assert_allclose(store.tracks.duration, [2.0, 0.5], atol=1e-3)
-    assert store.index["run"] == {"offset": 0.5, "duration": 2.0}
+    assert store.index["run"] == {"offset": 0.5, "duration": 2.0, "on_corrupt": "skip"}
 
 
 @pytest.mark.parametrize("compression", ["gzip", "lzf"])

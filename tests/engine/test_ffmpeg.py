@@ -7,18 +7,23 @@ concatenated, mixed to mono by the mean and written to a float WAV.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import av
+import h5py
 import numpy as np
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
 
+from mgc.cli import app
+from mgc.engine import extract
 from mgc.engine.corpus import load_corpus
-from mgc.engine.errors import AudioError
+from mgc.engine.errors import AudioError, SpecMismatchError
 from mgc.engine.features import compute_features, features_from_blocks
 from mgc.engine.ffmpeg import FFmpegStream, open_audio
 from mgc.engine.spec import FeatureSpec
@@ -277,3 +282,79 @@ def test_mp3_soundfile_and_ffmpeg_agree(tmp_path):
 
 
 MP3_TOLERANCE_DB = 0.01  # measured 0.0014 dB (samples within 1e-6), FFmpeg 8 / libsndfile 1.2
+
+
+# --- --on-corrupt keep: the audio that decodes is kept, and the store says so ---------------
+
+
+def _decoded(path: Path, on_corrupt: str) -> tuple[np.ndarray, str | None]:
+    stream = open_audio(path, 22050, on_corrupt=on_corrupt)
+    y = np.concatenate(list(stream.blocks()))
+    return y, stream.damage
+
+
+@pytest.mark.parametrize("name", ["aac.m4a", "adts.aac", "video.mp4", "video.mkv", "song.mp3", "song.flac", "mp2.mp2"])
+def test_keep_keeps_what_decodes_after_the_damage(files, tmp_path, name):
+    if name.startswith("song."):  # libsndfile reads these and gives up at the damage; FFmpeg decodes on
+        clean = write_audio(tmp_path / name, 10.0, 44100, channels=2, format=name.split(".")[1].upper())
+    else:
+        clean = files[name]
+    path = damaged(clean, tmp_path)
+    with pytest.raises(AudioError) as info:
+        _decoded(path, "skip")
+    assert info.value.kind == "corrupt"
+    whole, none = _decoded(clean, "keep")
+    kept, damage = _decoded(path, "keep")
+    assert none is None and damage, damage
+    assert str(path) not in damage
+    # Most of the audio is kept (the damage is 3 KB of the file), and what precedes it is unchanged.
+    assert 0.85 * whole.size <= kept.size <= whole.size + 4096, (kept.size, whole.size)
+    head = int(0.5 * 22050)
+    assert np.abs(kept[:head] - whole[:head]).max() < 1e-5
+
+
+def test_keep_stores_damaged_files_and_records_why(files, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.m4a").write_bytes(files["aac.m4a"].read_bytes())
+    damaged(files["adts.aac"], tmp_path).rename(corpus / "hurt.aac")
+    damaged(write_audio(tmp_path / "song.flac", 6.0, 44100), tmp_path).rename(corpus / "hurt.flac")
+    cut_in_half(files["aac.m4a"], tmp_path).rename(corpus / "cut.m4a")
+    small = FeatureSpec(sr=8000, n_fft=256, hop_length=128, n_mels=16, features=("logmel",))
+    store = tmp_path / "store"
+    result = extract(corpus, store, small, workers=1, on_corrupt="keep")
+    assert sorted(t for t, _p, _d in result.damaged) == ["hurt.aac", "hurt.flac"]
+    with FeatureStore(store) as stored:
+        damage = dict(zip(stored.tracks.track_id, stored.tracks.damage))
+        assert sorted(damage) == ["good.m4a", "hurt.aac", "hurt.flac"]
+        assert damage["good.m4a"] == "" and "FFmpeg" in damage["hurt.aac"] and "libsndfile" in damage["hurt.flac"]
+        assert dict(zip(stored.failures.track_id, stored.failures.kind)) == {"cut.m4a": "truncated"}  # not damage
+        assert stored.index["run"]["on_corrupt"] == "keep"
+    # The store keeps its choice: a run that would skip damaged files is refused, as another offset is.
+    with pytest.raises(SpecMismatchError, match="on_corrupt"):
+        extract(corpus, store, small, workers=1)
+    shown = CliRunner().invoke(app, ["inspect", str(store), "--json"])
+    assert shown.exit_code == 0, shown.output
+    summary = json.loads(shown.output)
+    assert summary["damaged"]["count"] == 2 and summary["run"]["on_corrupt"] == "keep"
+
+
+def test_stores_made_before_on_corrupt_read_and_resume_as_skip(tmp_path):
+    """An index without ``run.on_corrupt`` and shards without ``tracks/damage`` (mgc before the option)."""
+    corpus = tmp_path / "corpus"
+    for i in range(3):
+        write_audio(corpus / f"t{i}.wav", 1.0, 8000, seed=i)
+    small = FeatureSpec(sr=8000, n_fft=256, hop_length=128, n_mels=16, features=("logmel",))
+    store = tmp_path / "store"
+    extract(corpus, store, small, workers=1)
+    index = json.loads((store / "index.json").read_text())
+    del index["run"]["on_corrupt"]
+    (store / "index.json").write_text(json.dumps(index))
+    for shard in store.glob("shard-*.h5"):
+        with h5py.File(shard, "r+") as h5:
+            del h5["tracks/damage"]
+    (store / "tracks.h5").unlink()
+    again = extract(corpus, store, small, workers=1)  # no settings mismatch: the old store skipped damage
+    assert again.processed_tracks == 0 and again.stored_tracks == 3
+    with FeatureStore(store) as stored:
+        assert list(stored.tracks.damage) == ["", "", ""]
