@@ -31,24 +31,31 @@ from mgc.engine.vectors import DTYPES, SHARD_TRACKS
 from mgc.engine.verify import verify as check_store
 from mgc.models import config
 from mgc.terminal import (
+    MULTI_PROCESS,
     RESUME,
+    Coordinator,
+    Distributed,
+    JoinTimeout,
     MgcCommand,
     MgcGroup,
+    NumProcesses,
+    ProcessId,
     above,
     at_least,
     console,
-    count,
     duration,
     explain,
     fail,
     failures_table,
     format_bytes,
+    join_processes,
     print_json,
     run,
     say,
     shown,
     stdout,
     table,
+    trained_line,
     warned,
 )
 from mgc.terminal import program as terminal_program
@@ -298,7 +305,7 @@ def demo_command(
 
 #: ``mgc train``'s parameters that only the CNN takes (TrainConfig's fields, --resume, --widths), only heads take
 #: (HeadConfig's, --vectors) and only backbone heads: from the library's configs, so that they cannot drift.
-CNN_ONLY = {f.name for f in dataclasses.fields(config.TrainConfig)} - {"seed"} | {"resume", "widths"}
+CNN_ONLY = {f.name for f in dataclasses.fields(config.TrainConfig)} - {"seed"} | {"resume", "widths"} | MULTI_PROCESS
 HEAD_ONLY = {f.name for f in dataclasses.fields(config.HeadConfig)} - {"featurizer"} | {"vectors_dir"}
 BACKBONE_ONLY = {"fine_tune_epochs", "fine_tune_lr"}
 
@@ -375,6 +382,11 @@ def train_command(
     ),
     fine_tune_lr: float = typer.Option(HEAD.fine_tune_lr, callback=above(0), help="Peak learning rate of --fine-tune."),
     vectors_dir: str = typer.Option(None, "--vectors", help="A head's vector cache, sharable (default: OUT/vectors)."),
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
+    distributed: Distributed = None,
+    join_timeout: JoinTimeout = None,
     json_out: Json = False,
 ) -> None:
     """Train a genre model on a feature store: the CNN on every local device, or a head on one vector per track.
@@ -398,28 +410,9 @@ def train_command(
         given_config = {k: v for k, v in ctx.params.items() if k in CNN_ONLY | {"seed"} and hasattr(TRAIN, k)}
         overrides = {k: v for k, v in given_config.items() if v is not None}
         model, files = config.ModelConfig.with_widths(widths), split_file or None
+        join_processes(ctx.params, store)  # --coordinator or --distributed auto: one run over several processes
         s = run(models.train, store, out, overrides, model_config=model, resume=resume, split_files=files)
-    print_json(s) if json_out else say(_trained(s))
-
-
-def _trained(s: dict) -> str:
-    if "head" not in s:
-        last, best = s["last"] or {}, s["best_val_accuracy"]
-        return (
-            f"trained {count(s['steps'], 'step')} on {count(s['devices'], 'device')} ({s['parallel']}); "
-            f"last train loss {last.get('train_loss', float('nan')):.4f}; best validation accuracy "
-            f"{'-' if best is None else f'{best:.3f}'}; model in {s['model_dir']}"
-        )
-    valid, steps, tuning = s["valid_accuracy"], "L-BFGS iterations" if s["head"] == "linear" else "Adam steps", ""
-    if tuned := s.get("fine_tune"):
-        tuning = (
-            f"; fine-tuned {count(tuned['steps'], 'step')} in {tuned['seconds']:.1f} s, kept pass {tuned['best_epoch']}"
-        )
-    return (
-        f"trained a {s['head']} {s['featurizer']} head in {s['seconds']:.1f} s ({s['iterations']} {steps}; "
-        f"vectors {s['vector_seconds']:.1f} s{tuning}); train accuracy {s['train_accuracy']:.3f}, "
-        f"validation accuracy {'-' if valid is None else f'{valid:.3f}'}; model in {s['model_dir']}"
-    )
+    print_json(s) if json_out else say(trained_line(s))
 
 
 def _neighbours_line(result: dict) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -38,6 +40,7 @@ RESUME = {
 QUICK_EXIT = {"predict", "embed", "similar", "evaluate", "inspect"}
 
 console = Console(stderr=True)  # progress, status and errors
+_joined = False  # this process joined a multi-process run (program() then ends it without JAX's teardown)
 stdout = Console()  # results
 
 
@@ -240,6 +243,71 @@ def show(bars: Progress, states: dict, event: ProgressEvent) -> None:
     state["ended"] = state["ended"] or event.kind == "end"
 
 
+Coordinator = Annotated[
+    str, typer.Option("--coordinator", help="HOST:PORT of process 0: one training over several processes.")
+]
+NumProcesses = Annotated[int, typer.Option("--num-processes", callback=at_least(1), help="Processes of the run.")]
+ProcessId = Annotated[int, typer.Option("--process-id", callback=at_least(0), help="This process: 0 to N-1.")]
+Distributed = Annotated[
+    Literal["auto"], typer.Option("--distributed", help="auto: join the cluster JAX detects (SLURM, MPI, TPU).")
+]
+JoinTimeout = Annotated[
+    float, typer.Option("--join-timeout", callback=above(0), help="Seconds to wait for every process (default: 300).")
+]
+#: The options of a multi-process training (CNN only).
+MULTI_PROCESS = {"coordinator", "num_processes", "process_id", "distributed", "join_timeout"}
+
+
+def join_processes(params: dict, store: str) -> None:
+    """Join a multi-process run when the command's ``params`` ask for one (``--coordinator`` or ``--distributed``).
+
+    Every process must run the same command but for ``--process-id``: the store's index, ``--out`` and
+    every training option are compared through a digest before JAX's runtime starts.
+    """
+    global _joined
+    coordinator, auto = params.get("coordinator"), params.get("distributed") == "auto"
+    if coordinator is None and not auto:
+        if params.get("num_processes") is not None or params.get("process_id") is not None:
+            fail("--num-processes and --process-id go with --coordinator HOST:PORT")
+        return
+    if coordinator is not None and auto:
+        fail("--coordinator and --distributed auto exclude each other: give one")
+    from mgc.models.training import distributed
+
+    try:
+        index = (Path(store) / "index.json").read_bytes()
+    except OSError:
+        index = b""  # the training refuses the store with its own message
+    skip = {"process_id", "store", "json_out", "join_timeout"}
+    digest = distributed.settings_digest(index, {k: v for k, v in sorted(params.items()) if k not in skip})
+    timeout = params.get("join_timeout") or 300.0
+    distributed.join(coordinator, params.get("num_processes"), params.get("process_id"), digest=digest,
+                     timeout=timeout, auto=auto)  # fmt: skip
+    _joined = True
+
+
+def trained_line(s: dict) -> str:
+    """The line ``mgc train`` prints after a run (CNN or head)."""
+    if "head" not in s:
+        last, best = s["last"] or {}, s["best_val_accuracy"]
+        processes = f" in {count(s['processes'], 'process')}" if s.get("processes", 1) > 1 else ""
+        return (
+            f"trained {count(s['steps'], 'step')} on {count(s['devices'], 'device')}{processes} ({s['parallel']}); "
+            f"last train loss {last.get('train_loss', float('nan')):.4f}; best validation accuracy "
+            f"{'-' if best is None else f'{best:.3f}'}; model in {s['model_dir']}"
+        )
+    valid, steps, tuning = s["valid_accuracy"], "L-BFGS iterations" if s["head"] == "linear" else "Adam steps", ""
+    if tuned := s.get("fine_tune"):
+        tuning = (
+            f"; fine-tuned {count(tuned['steps'], 'step')} in {tuned['seconds']:.1f} s, kept pass {tuned['best_epoch']}"
+        )
+    return (
+        f"trained a {s['head']} {s['featurizer']} head in {s['seconds']:.1f} s ({s['iterations']} {steps}; "
+        f"vectors {s['vector_seconds']:.1f} s{tuning}); train accuracy {s['train_accuracy']:.3f}, "
+        f"validation accuracy {'-' if valid is None else f'{valid:.3f}'}; model in {s['model_dir']}"
+    )
+
+
 def run(function, *args, scheduler: str | None = None, progress: bool = True, **kwargs):
     """``function(*args, **kwargs)`` with progress bars, and on Dask with ``scheduler`` (announced on stderr)."""
     with contextlib.ExitStack() as stack:
@@ -275,6 +343,16 @@ def program(app) -> None:
         code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
         if done.code is not None and not isinstance(done.code, int):
             print(done.code, file=sys.stderr)
+    if _joined:  # a multi-process run: leave it together after success; after an error, at once
+        from mgc.models.training import distributed
+
+        if code == 0:
+            try:
+                distributed.shutdown(clean=True)
+            except Exception as exc:  # a peer that died at the very end
+                console.print(Text(f"warning: leaving the multi-process run: {exc}"), highlight=False)
+        distributed.leave(code)
+        distributed.exit_now(code)  # JAX's exit handler would wait for (and abort on) a process that is gone
     if len(sys.argv) > 1 and sys.argv[1] in QUICK_EXIT and not prestarted():
         sys.stdout.flush()
         sys.stderr.flush()

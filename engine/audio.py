@@ -542,39 +542,13 @@ class AudioStream:
             self.close()
 
     def _decode_rest(self, decoded: int) -> Iterator[np.ndarray]:
-        """Mono blocks at the source rate of the window after its first ``decoded`` frames, by FFmpeg.
+        """Mono blocks at the source rate of the window after its first ``decoded`` frames (kept damage).
 
-        FFmpeg's decoders skip a damaged packet and resync where libsndfile gives up;
-        ``FFmpegStream`` drops exactly ``int(offset * rate)`` frames, so the half frame
-        added below makes it start at frame ``start``. How far it got is added to ``damage``.
+        libsndfile does not resync after damage, so here nothing more is decoded; the
+        stream that :func:`~mgc.engine.ffmpeg.open_audio` makes decodes on with FFmpeg.
         """
-        from .ffmpeg import FFmpegStream  # ffmpeg.py imports this module
-
-        start, left = self._start + decoded, self.source_frames - decoded
-        at = format_seconds(start / self.source_sr)
-        try:
-            rest = FFmpegStream(
-                self.path,
-                self.source_sr,
-                offset=(start + 0.5) / self.source_sr,
-                duration=(left + 0.5) / self.source_sr,
-                on_corrupt="keep",
-            )
-        except AudioError as exc:
-            self.damage += f"; only the audio before {at} is kept (FFmpeg cannot read the file: {exc.detail})"
-            return
-        kept = 0
-        try:
-            for block in rest.blocks():
-                kept += block.size
-                yield block
-        except AudioError as exc:
-            self.damage += f"; FFmpeg decoded on from {at} until it failed: {exc.detail}"
-            return
-        finally:
-            rest.close()
-        more = format_seconds(kept / self.source_sr)
-        self.damage += f"; FFmpeg decoded {more} more from {at}" + (f" ({rest.damage})" if rest.damage else "")
+        self.damage += f"; only the audio before {format_seconds((self._start + decoded) / self.source_sr)} is kept"
+        return iter(())
 
     def _keep_or_raise(self, failure: AudioError) -> None:
         """Raise ``failure`` unless it is damage that ``on_corrupt="keep"`` keeps (then noted in ``damage``)."""

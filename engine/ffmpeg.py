@@ -392,6 +392,43 @@ class FFmpegStream:
         return AudioError("corrupt", self.path, f"decoding failed at {at}{of}: FFmpeg {said}")
 
 
+class _ResyncingAudioStream(AudioStream):
+    """soundfile's stream whose kept damage (``on_corrupt="keep"``) FFmpeg decodes past."""
+
+    def _decode_rest(self, decoded: int) -> Iterator[np.ndarray]:
+        """Mono blocks at the source rate of the window after its first ``decoded`` frames, by FFmpeg.
+
+        FFmpeg's decoders skip a damaged packet and resync where libsndfile gives up;
+        ``FFmpegStream`` drops exactly ``int(offset * rate)`` frames, so the half frame
+        added below makes it start at frame ``start``. How far it got is added to ``damage``.
+        """
+        start, left = self._start + decoded, self.source_frames - decoded
+        at = format_seconds(start / self.source_sr)
+        try:
+            rest = FFmpegStream(
+                self.path,
+                self.source_sr,
+                offset=(start + 0.5) / self.source_sr,
+                duration=(left + 0.5) / self.source_sr,
+                on_corrupt="keep",
+            )
+        except AudioError as exc:
+            self.damage += f"; only the audio before {at} is kept (FFmpeg cannot read the file: {exc.detail})"
+            return
+        kept = 0
+        try:
+            for block in rest.blocks():
+                kept += block.size
+                yield block
+        except AudioError as exc:
+            self.damage += f"; FFmpeg decoded on from {at} until it failed: {exc.detail}"
+            return
+        finally:
+            rest.close()
+        more = format_seconds(kept / self.source_sr)
+        self.damage += f"; FFmpeg decoded {more} more from {at}" + (f" ({rest.damage})" if rest.damage else "")
+
+
 def open_audio(path, sr: int, *, offset=None, duration=None, block_frames: int = BLOCK_FRAMES, on_corrupt="skip"):
     """The decoder for ``path``: soundfile for what it reads, FFmpeg for the rest.
 
@@ -433,7 +470,7 @@ def open_audio(path, sr: int, *, offset=None, duration=None, block_frames: int =
     if ext in FFMPEG_EXTENSIONS:
         return FFmpegStream(path, sr, **options)
     try:
-        return AudioStream(path, sr, **options)
+        return (_ResyncingAudioStream if on_corrupt == "keep" else AudioStream)(path, sr, **options)
     except AudioError as error:
         if error.kind not in _FALLBACK_KINDS:
             raise

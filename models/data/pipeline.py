@@ -183,6 +183,20 @@ class TrainStream:
     s])``. Every batch is therefore a function of ``(seed, step)`` alone, and a
     resumed run reads only the window it resumes in.
 
+    **Data-parallel ranks** (``ranks`` > 1, one per device of the run, across
+    processes). The shards are dealt to the ranks once, from the seed: in the
+    order of ``default_rng([seed, 1 << 22])``, each shard goes to the rank holding
+    the fewest tracks so far (a shard is split when there are fewer shards than
+    ranks). Each rank then runs the stream above over its own shards (its windows
+    drawn with ``[seed, pass, rank]``, its examples with ``[seed, pass, window,
+    rank]``) and gives ``batch_size / ranks`` examples per step, masked and mixed
+    with ``[seed, 1 << 20, step, rank]``; the global batch is the ranks' parts in
+    rank order. A process builds only its ``local_ranks`` and reads only their
+    shards, so the input scales with the processes, and the global batch at a step
+    is the same whether the ranks live in one process or in many. The shards stay
+    with their rank for the whole run (rather than being dealt again each epoch),
+    so that a rank whose shards fit its memory share reads them once.
+
     Parameters
     ----------
     store : engine.FeatureStore
@@ -202,6 +216,11 @@ class TrainStream:
         ``memory_limit_mb``, ``readers`` and the augmentation settings.
     batch_size : int, optional
         Overrides ``config.batch_size``.
+    ranks : int
+        Data-parallel ranks of the run (its device count); ``batch_size`` must be a multiple.
+    local_ranks : sequence of int, optional
+        The ranks this process feeds, consecutive (default: all). ``memory_limit_mb``
+        is shared among them.
 
     Notes
     -----
@@ -222,15 +241,24 @@ class TrainStream:
         config: TrainConfig,
         *,
         batch_size: int | None = None,
+        ranks: int = 1,
+        local_ranks: Sequence[int] | None = None,
     ):
         rows, labels = np.asarray(rows, np.int64), np.asarray(labels, np.int64)
         if not len(rows):
             raise ModelError("no training tracks: the training split is empty")
+        if len(rows) < ranks:
+            raise ModelError(f"{len(rows)} training tracks cannot feed {ranks} data-parallel ranks (devices)")
         order = np.argsort(rows, kind="stable")  # positions in storage order: iter_tracks yields them so
         self.rows, self.labels = rows[order], labels[order]
         self.store, self.n_classes, self.normalizer = store, n_classes, normalizer
         self.crop_frames, self.config = crop_frames, config
         self.batch_size = batch_size or config.batch_size
+        self.ranks = ranks
+        self.local_ranks = list(range(ranks)) if local_ranks is None else [int(r) for r in local_ranks]
+        if self.batch_size % ranks:
+            raise ModelError(f"batch size {self.batch_size} is not a multiple of the {ranks} data-parallel ranks")
+        self.rank_batch = self.batch_size // ranks
         self.n_frames = np.asarray(store.tracks.n_frames, np.int64)[self.rows]
         shard = np.asarray(store.tracks.shard, np.int64)[self.rows]
         starts = np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]])
@@ -238,27 +266,58 @@ class TrainStream:
         itemsize = np.dtype(store.spec.logmel_dtype).itemsize
         self.n_mels = int(store.spec.n_mels)
         self.track_bytes = self.n_frames * self.n_mels * itemsize
-        budget = config.memory_limit_mb * 2**20
-        self.cached = int(self.track_bytes.sum()) <= budget
-        self.window_bytes = budget if self.cached else budget / 2
+        self.rank_groups = self._deal(ranks)
+        budget = config.memory_limit_mb * 2**20 / len(self.local_ranks)
+        self.rank_cached = {
+            r: sum(int(self.track_bytes[self.groups[g]].sum()) for g in self.rank_groups[r]) <= budget
+            for r in range(ranks)
+        }
+        self.rank_window_bytes = {r: budget if self.rank_cached[r] else budget / 2 for r in range(ranks)}
+        #: Whether every local rank's tracks fit its memory share (read once, kept), and the window budget.
+        self.cached = all(self.rank_cached[r] for r in self.local_ranks)
+        self.window_bytes = self.rank_window_bytes[self.local_ranks[0]]
         self.crops_per_track = config.crops_per_track or auto_crops_per_track(len(self.rows))
         self.examples_per_pass = len(self.rows) * self.crops_per_track
+        self.rank_examples_per_pass = [
+            sum(len(self.groups[g]) for g in self.rank_groups[r]) * self.crops_per_track for r in range(ranks)
+        ]
         per_epoch = config.epoch_examples or self.examples_per_pass
         self.steps_per_epoch = max(per_epoch // self.batch_size, 1)
-        self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._inv_std = (1.0 / normalizer.std).astype(np.float32)
 
     # --- the plan: which examples, in which order (no reading) ----------------
 
-    def windows(self, pass_index: int) -> list[np.ndarray]:
-        """Positions (sorted) of each window of pass ``pass_index``, in the order the pass visits them."""
-        if self.cached:
-            return [np.arange(len(self.rows))]
-        rng = np.random.default_rng([self.config.seed, pass_index])
+    def _deal(self, ranks: int) -> list[list[int]]:
+        """Shard groups of each rank (all of them, in order, for one rank)."""
+        if ranks == 1:
+            return [list(range(len(self.groups)))]
+        while len(self.groups) < ranks:  # fewer shards than ranks: halve the largest
+            big = max(range(len(self.groups)), key=lambda g: len(self.groups[g]))
+            half = len(self.groups[big]) // 2
+            self.groups[big : big + 1] = [self.groups[big][:half], self.groups[big][half:]]
+        dealt: list[list[int]] = [[] for _ in range(ranks)]
+        held = np.zeros(ranks, np.int64)
+        for g in np.random.default_rng([self.config.seed, 1 << 22]).permutation(len(self.groups)).tolist():
+            rank = int(np.argmin(held))  # the first of the least loaded ranks
+            dealt[rank].append(g)
+            held[rank] += len(self.groups[g])
+        return [sorted(groups) for groups in dealt]
+
+    def _seeds(self, *key: int, rank: int) -> list[int]:
+        """The seed sequence of ``key`` for ``rank`` (one rank: the single-device stream's seeds)."""
+        return [self.config.seed, *key] if self.ranks == 1 else [self.config.seed, *key, rank]
+
+    def windows(self, pass_index: int, rank: int = 0) -> list[np.ndarray]:
+        """Positions (sorted) of each window of ``rank`` in pass ``pass_index``, in the order the pass visits them."""
+        groups = self.rank_groups[rank]
+        if self.rank_cached[rank]:
+            return [np.sort(np.concatenate([self.groups[g] for g in groups]))]
+        rng = np.random.default_rng(self._seeds(pass_index, rank=rank))
         out, current, size = [], [], 0
-        for g in rng.permutation(len(self.groups)):
+        for g in (groups[k] for k in rng.permutation(len(groups))):
             group_bytes = int(self.track_bytes[self.groups[g]].sum())
-            if current and size + group_bytes > self.window_bytes:
+            if current and size + group_bytes > self.rank_window_bytes[rank]:
                 out.append(np.sort(np.concatenate(current)))
                 current, size = [], 0
             current.append(self.groups[g])
@@ -266,19 +325,21 @@ class TrainStream:
         out.append(np.sort(np.concatenate(current)))
         return out
 
-    def window_examples(self, pass_index: int, window: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def window_examples(
+        self, pass_index: int, window: int, positions: np.ndarray, rank: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(position, crop start)`` of every example of a window, in the order they are used."""
-        rng = np.random.default_rng([self.config.seed, pass_index, window])
+        rng = np.random.default_rng(self._seeds(pass_index, window, rank=rank))
         pos = rng.permutation(np.repeat(positions, self.crops_per_track))
         last_start = np.maximum(self.n_frames[pos] - self.crop_frames, 0)
         return pos, rng.integers(0, last_start + 1)
 
     # --- reading ---------------------------------------------------------------
 
-    def _read_window(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _read_window(self, positions: np.ndarray, rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Log-mel of ``positions`` (sorted) as one array in the on-disk dtype, and each track's first frame."""
-        if self._cache is not None:  # the cached split: one window, the same every pass
-            return self._cache
+        if rank in self._cache:  # the rank's tracks fit: one window, the same every pass
+            return self._cache[rank]
         first = np.r_[0, np.cumsum(self.n_frames[positions])]
         data = np.empty((int(first[-1]), self.n_mels), self.store.spec.logmel_dtype)
         readers = max(1, min(self.config.readers, len(positions)))
@@ -293,15 +354,15 @@ class TrainStream:
         else:
             with cf.ThreadPoolExecutor(readers, thread_name_prefix="mgc-reader") as pool:
                 list(pool.map(read, [c for c in chunks if len(c)]))
-        if self.cached:
-            self._cache = (data, first)
+        if self.rank_cached[rank]:
+            self._cache[rank] = (data, first)
         return data, first
 
-    def _windows_from(self, example: int) -> Iterator[tuple[int, int, np.ndarray, int]]:
-        """``(pass, window, positions, examples to skip)`` from the window holding ``example`` on."""
-        pass_index, offset = divmod(example, self.examples_per_pass)
+    def _windows_from(self, example: int, rank: int = 0) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """``(pass, window, positions, examples to skip)`` of ``rank`` from the window holding its ``example`` on."""
+        pass_index, offset = divmod(example, self.rank_examples_per_pass[rank])
         while True:
-            for w, positions in enumerate(self.windows(pass_index)):
+            for w, positions in enumerate(self.windows(pass_index, rank)):
                 count = len(positions) * self.crops_per_track
                 if offset >= count:
                     offset -= count
@@ -310,13 +371,13 @@ class TrainStream:
                 offset = 0
             pass_index += 1
 
-    def _loaded(self, example: int) -> Iterator[tuple]:
-        """Windows with their data and examples, read one window ahead in a background thread."""
+    def _loaded(self, example: int, rank: int = 0) -> Iterator[tuple]:
+        """Windows of ``rank`` with their data and examples, read one window ahead in a background thread."""
 
         def load():
-            for pass_index, w, positions, skip in self._windows_from(example):
-                pos, starts = self.window_examples(pass_index, w, positions)
-                data, first = self._read_window(positions)
+            for pass_index, w, positions, skip in self._windows_from(example, rank):
+                pos, starts = self.window_examples(pass_index, w, positions, rank)
+                data, first = self._read_window(positions, rank)
                 local = np.searchsorted(positions, pos)
                 yield data, first[local], self.n_frames[pos], starts, pos, skip
 
@@ -325,9 +386,30 @@ class TrainStream:
     # --- batches ---------------------------------------------------------------
 
     def batches(self, start_step: int = 0, end_step: int | None = None) -> Iterator[tuple[int, dict]]:
-        """``(step, batch)`` for ``start_step <= step < end_step`` (endless without ``end_step``)."""
-        b, step = self.batch_size, start_step
-        windows = self._loaded(start_step * b)
+        """``(step, batch)`` for ``start_step <= step < end_step`` (endless without ``end_step``).
+
+        The batch holds the parts of this process's ranks, in rank order:
+        ``len(local_ranks) * batch_size / ranks`` examples.
+        """
+        if len(self.local_ranks) == 1:
+            rank = self.local_ranks[0]
+            for step, pieces in self._rank_pieces(rank, start_step, end_step):
+                yield step, self._assemble(step, pieces, rank)
+            return
+        streams = [self._rank_pieces(rank, start_step, end_step) for rank in self.local_ranks]
+        try:
+            for parts in zip(*streams):
+                step = parts[0][0]
+                batches = [self._assemble(step, pieces, rank) for (_s, pieces), rank in zip(parts, self.local_ranks)]
+                yield step, {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+        finally:
+            for stream in streams:
+                stream.close()
+
+    def _rank_pieces(self, rank: int, start_step: int, end_step: int | None) -> Iterator[tuple[int, list]]:
+        """``(step, pieces)`` of ``rank``'s part of each batch (``rank_batch`` examples)."""
+        b, step = self.rank_batch, start_step
+        windows = self._loaded(start_step * b, rank)
         pieces: list = []
         held = 0
         try:
@@ -342,7 +424,7 @@ class TrainStream:
                     held += take
                     at += take
                     if held == b:
-                        yield step, self._assemble(step, pieces)
+                        yield step, pieces
                         step, pieces, held = step + 1, [], 0
         finally:
             windows.close()
@@ -351,7 +433,7 @@ class TrainStream:
         """The batch of step ``step`` alone (reads what it needs)."""
         return next(self.batches(step, step + 1))[1]
 
-    def _assemble(self, step: int, pieces: list) -> dict[str, np.ndarray]:
+    def _assemble(self, step: int, pieces: list, rank: int = 0) -> dict[str, np.ndarray]:
         c, cfg = self.crop_frames, self.config
         frame = np.arange(c)
         n = sum(len(piece[4]) for piece in pieces)
@@ -367,7 +449,7 @@ class TrainStream:
         pos = np.concatenate([piece[4] for piece in pieces])
         y = np.eye(self.n_classes, dtype=np.float32)[self.labels[pos]]
         n_mels = x.shape[2]
-        rng = np.random.default_rng([cfg.seed, 1 << 20, step])
+        rng = np.random.default_rng(self._seeds(1 << 20, step, rank=rank))
         # Masked regions are set to 0, the training mean after normalisation.
         for _ in range(cfg.time_masks):
             width = rng.integers(0, min(cfg.max_time_mask, c // 4) + 1, size=n)

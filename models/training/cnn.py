@@ -27,7 +27,8 @@ from mgc.models.errors import ModelError
 from mgc.models.folder import ModelFolder
 from mgc.models.metrics import classification_metrics, track_outputs
 from mgc.models.nets.steps import init_state, make_graphdef, make_optimizer, make_schedule
-from mgc.models.training.parallel import make_parallel
+from mgc.models.training import distributed
+from mgc.models.training.parallel import local_ranks, make_parallel
 
 __all__ = ["has_checkpoint", "train"]
 
@@ -74,7 +75,9 @@ def train(
         ``examples_per_s``, ``val_accuracy``), a ``note`` after every epoch whose
         ``info`` is the row written to ``metrics.jsonl``, and ``end``.
     devices : sequence of jax.Device, optional
-        Devices to train on; default all local devices.
+        Devices to train on; default every device of the run (``jax.devices()``: all
+        processes' devices after ``jax.distributed.initialize``, see
+        :mod:`mgc.models.training.distributed`).
 
     Returns
     -------
@@ -88,15 +91,37 @@ def train(
         training (or, for longer than ``READERS_WAIT_SECONDS``, a reader) holding the
         folder's lock. The lock (``out_dir/.lock``, see :mod:`mgc.models.folder`)
         is held for the whole run and released on any exit.
+    PeerLost
+        In a multi-process run, another process stopped (killed, crashed); every
+        process stops, and ``resume=True`` on all of them continues from the latest
+        checkpoint.
+
+    Notes
+    -----
+    Multi-process (after ``jax.distributed.initialize``; the CLI's ``--coordinator``):
+    every process calls ``train`` with the same arguments. Each reads only the shards
+    of its own data-parallel ranks (see :class:`~mgc.models.data.pipeline.TrainStream`),
+    scores its share of the validation tracks (the predictions are gathered), and
+    takes part in every checkpoint (orbax); process 0 alone holds the folder's lock
+    and writes ``model.json``, ``splits.json`` and ``metrics.jsonl``. An error on any
+    process before the first step stops them all with its message.
     """
     out_dir = Path(out_dir)
     tracks = StoreTracks.of(store)
     split_files = parse_split_files(split_files) if split_files else None  # refused before the folder is made
-    # In a multi-process run every process trains into the same folder (often a shared file
-    # system): the first process locks it for all of them.
-    ModelFolder(out_dir).claim("cnn")  # before the lock file is made in it (and again under the lock)
-    lock = ModelFolder(out_dir).lock() if jax.process_index() == 0 else contextlib.nullcontext()
-    with lock:
+    # In a multi-process run every process trains into the same folder (a shared file system):
+    # process 0 locks it for all of them, and when it cannot, every process refuses.
+    with contextlib.ExitStack() as stack:
+        error = None
+        try:
+            ModelFolder(out_dir).claim("cnn")  # before the lock file is made in it (and again under the lock)
+            if jax.process_index() == 0:
+                stack.enter_context(ModelFolder(out_dir).lock())
+        except ModelError as exc:
+            if jax.process_count() == 1:
+                raise
+            error = str(exc)
+        distributed.agree(error)
         return _train_locked(
             store,
             tracks,
@@ -123,9 +148,33 @@ def _train_locked(
     devices: Sequence[Any] | None,
 ) -> dict[str, Any]:
     """:func:`train`'s run, with the model folder locked."""
+    n_processes, lead = jax.process_count(), jax.process_index() == 0
+    error = None
+    try:
+        prepared = _prepare(
+            tracks, out_dir, config, model_config=model_config, resume=resume, split_files=split_files, devices=devices
+        )
+    except ModelError as exc:
+        if n_processes == 1:
+            raise
+        error, prepared = str(exc), None
+    distributed.agree(error)  # a process that fails alone would leave the others waiting in a collective
+    return _run(tracks, out_dir, prepared, progress=progress, lead=lead)
+
+
+def _prepare(
+    tracks: StoreTracks,
+    out_dir: Path,
+    config: TrainConfig | Mapping[str, Any] | None,
+    *,
+    model_config: ModelConfig | None,
+    resume: bool,
+    split_files: Mapping[str, str | Path] | Sequence[str] | None,
+    devices: Sequence[Any] | None,
+) -> dict[str, Any]:
+    """Everything :func:`_run` needs: settings checked, splits, normalisation, stream, runner (no writing)."""
     folder = ModelFolder(out_dir)
     folder.claim("cnn")
-    report = ProgressReporter(progress, "train", "steps")
     spec, label_names = tracks.store.spec, [str(n) for n in tracks.store.label_names]
     resuming = resume and has_checkpoint(out_dir)
     if has_checkpoint(out_dir) and not resume:
@@ -133,7 +182,7 @@ def _train_locked(
     if resuming:
         meta = Checkpoints(out_dir).meta("latest")
         check_spec(
-            meta["spec"], spec, where=f"the checkpoint in {out_dir}", store_path=getattr(tracks.store, "path", store)
+            meta["spec"], spec, where=f"the checkpoint in {out_dir}", store_path=getattr(tracks.store, "path", "")
         )
         saved = TrainConfig.from_dict(meta["train_config"])
         given = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
@@ -187,19 +236,31 @@ def _train_locked(
             f"--crop-seconds {config.crop_seconds} gives {crop_frames} frames, fewer than the "
             f"{2 ** len(model_config.widths)} that {len(model_config.widths)} pooling blocks need"
         )
-    n_devices = len(devices) if devices is not None else jax.local_device_count()
-    stream = TrainStream(
+    # Steps come from the whole split; the stream itself is built once the runner knows the ranks.
+    probe = TrainStream(
         tracks.store, train_rows, tracks.columns["label"][train_rows], len(label_names), normalizer, crop_frames, config
     )
-    steps_per_epoch = stream.steps_per_epoch
+    steps_per_epoch = probe.steps_per_epoch
     total_steps = config.steps or config.epochs * steps_per_epoch
-    n_epochs = -(-total_steps // steps_per_epoch)
     tx = make_optimizer(config, total_steps)
-    checkpoints = Checkpoints(out_dir)
     runner = make_parallel(
         config.parallel, model_config, tx, devices=devices, batch_size=config.batch_size, precision=config.precision
     )
-    schedule = make_schedule(config, total_steps)
+    ranks, mine = local_ranks(runner)
+    stream = probe
+    if ranks > 1:
+        labels = tracks.columns["label"][train_rows]
+        stream = TrainStream(
+            tracks.store,
+            train_rows,
+            labels,
+            len(label_names),
+            normalizer,
+            crop_frames,
+            config,
+            ranks=ranks,
+            local_ranks=mine,
+        )
 
     static_meta = {
         "label_names": label_names,
@@ -213,38 +274,87 @@ def _train_locked(
         "steps_per_epoch": steps_per_epoch,
         "splits_method": splits["method"],
     }
+    checkpoints = Checkpoints(out_dir)
     state = jax.tree.map(np.asarray, init_state(model_config, tx, seed=config.seed))
+    meta = None
     if resuming:
         state, meta = checkpoints.restore("latest", state)  # resumes at state["step"]
+    return {
+        "folder": folder,
+        "config": config,
+        "model_config": model_config,
+        "splits": splits,
+        "normalizer": normalizer,
+        "crop_frames": crop_frames,
+        "valid_rows": valid_rows,
+        "label_names": label_names,
+        "stream": stream,
+        "runner": runner,
+        "checkpoints": checkpoints,
+        "schedule": make_schedule(config, total_steps),
+        "static_meta": static_meta,
+        "state": state,
+        "meta": meta,
+        "total_steps": total_steps,
+        "steps_per_epoch": steps_per_epoch,
+    }
+
+
+def _run(tracks: StoreTracks, out_dir: Path, prepared: dict[str, Any], *, progress, lead: bool) -> dict[str, Any]:
+    """The training loop of a prepared run (every process runs it; ``lead``: process 0, which writes the files)."""
+    p = prepared
+    folder, config, model_config, checkpoints = p["folder"], p["config"], p["model_config"], p["checkpoints"]
+    runner, stream, schedule, static_meta, state = p["runner"], p["stream"], p["schedule"], p["static_meta"], p["state"]
+    normalizer, crop_frames, valid_rows, label_names = (
+        p["normalizer"],
+        p["crop_frames"],
+        p["valid_rows"],
+        p["label_names"],
+    )
+    total_steps, steps_per_epoch = p["total_steps"], p["steps_per_epoch"]
+    n_epochs = -(-total_steps // steps_per_epoch)
+    report = ProgressReporter(progress, "train", "steps")
+    n_processes, n_devices = (
+        jax.process_count(),
+        len(runner.devices) * (jax.process_count() if config.parallel == "pmap" else 1),
+    )
+    if p["meta"] is not None:
+        meta = p["meta"]
         sums, best = meta["epoch_sums"], meta["best_val_accuracy"]
         last_row = meta.get("metrics") or {}
-        folder.truncate_metrics(int(state["step"]))
+        if lead:
+            folder.truncate_metrics(int(state["step"]))
     else:
-        folder.write_splits(splits)
-        folder.write_model({"kind": "cnn", **static_meta, "store": str(getattr(tracks.store, "path", ""))})
-        folder.write_metrics([])
+        if lead:
+            folder.write_splits(p["splits"])
+            folder.write_model({"kind": "cnn", **static_meta, "store": str(getattr(tracks.store, "path", ""))})
+            folder.write_metrics([])
         sums, best = {"loss": 0.0, "accuracy": 0.0, "steps": 0}, -1.0
         last_row = {}
 
     eval_graphdef = make_graphdef(model_config)
     valid_labels = tracks.columns["label"][valid_rows]
+    # Each process scores its share of the validation tracks; the predictions are gathered.
+    share = np.array_split(valid_rows, n_processes)[jax.process_index()]
 
     def validate(host_state: Any) -> dict[str, Any] | None:
         if not len(valid_rows):
             return None
-        probs, _embeddings = track_outputs(
-            host_state["params"],
-            host_state["batch_stats"],
-            eval_graphdef,
-            (frames for _row, frames in tracks.store.iter_tracks(rows=valid_rows)),
-            normalizer=normalizer,
-            crop_frames=crop_frames,
-            max_crops=config.eval_crops,
-        )
-        return classification_metrics(valid_labels, probs.argmax(-1), len(label_names))
+        predicted = np.zeros(0, np.int64)
+        if len(share):
+            probs, _embeddings = track_outputs(
+                host_state["params"],
+                host_state["batch_stats"],
+                eval_graphdef,
+                (frames for _row, frames in tracks.store.iter_tracks(rows=share)),
+                normalizer=normalizer,
+                crop_frames=crop_frames,
+                max_crops=config.eval_crops,
+            )
+            predicted = probs.argmax(-1).astype(np.int64)
+        predicted = distributed.gather_shares(predicted, len(valid_rows))
+        return classification_metrics(valid_labels, predicted, len(label_names))
 
-    n_processes, process = jax.process_count(), jax.process_index()
-    local_batch = config.batch_size // n_processes
     step = int(state["step"])
     report("start", step, total_steps, epochs=n_epochs, devices=n_devices)
     device_state = runner.put_state(state)
@@ -255,13 +365,11 @@ def _train_locked(
     try:
         for step_index, batch in batches:
             epoch, index = divmod(step_index, steps_per_epoch)
-            if n_processes > 1:
-                # Every process builds the same global batch (a function of seed and position) and
-                # feeds its own rows; put_batch assembles the global array from the local parts.
-                batch = {k: v[process * local_batch : (process + 1) * local_batch] for k, v in batch.items()}
+            # This process's ranks' part of the global batch; put_batch assembles the global array.
             device_state, metrics = runner.step(device_state, runner.put_batch(batch))
-            loss, accuracy = float(metrics["loss"]), float(metrics["accuracy"])
+            loss, accuracy = runner.scalar(metrics["loss"]), runner.scalar(metrics["accuracy"])
             step += 1
+            distributed.current_step = step
             # Throughput is timed from the end of the first step, so compilation is left out.
             if timer_start is None:
                 timer_start = time.perf_counter()
@@ -290,7 +398,8 @@ def _train_locked(
                     "examples_per_s": rate,
                     "epoch_seconds": time.perf_counter() - epoch_start,
                 }
-                folder.append_metrics(last_row)
+                if lead:
+                    folder.append_metrics(last_row)
                 report("note", step, total_steps, **last_row)
                 sums = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
                 score = -1.0 if val_accuracy is None else val_accuracy
@@ -310,8 +419,14 @@ def _train_locked(
             if is_best:
                 checkpoints.save("best", host, meta)
             checkpoints.save("latest", host, meta)
-    except BaseException:
+    except BaseException as exc:
         report("end", step, total_steps, error=True)  # the CLI clears its bar before the error is shown
+        if n_processes > 1 and isinstance(exc, Exception) and distributed.is_peer_loss(exc):
+            words = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise distributed.PeerLost(
+                f"another process of the run stopped at step {step} ({words}); what the latest checkpoint holds is "
+                "kept: run the same command with --resume on every process to continue"
+            ) from None
         raise
     finally:
         batches.close()
@@ -321,6 +436,7 @@ def _train_locked(
         "best_val_accuracy": best if best >= 0 else None,
         "last": last_row,
         "devices": n_devices,
+        "processes": n_processes,
         "parallel": config.parallel,
     }
     report("end", step, total_steps, **summary)

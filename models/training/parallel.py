@@ -11,9 +11,13 @@ how the state and the global batch are laid out on devices:
   ``(n_devices, batch / n_devices, ...)``; gradients, loss and BatchNorm
   statistics are averaged with ``lax.pmean`` over the ``data`` axis.
 
-Multi-host: after ``jax.distributed.initialize()``, each process feeds its own
-part of the global batch; :meth:`JitParallel.put_batch` assembles the global
-array with ``jax.make_array_from_process_local_data``.
+Multi-process (after ``jax.distributed.initialize``, see
+:mod:`mgc.models.training.distributed`): the ``jit`` mesh spans every process's
+devices (``jax.devices()``), ordered by process, so the data-parallel ranks of a
+process are consecutive; each process feeds the part of the global batch of its
+own ranks, and :meth:`JitParallel.put_batch` assembles the global array with
+``jax.make_array_from_process_local_data``. ``pmap`` runs over each process's
+local devices, its ``pmean`` spanning all processes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from mgc.models.config import ModelConfig
 from mgc.models.errors import ModelError
 from mgc.models.nets.steps import make_graphdef, train_step
 
-__all__ = ["make_parallel", "JitParallel", "PmapParallel", "AXIS"]
+__all__ = ["make_parallel", "JitParallel", "PmapParallel", "AXIS", "local_ranks"]
 
 AXIS = "data"
 
@@ -63,9 +67,14 @@ class JitParallel:
     def step(self, state: Any, batch: dict[str, jax.Array]) -> tuple[Any, dict[str, jax.Array]]:
         return self._step(state, batch)
 
+    @staticmethod
+    def scalar(value: jax.Array) -> float:
+        """A replicated scalar as a float (this process's copy: the array spans other processes)."""
+        return float(np.asarray(value.addressable_data(0)))
+
     def get_state(self, state: Any) -> Any:
-        """The state as host numpy arrays (one copy)."""
-        return jax.tree.map(np.asarray, jax.device_get(state))
+        """The replicated state as host numpy arrays (this process's copy)."""
+        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
 
 
 class PmapParallel:
@@ -104,6 +113,10 @@ class PmapParallel:
         state, metrics = self._step(state, batch)
         return state, jax.tree.map(lambda m: m[0], metrics)
 
+    @staticmethod
+    def scalar(value: Any) -> float:
+        return float(np.asarray(value))
+
     def get_state(self, state: Any) -> Any:
         return jax.tree.map(lambda x: np.asarray(x[0]), jax.device_get(state))
 
@@ -117,21 +130,42 @@ def make_parallel(
     batch_size: int | None = None,
     precision: str = "float32",
 ):
-    """The data-parallel runner ``kind`` (``"jit"`` or ``"pmap"``) over ``devices`` (default: all local).
+    """The data-parallel runner ``kind`` (``"jit"`` or ``"pmap"``) over ``devices``.
+
+    Default devices: every device of the run for ``jit`` (``jax.devices()``, all
+    processes'), this process's for ``pmap`` (``jax.local_devices()``).
 
     ``precision="bfloat16"`` computes the network in bfloat16 (parameters,
     optimizer state and BatchNorm in float32): meant for GPUs and TPUs, where it
     halves activation memory and doubles matrix throughput. On a CPU it is
     correct but not faster (XLA's CPU backend emulates much of bfloat16).
     """
-    devices = list(devices) if devices is not None else jax.local_devices()
-    if batch_size is not None and batch_size % (len(devices) * jax.process_count()) != 0:
+    if devices is None:
+        devices = jax.devices() if kind == "jit" else jax.local_devices()
+    devices = list(devices)
+    n = len(devices) * (jax.process_count() if kind == "pmap" else 1)
+    if batch_size is not None and batch_size % n != 0:
         raise ModelError(
-            f"batch size {batch_size} must be a multiple of the {len(devices) * jax.process_count()} devices; "
-            f"pick e.g. {len(devices) * jax.process_count() * max(1, batch_size // len(devices))}"
+            f"batch size {batch_size} must be a multiple of the {n} devices; pick e.g. {n * max(1, batch_size // n)}"
         )
     if kind == "jit":
         return JitParallel(model_config, tx, devices, precision)
     if kind == "pmap":
         return PmapParallel(model_config, tx, devices, precision)
     raise ModelError(f"unknown parallel mode {kind!r}; use 'jit' or 'pmap'")
+
+
+def local_ranks(runner: JitParallel | PmapParallel) -> tuple[int, list[int]]:
+    """``(ranks, this process's ranks)``: data-parallel ranks of the run and the consecutive ones fed here.
+
+    A ``jit`` rank is a position in the mesh; a ``pmap`` rank is ``process_index *
+    local devices + position``.
+    """
+    if isinstance(runner, PmapParallel):
+        n = len(runner.devices)
+        return n * jax.process_count(), [jax.process_index() * n + i for i in range(n)]
+    here = jax.process_index()
+    mine = [i for i, device in enumerate(runner.devices) if device.process_index == here]
+    if not mine or mine != list(range(mine[0], mine[0] + len(mine))):
+        raise ModelError(f"the devices of process {here} are not consecutive in the mesh: {runner.devices}")
+    return len(runner.devices), mine

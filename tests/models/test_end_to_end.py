@@ -12,13 +12,15 @@ from mgc.cli import app
 from tests.models.conftest import N_CLASSES, small_spec, write_tone_corpus
 
 runner = CliRunner()
+# Two examples per device a step on the 4 (faked) devices: each device's part of the batch is mixed up
+# within itself (see TrainStream), which one example a device would not allow.
 TRAIN_ARGS = [
     "--epochs",
     "8",
     "--crops-per-track",
-    "1",
+    "2",
     "--batch-size",
-    "4",
+    "8",
     "--crop-seconds",
     "0.5",
     "--lr",
