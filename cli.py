@@ -43,12 +43,14 @@ from mgc.terminal import (
     above,
     at_least,
     console,
+    devices_tables,
     duration,
     explain,
     fail,
     failures_table,
     format_bytes,
     join_processes,
+    neighbours_line,
     print_json,
     run,
     say,
@@ -77,7 +79,10 @@ AllFiles = Annotated[bool, typer.Option("--all-files", help=ALL_FILES_HELP)]
 MaxCrops = Annotated[
     int, typer.Option("--max-crops", callback=at_least(1), help="Cap on crops per track (default: cover it).")
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", callback=at_least(1), help="Crops per network call.")]
+BATCH_HELP = "Crops per network call (default: {cpu} on a CPU, {accelerator} on a GPU or TPU).".format(
+    **config.INFERENCE_BATCH
+)
+BatchSize = Annotated[int, typer.Option("--batch-size", callback=at_least(1), help=BATCH_HELP)]
 Checkpoint = Annotated[Literal[config.CHECKPOINTS], typer.Option(help="best (by validation accuracy) or latest.")]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (for scripts).")]
 #: Shared options whose help and default differ per command: their names (see :func:`shared`).
@@ -342,7 +347,8 @@ def train_command(
     epoch_examples: int = cnn_option(
         "Examples per epoch (validation, checkpoint) (default: one pass)", callback=at_least(1)
     ),
-    precision: Literal[config.PRECISIONS] = cnn_option("bfloat16: compute in bfloat16 (GPU, TPU)", "precision"),
+    precision: Literal[config.PRECISIONS] = cnn_option("auto: bfloat16 on a GPU or TPU, float32 on a CPU", "precision"),
+    reader_processes: int = cnn_option("Processes building the batches", "reader_processes", callback=at_least(0)),
     memory_limit_mb: float = cnn_option(
         "Log-mel held in memory, else windows are shuffled", "memory_limit_mb", callback=at_least(0)
     ),
@@ -415,12 +421,13 @@ def train_command(
     print_json(s) if json_out else say(trained_line(s))
 
 
-def _neighbours_line(result: dict) -> str:
-    note = f"\nnote: {result['note']}" if result.get("note") else ""
-    return (
-        f"genre precision at {result['k']}: {result['precision']:.3f} of each track's {result['k']} nearest "
-        f"neighbours share its label (chance {result['chance']:.3f}; {result['queries']} tracks){note}"
-    )
+@command("devices")
+def devices_command(json_out: Json = False) -> None:
+    """Show the devices JAX uses here and why: backend, devices, versions, the choices of `auto`."""
+    from mgc.models.devices import describe
+
+    report = describe()
+    print_json(report) if json_out else console.print(devices_tables(report))
 
 
 @command("evaluate")
@@ -454,7 +461,7 @@ def evaluate_command(
     confusion = table(title, ("true label", *numbers), rows, numbers)
     confusion.columns[0].no_wrap = True
     stdout.print(confusion)
-    say(_neighbours_line(m["genre_precision_at_k"]), stdout)
+    say(neighbours_line(m["genre_precision_at_k"]), stdout)
     names = {"confusion_png": "confusion matrix (PNG)", "curves_png": "training curves (PNG)"}
     for kind, path in m["files"].items():
         say(f"{names.get(kind, kind)}: {path}", stdout)
@@ -474,7 +481,7 @@ def predict_command(
     max_crops: MaxCrops = None,
     workers: Workers = None,
     all_files: AllFiles = False,
-    batch_size: BatchSize = config.INFER_BATCH,
+    batch_size: BatchSize = None,
     scheduler: Scheduler = None,
     json_out: Json = False,
 ) -> None:
@@ -521,7 +528,7 @@ def embed_command(
     max_crops: MaxCrops = None,
     workers: Workers = None,
     all_files: AllFiles = False,
-    batch_size: BatchSize = config.INFER_BATCH,
+    batch_size: BatchSize = None,
     checkpoint: Checkpoint = config.CHECKPOINTS[0],
     scheduler: Scheduler = None,
     json_out: Json = False,
@@ -551,7 +558,7 @@ def similar_command(
     """The tracks most similar to each query (cosine similarity of their embeddings)."""
     if evaluate_k:
         result = run(store_precision_at_k, embeddings, k, exact=True if exact else None)
-        return print_json(result) if json_out else say(_neighbours_line(result), stdout)
+        return print_json(result) if json_out else say(neighbours_line(result), stdout)
     results = models.similar(embeddings, queries, k=k, exact=True if exact else None)
     if json_out:
         return print_json(results)

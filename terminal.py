@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -37,7 +37,7 @@ RESUME = {
 }
 #: Commands whose every write is committed when they return: the program ends without the interpreter's
 #: teardown (JAX's takes about 0.4 s of a one-file ``mgc predict``).
-QUICK_EXIT = {"predict", "embed", "similar", "evaluate", "inspect"}
+QUICK_EXIT = {"predict", "embed", "similar", "evaluate", "inspect", "devices"}
 
 console = Console(stderr=True)  # progress, status and errors
 _joined = False  # this process joined a multi-process run (program() then ends it without JAX's teardown)
@@ -236,6 +236,18 @@ def show(bars: Progress, states: dict, event: ProgressEvent) -> None:
     if event.kind == "stage":
         return bars.console.print(Text(f"{event.info.get('stage', event.task):>8} ", "bold cyan") + Text(event.message))
     state = states.setdefault(event.task, {})
+    if event.task == "train" and event.kind == "start" and "precision" in event.info:  # the choices of the run
+        info = event.info
+        readers = info.get("reader_processes") or 0
+        bars.console.print(
+            Text(
+                f"train: {count(info['devices'], 'device')} ({info['backend']})"
+                + (f" in {count(info['processes'], 'process')}" if info.get("processes", 1) > 1 else "")
+                + f", precision {info['precision']}, batch {info['batch_size']}, "
+                + (f"{count(readers, 'reader process')}" if readers else "batches built in this process")
+            ),
+            highlight=False,
+        )
     status, bar = status_text(event, state), {"completed": event.done, "total": event.total}
     if "id" not in state or event.kind == "start" and state["ended"]:
         state["id"], state["ended"] = bars.add_task(event.task, unit=event.unit, status=status, **bar), False
@@ -284,6 +296,37 @@ def join_processes(params: dict, store: str) -> None:
     distributed.join(coordinator, params.get("num_processes"), params.get("process_id"), digest=digest,
                      timeout=timeout, auto=auto)  # fmt: skip
     _joined = True
+
+
+def devices_tables(report: dict) -> Group:
+    """``mgc devices``: one row per device under the backend, versions and choices; a warning line when due."""
+    versions = ", ".join(f"{name} {version}" for name, version in report["versions"].items() if version)
+    title = (
+        f"JAX backend {report['backend']}: {versions}; --precision auto = {report['precision']}, "
+        f"inference batch {report['inference_batch']}"
+    )
+    rows = [
+        (
+            d["id"],
+            d["platform"],
+            d["kind"],
+            d["process"],
+            format_bytes(d["memory_bytes"]) if "memory_bytes" in d else "-",
+        )
+        for d in report["devices"]
+    ]
+    result = table(title, ("device", "platform", "kind", "process", "memory"), rows, ("device", "process"))
+    warning = [Text("warning: ", style="bold yellow") + Text(report["warning"])] if report["warning"] else []
+    return Group(result, *warning)
+
+
+def neighbours_line(result: dict) -> str:
+    """The genre-precision line of ``similar --precision`` and ``evaluate --k``."""
+    note = f"\nnote: {result['note']}" if result.get("note") else ""
+    return (
+        f"genre precision at {result['k']}: {result['precision']:.3f} of each track's {result['k']} nearest "
+        f"neighbours share its label (chance {result['chance']:.3f}; {result['queries']} tracks){note}"
+    )
 
 
 def trained_line(s: dict) -> str:

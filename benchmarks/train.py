@@ -13,6 +13,14 @@ Prints examples/s of:
   the store's tracks (loading the store into memory is timed apart);
 - the step fed by the pipeline through the background prefetch thread.
 
+With ``--processes``, the input of a multi-process run: the pipeline alone in 1
+process, then in 2 processes at once, each building the part of its own
+data-parallel rank and reading only that rank's shards (``--stream-tracks``
+ten-second tracks, ``--memory-limit-mb`` per process): examples/s of all and of
+each, the log-mel each read, and a paper projection for 8 hosts x 8 GPUs.
+With ``--readers``, batches built in this process against 1 and 2 reader
+processes (``mgc train --reader-processes``), the store in memory.
+
 With ``--stream`` it measures streaming instead (each row in a fresh process,
 peak resident memory from ``ru_maxrss``): a store of ``--stream-tracks``
 ten-second tracks (hard links to 8 generated WAV files under 10 labels, log-mel
@@ -275,6 +283,150 @@ def run_streaming(args) -> None:
     )
 
 
+_RANK_PROBE = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np
+from mgc.engine import FeatureStore
+from mgc.models.config import TrainConfig
+from mgc.models.data.pipeline import TrainStream, crop_frames_for, fit_normalizer
+store = FeatureStore({store!r})
+rows = np.arange(len(store))
+config = TrainConfig(batch_size={batch}, memory_limit_mb={memory}, crops_per_track=1)
+normalizer = fit_normalizer(store, rows, seed=0, max_tracks=200)
+crop = crop_frames_for(3.0, store.spec.frames_per_second)
+stream = TrainStream(store, rows, store.tracks.label, len(store.label_names), normalizer, crop, config,
+                     ranks={ranks}, local_ranks={local})
+read = [0]
+reader = stream._read_window
+def counted(positions, rank=0):  # bytes of log-mel this process reads from the store
+    again = rank in stream._cache
+    data, first = reader(positions, rank)
+    read[0] += 0 if again else data.nbytes
+    return data, first
+stream._read_window = counted
+batches = stream.batches(0, {steps})
+next(batches)
+begin, cpu = time.time(), time.process_time()
+n = sum(1 for _ in batches)
+end, cpu = time.time(), time.process_time() - cpu
+print(json.dumps({{"begin": begin, "end": end, "examples": n * stream.rank_batch * len(stream.local_ranks),
+                  "bytes_read": read[0], "store_bytes": int(stream.track_bytes.sum()), "cpu_s": cpu}}))
+"""
+
+
+def run_processes(args) -> None:
+    """The input pipeline of 1 process and of 2 processes (one data-parallel rank each), side by side."""
+    import json
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[1])
+    store = build_stream_store(Path(args.workdir), args.stream_tracks)
+    rows, per_process = [], None
+    for n in (1, 2):
+        probes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _RANK_PROBE.format(
+                        root=root,
+                        store=str(store),
+                        batch=256,
+                        memory=args.memory_limit_mb,
+                        ranks=n,
+                        local=[p],
+                        steps=args.stream_steps,
+                    ),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for p in range(n)
+        ]
+        got = []
+        for probe in probes:
+            out, err = probe.communicate()
+            if probe.returncode:
+                raise SystemExit(err[-3000:])
+            got.append(json.loads(out.strip().splitlines()[-1]))
+        wall = max(g["end"] for g in got) - min(g["begin"] for g in got)
+        total = sum(g["examples"] for g in got) / wall
+        store_mb = got[0]["store_bytes"] / 2**20
+        read = sum(g["bytes_read"] for g in got)
+        shares = ", ".join(f"{g['bytes_read'] / 2**20:,.0f} MB ({g['bytes_read'] / read:.0%})" for g in got)
+        cores = sum(g["cpu_s"] for g in got) / wall
+        rows.append(
+            (f"{n} process{'es' if n > 1 else ''}", f"{total:,.0f}", f"{total / n:,.0f}", f"{cores:.1f}", shares)
+        )
+        if n == 1:
+            per_process = total
+    print(
+        f"input pipeline alone: store of {args.stream_tracks} tracks x 10 s ({store_mb:,.0f} MB of float16 log-mel), "
+        f"batch 256 (global), 3 s crops, --memory-limit-mb {args.memory_limit_mb:g} per process, "
+        f"{args.stream_steps} steps, {os.cpu_count()} cores"
+    )
+    header = ("", "examples/s, all", "per process", "cores busy", "log-mel each process read (share of all read)")
+    table = [header] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    for k, row in enumerate(table):
+        print("  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    flops = default_network_flops()
+    gpu = 0.4 * 989e12 / flops
+    print(
+        f"projection, 8 hosts x 8 H100: the default network takes {flops / 1e9:.2f} GFLOP per example per step (XLA); "
+        f"at 40% of 989 TFLOP/s a GPU consumes {gpu:,.0f} examples/s, a host {8 * gpu:,.0f}: "
+        f"{8 * gpu / per_process:,.0f} pipeline processes per host at this machine's {per_process:,.0f} examples/s "
+        f"each; each host reads 1/8 of the store per pass; 64 GPUs make "
+        f"{64 * gpu:,.0f} examples/s, a pass over 1,000,000 tracks (one crop each) in {1e6 / (64 * gpu):.2f} s"
+    )
+
+
+def run_readers(args) -> None:
+    """The input pipeline alone: batches built in this process, and by 1 and 2 reader processes."""
+    from mgc.models.data.readers import ReaderPool
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = args.store or make_store(Path(tmp), args.tracks_per_genre, args.seconds)
+        tracks = StoreTracks.of(store_path)
+        rows = np.flatnonzero(tracks.columns["label"] >= 0)
+        config = TrainConfig(batch_size=256, crops_per_track=8)
+        normalizer = fit_normalizer(tracks.store, rows, seed=0)
+        crop = crop_frames_for(3.0, tracks.store.spec.frames_per_second)
+        labels = tracks.columns["label"][rows]
+        stream = TrainStream(tracks.store, rows, labels, len(tracks.store.label_names), normalizer, crop, config)
+
+        def rate(source) -> float:
+            batches = source.batches(0, args.stream_steps + 3)
+            for _ in range(3):  # the readers' start and the store's first read are left out
+                next(batches)
+            started = time.perf_counter()
+            n = sum(1 for _ in batches)
+            return n * 256 / (time.perf_counter() - started)
+
+        one = rate(stream)
+        rows_out = [("batches built in this process (a thread)", f"{one:,.0f}", "1.00")]
+        for readers in (1, 2):
+            got = rate(ReaderPool(stream, readers))
+            rows_out.append(
+                (f"{readers} reader process{'es' if readers > 1 else ''}", f"{got:,.0f}", f"{got / one:.2f}")
+            )
+        print(
+            f"input pipeline alone: {len(rows)} tracks in memory, batch 256, 3 s crops of {tracks.store.spec.n_mels} "
+            f"bands, {args.stream_steps} batches, {os.cpu_count()} cores"
+        )
+        header = ("", "examples/s", "vs this process")
+        table = [header] + rows_out
+        widths = [max(len(r[i]) for r in table) for i in range(3)]
+        for k, row in enumerate(table):
+            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+            if k == 0:
+                print("  ".join("-" * w for w in widths))
+
+
 def report(rows):
     """Print aligned rows of (what, devices, compile s, examples/s, note)."""
     header = ("measurement", "devices", "compile s", "examples/s", "note")
@@ -305,9 +457,19 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=60, help="steps of the end-to-end rows")
     parser.add_argument("--memory-limit-mb", type=float, default=256.0)
     parser.add_argument("--workdir", default="/tmp/mgc-train-stream")
+    parser.add_argument(
+        "--processes", action="store_true", help="the input of 1 and 2 processes, each reading its ranks' shards"
+    )
+    parser.add_argument("--readers", action="store_true", help="the input built by 0, 1 and 2 reader processes")
     args = parser.parse_args()
     if args.stream:
         run_streaming(args)
+        return
+    if args.processes:
+        run_processes(args)
+        return
+    if args.readers:
+        run_readers(args)
         return
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ Reads stores and computes features only through ``engine``'s public API. The
 package is organised by concern, with imports one way (tests/test_import_graph.py):
 
 - ``errors``, ``config``: :class:`ModelError`; the configs, choices and defaults (no JAX);
+- ``devices``: which devices JAX uses and the choices ``auto`` makes on them (``mgc devices``);
 - ``folder``: the model folder's schema, every kind's files; ``checkpoints``: a CNN's orbax checkpoints;
 - ``nets/``: networks and the jitted steps, pure; ``pretrained/``: musicnn's weights, licence and converter;
 - ``data/``: splits, crops and the training stream, store sources, audio inputs for a spec;

@@ -19,6 +19,7 @@ __all__ = [
     "FEATURIZERS",
     "HEADS",
     "INFER_BATCH",
+    "INFERENCE_BATCH",
     "HeadConfig",
     "ModelConfig",
     "ModelError",
@@ -37,7 +38,10 @@ EVAL_SPLITS = ("train", "valid", "test", "all")
 #: ``embed``'s approximate-index choices.
 EMBED_INDEXES = ("auto", "ann", "none")
 #: Crops per network call in prediction, embedding and evaluation.
-INFER_BATCH = 256
+INFER_BATCH = 256  # crops per network call on a CPU (models.devices.inference_batch)
+#: Crops per network call when none is given, by backend (``models.devices.inference_batch``): on a CPU
+#: 256 keeps the cores busy; a GPU or TPU wants thousands of crops in flight.
+INFERENCE_BATCH = {"cpu": INFER_BATCH, "accelerator": 2048}
 
 
 @dataclass(frozen=True)
@@ -178,10 +182,15 @@ class TrainConfig:
         Optimizer steps of the whole run; 0: ``epochs`` epochs.
     readers : int
         Threads reading a shuffle window's shards.
+    reader_processes : int
+        Processes that assemble the batches (``mgc.models.data.readers``): 0 (default)
+        assembles them in a thread of the training process, which one core bounds
+        (about 13,000 examples/s); an accelerator needs many. The batches are the same.
     precision : str
-        ``"float32"``, or ``"bfloat16"``: convolutions and dense layers compute in
-        bfloat16 (for GPUs and TPUs) while parameters, optimizer state, BatchNorm
-        statistics and the loss stay float32.
+        ``"auto"`` (default): ``"bfloat16"`` on a GPU or TPU, ``"float32"`` on a CPU,
+        resolved when the run starts and saved resolved. ``"bfloat16"``: convolutions
+        and dense layers compute in bfloat16 while parameters, optimizer state,
+        BatchNorm statistics and the loss stay float32.
     checkpoint_every : int
         Also save the latest checkpoint every this many steps (0: only per epoch).
     """
@@ -210,7 +219,8 @@ class TrainConfig:
     epoch_examples: int = 0
     steps: int = 0
     readers: int = 2
-    precision: str = "float32"
+    precision: str = "auto"
+    reader_processes: int = 0
 
     def __post_init__(self) -> None:
         if self.parallel not in ("jit", "pmap"):
@@ -227,8 +237,10 @@ class TrainConfig:
             raise ModelError("val_fraction + test_fraction must be in [0, 1)")
         if self.crops_per_track < 0 or self.readers < 1 or self.steps < 0 or self.epoch_examples < 0:
             raise ModelError("readers must be at least 1; crops_per_track, steps and epoch_examples at least 0")
-        if self.precision not in ("float32", "bfloat16"):
-            raise ModelError(f"precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.reader_processes < 0:
+            raise ModelError(f"reader_processes must be at least 0, got {self.reader_processes}")
         if self.memory_limit_mb <= 0:
             raise ModelError(f"memory_limit_mb must be positive, got {self.memory_limit_mb}")
 
@@ -260,7 +272,7 @@ MODEL_KINDS = ("cnn", "stats")
 #: ``TrainConfig.parallel``'s choices.
 PARALLELS = ("jit", "pmap")
 #: ``TrainConfig.precision``'s choices.
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16")
 #: The checkpoints a model folder keeps: the best by validation accuracy, and the latest.
 CHECKPOINTS = ("best", "latest")
 #: Genres per track that ``predict`` returns.

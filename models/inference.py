@@ -85,7 +85,7 @@ def infer_with(
     *,
     normalizer: Any,
     crop_frames: int,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     max_crops: int | None = None,
     multilabel: bool = False,
 ) -> Iterator[Inferred]:
@@ -102,8 +102,9 @@ def infer_with(
         Applied to each track before cropping.
     crop_frames : int
         Frames per crop.
-    batch_size : int
-        Crops per network call.
+    batch_size : int, optional
+        Crops per network call (default: the backend's, see
+        :func:`mgc.models.devices.inference_batch`: 256 on a CPU, 2048 on a GPU or TPU).
     max_crops : int, optional
         Cap on crops per track (default: enough to cover the track).
     multilabel : bool
@@ -114,6 +115,9 @@ def infer_with(
     Inferred
         ``embedding`` is the mean of the crops' penultimate-layer vectors (not normalised).
     """
+    from mgc.models.devices import inference_batch
+
+    batch_size = inference_batch(batch_size)
     hook, count = _finished_hook.get(), 0
     pending: deque = deque()  # [Inferred, crops left, probability sum, embedding sum]
     crops: list[np.ndarray] = []

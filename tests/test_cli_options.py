@@ -152,8 +152,14 @@ def test_choices_and_defaults_come_from_the_library():
     assert _option("train", "fine_tune_epochs").default == head.fine_tune_epochs
     assert _choices("train", "model_kind") == config.MODEL_KINDS
     assert _choices("embed", "checkpoint") == _choices("evaluate", "checkpoint") == config.CHECKPOINTS
-    for command in ("predict", "embed"):
-        assert _option(command, "batch_size").default == config.INFER_BATCH
+    from mgc.models.devices import INFERENCE_BATCH
+
+    for command in ("predict", "embed"):  # unset: the backend's batch (models.devices.inference_batch)
+        assert _option(command, "batch_size").default is None
+        assert (
+            f"(default: {INFERENCE_BATCH['cpu']} on a CPU, {INFERENCE_BATCH['accelerator']}"
+            in _option(command, "batch_size").help
+        )
     for name in ("epochs", "lr", "batch_size"):  # unset unless given, so that --resume checks only those
         assert _option("train", name).default is None
         assert f"(default: {getattr(config.TrainConfig, name)})" in _option("train", name).help

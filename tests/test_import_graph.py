@@ -22,6 +22,7 @@ MODEL_RANKS = {
     "errors": 0,
     "compile_cache": 0,
     "config": 1,
+    "devices": 2,
     "folder": 2,
     "nets": 2,
     "data": 2,

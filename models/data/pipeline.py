@@ -391,20 +391,39 @@ class TrainStream:
         The batch holds the parts of this process's ranks, in rank order:
         ``len(local_ranks) * batch_size / ranks`` examples.
         """
-        if len(self.local_ranks) == 1:
-            rank = self.local_ranks[0]
-            for step, pieces in self._rank_pieces(rank, start_step, end_step):
-                yield step, self._assemble(step, pieces, rank)
-            return
+        for step, parts in self.pieces(start_step, end_step):
+            batch = self.assemble(step, parts)
+            del parts  # a window no step needs any more is freed while the next is read
+            yield step, batch
+
+    def pieces(self, start_step: int = 0, end_step: int | None = None) -> Iterator[tuple[int, list]]:
+        """``(step, parts)``: what :meth:`assemble` makes the batch of ``step`` from (index work, windows read).
+
+        ``parts`` holds one list of pieces per local rank. Walking the plan is cheap next to
+        assembling, so a reader process walks every step and assembles only its own
+        (:class:`~mgc.models.data.readers.ReaderPool`).
+        """
         streams = [self._rank_pieces(rank, start_step, end_step) for rank in self.local_ranks]
         try:
-            for parts in zip(*streams):
-                step = parts[0][0]
-                batches = [self._assemble(step, pieces, rank) for (_s, pieces), rank in zip(parts, self.local_ranks)]
-                yield step, {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+            for got in zip(*streams):
+                step, parts = got[0][0], [pieces for _step, pieces in got]
+                del got
+                yield step, parts
+                del parts
         finally:
             for stream in streams:
                 stream.close()
+
+    def assemble(self, step: int, parts: list, out: dict | None = None) -> dict[str, np.ndarray]:
+        """The batch of ``step`` from :meth:`pieces`' ``parts``, into ``out`` (``x``, ``y`` arrays) when given."""
+        n = self.rank_batch * len(self.local_ranks)
+        if out is None:
+            out = {"x": np.empty((n, self.crop_frames, self.n_mels), np.float32),
+                   "y": np.empty((n, self.n_classes), np.float32)}  # fmt: skip
+        for k, (pieces, rank) in enumerate(zip(parts, self.local_ranks)):
+            part = slice(k * self.rank_batch, (k + 1) * self.rank_batch)
+            self._assemble(step, pieces, rank, out["x"][part], out["y"][part])
+        return out
 
     def _rank_pieces(self, rank: int, start_step: int, end_step: int | None) -> Iterator[tuple[int, list]]:
         """``(step, pieces)`` of ``rank``'s part of each batch (``rank_batch`` examples)."""
@@ -433,11 +452,11 @@ class TrainStream:
         """The batch of step ``step`` alone (reads what it needs)."""
         return next(self.batches(step, step + 1))[1]
 
-    def _assemble(self, step: int, pieces: list, rank: int = 0) -> dict[str, np.ndarray]:
+    def _assemble(self, step: int, pieces: list, rank: int, x: np.ndarray, y_out: np.ndarray) -> None:
+        """One rank's part of the batch of ``step``, written into ``x`` and ``y_out``."""
         c, cfg = self.crop_frames, self.config
         frame = np.arange(c)
         n = sum(len(piece[4]) for piece in pieces)
-        x = np.empty((n, c, self.n_mels), np.float32)
         at = 0
         for data, first, n_frames, starts, _pos in pieces:
             # Wrapping indices repeat a short track from its start; a long track never wraps.
@@ -468,7 +487,7 @@ class TrainStream:
             x *= lam[:, None, None]
             x += other
             y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
-        return {"x": x, "y": y.astype(np.float32, copy=False)}
+        y_out[...] = y
 
 
 #: ``crops_per_track=0`` (the default) takes enough crops for a pass of this many examples...

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from mgc.models.config import INFER_BATCH
 from mgc.models.data.stores import check_spec
 from mgc.models.inference import Inferred
 
@@ -68,7 +67,7 @@ class Model(abc.ABC):
         *,
         workers: int | None = None,
         executor: Any = None,
-        batch_size: int = INFER_BATCH,
+        batch_size: int | None = None,
         max_crops: int | None = None,
     ) -> Iterator[Inferred]:
         """Results of audio files: ``entries`` are ``(track_id, path, label)``; the key of each result is its entry.
@@ -79,7 +78,7 @@ class Model(abc.ABC):
 
     @abc.abstractmethod
     def store_results(
-        self, store: Any, rows: np.ndarray, *, batch_size: int = INFER_BATCH, max_crops: int | None = None
+        self, store: Any, rows: np.ndarray, *, batch_size: int | None = None, max_crops: int | None = None
     ) -> Iterator[Inferred]:
         """Results of ``rows`` of a feature store whose spec is the model's (see :meth:`check_store`), in order.
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from mgc.models.config import INFER_BATCH
 from mgc.models.folder import VECTORS, ModelFolder
 from mgc.models.inference import Inferred
 from mgc.models.kinds.base import Model
@@ -140,7 +139,7 @@ class HeadModel(Model):
         *,
         workers: int | None = None,
         executor: Any = None,
-        batch_size: int = INFER_BATCH,
+        batch_size: int | None = None,
         max_crops: int | None = None,
     ) -> Iterator[Inferred]:
         """As :meth:`Model.audio_results`; one vector per track (``batch_size`` and ``max_crops`` do not apply)."""
@@ -150,7 +149,7 @@ class HeadModel(Model):
         return self._results(vectors)
 
     def store_results(
-        self, store: Any, rows: np.ndarray, *, batch_size: int = INFER_BATCH, max_crops: int | None = None
+        self, store: Any, rows: np.ndarray, *, batch_size: int | None = None, max_crops: int | None = None
     ) -> Iterator[Inferred]:
         """As :meth:`Model.store_results`; the vectors are computed (the cache is for :meth:`store_outputs`)."""
         return self._results(store_vectors(store, np.asarray(rows), self.featurizer, backbone=self.backbone))

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from mgc.models.config import INFER_BATCH
 from mgc.models.data.inputs import decode_logmel
 from mgc.models.inference import Inferred, infer_with
 from mgc.models.kinds.base import Model
@@ -43,7 +42,7 @@ class NetworkModel(Model):
         return digest.hexdigest()
 
     def infer(
-        self, items: Iterable[tuple[Any, Any]], *, batch_size: int = INFER_BATCH, max_crops: int | None = None
+        self, items: Iterable[tuple[Any, Any]], *, batch_size: int | None = None, max_crops: int | None = None
     ) -> Iterator[Inferred]:
         """Results of ``(key, log-mel (n_frames, n_mels) or error)`` items, crops of many tracks packed in batches."""
         yield from infer_with(
@@ -64,14 +63,14 @@ class NetworkModel(Model):
         *,
         workers: int | None = None,
         executor: Any = None,
-        batch_size: int = INFER_BATCH,
+        batch_size: int | None = None,
         max_crops: int | None = None,
     ) -> Iterator[Inferred]:
         items = decode_logmel(self.spec, entries, workers=workers, executor=executor)
         return self.infer(items, batch_size=batch_size, max_crops=max_crops)
 
     def store_results(
-        self, store: Any, rows: np.ndarray, *, batch_size: int = INFER_BATCH, max_crops: int | None = None
+        self, store: Any, rows: np.ndarray, *, batch_size: int | None = None, max_crops: int | None = None
     ) -> Iterator[Inferred]:
         tracks = store.tracks
         items = (

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import VectorStore, VectorWriter, vectors
-from mgc.models.config import CHECKPOINTS, EMBED_DTYPE, EMBED_INDEX, EMBED_INDEXES, INFER_BATCH
+from mgc.models.config import CHECKPOINTS, EMBED_DTYPE, EMBED_INDEX, EMBED_INDEXES
 from mgc.models.data.inputs import check_sources, describe_error, entries
 from mgc.models.data.stores import open_store
 from mgc.models.errors import ModelError
@@ -68,7 +68,7 @@ def embed(
     which: str = CHECKPOINTS[0],
     max_crops: int | None = None,
     workers: int | None = None,
-    batch_size: int = INFER_BATCH,
+    batch_size: int | None = None,
     shard_tracks: int = vectors.SHARD_TRACKS,
     index: str = EMBED_INDEX,
     overwrite: bool = False,

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from mgc.models.config import CHECKPOINTS, INFER_BATCH, TOP_K
+from mgc.models.config import CHECKPOINTS, TOP_K
 from mgc.models.data.inputs import check_sources, describe_error, entries
 from mgc.models.data.stores import open_store
+from mgc.models.devices import inference_batch
 from mgc.models.kinds.base import Model
 from mgc.models.kinds.loader import loaded
 from mgc.models.tasks.results import ResultsFile, is_csv
@@ -45,7 +46,7 @@ def iter_predictions(
     top_k: int = TOP_K,
     max_crops: int | None = None,
     workers: int | None = None,
-    batch_size: int = INFER_BATCH,
+    batch_size: int | None = None,
     skip=frozenset(),
     executor=None,
     listed: Sequence[tuple] | None = None,
@@ -87,7 +88,7 @@ def predict(
     max_crops: int | None = None,
     which: str = CHECKPOINTS[0],
     workers: int | None = None,
-    batch_size: int = INFER_BATCH,
+    batch_size: int | None = None,
     progress: Any = None,
     executor=None,
     all_files: bool = False,
@@ -188,7 +189,7 @@ def predict_to_file(
     max_crops: int | None = None,
     which: str = CHECKPOINTS[0],
     workers: int | None = None,
-    batch_size: int = INFER_BATCH,
+    batch_size: int | None = None,
     progress: Any = None,
     executor=None,
     all_files: bool = False,
@@ -253,6 +254,7 @@ def predict_to_file(
             summary["skipped"] = int(np.sum(store.tracks.track_id.isin(list(skip)))) if skip else 0
         total = len(todo) if todo is not None else len(store) - summary["skipped"]
         report("start", 0, total)
+        flush_every = inference_batch(batch_size)
         for n, result in enumerate(
             iter_predictions(
                 model,
@@ -276,7 +278,7 @@ def predict_to_file(
             results.write(record)
             summary["written"] += 1
             summary["failed"] += result["error"] is not None
-            if n % batch_size == 0:
+            if n % flush_every == 0:
                 results.flush()
             report("update", n, total, failed=summary["failed"])
         report("end", summary["written"], total, failed=summary["failed"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from mgc.engine import ProgressCallback, ProgressReporter, background, describe_differences, differences
+from mgc.engine import MgcWarning, ProgressCallback, ProgressReporter, background, describe_differences, differences
 from mgc.models.checkpoints import Checkpoints
 from mgc.models.config import ModelConfig, TrainConfig
 from mgc.models.data.pipeline import Normalizer, TrainStream, crop_frames_for, fit_normalizer
+from mgc.models.data.readers import ReaderPool
 from mgc.models.data.splits import make_splits, parse_split_files
 from mgc.models.data.stores import StoreTracks, check_spec
+from mgc.models.devices import fallback_warning, resolve_precision
 from mgc.models.errors import ModelError
 from mgc.models.folder import ModelFolder
 from mgc.models.metrics import classification_metrics, track_outputs
@@ -186,6 +189,8 @@ def _prepare(
         )
         saved = TrainConfig.from_dict(meta["train_config"])
         given = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
+        if "precision" in given:  # the saved run holds what "auto" became
+            given["precision"] = resolve_precision(given["precision"])
         changed = differences(saved.to_dict(), given, keys=given)
         if changed:
             raise ModelError(
@@ -226,6 +231,8 @@ def _prepare(
         )
         normalizer = None
 
+    # "auto" settings become this backend's choice, and are saved so (a resume keeps them).
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision))
     train_rows = tracks.rows_of(splits["train"])
     valid_rows = np.sort(tracks.rows_of(splits["valid"]))  # storage order: validation streams the store
     if normalizer is None:
@@ -356,12 +363,26 @@ def _run(tracks: StoreTracks, out_dir: Path, prepared: dict[str, Any], *, progre
         return classification_metrics(valid_labels, predicted, len(label_names))
 
     step = int(state["step"])
-    report("start", step, total_steps, epochs=n_epochs, devices=n_devices)
+    if lead and (why := fallback_warning()):
+        warnings.warn(why, MgcWarning, stacklevel=2)
+    report(
+        "start",
+        step,
+        total_steps,
+        epochs=n_epochs,
+        devices=n_devices,
+        backend=jax.default_backend(),
+        precision=config.precision,
+        batch_size=config.batch_size,
+        reader_processes=config.reader_processes,
+        processes=n_processes,
+    )
     device_state = runner.put_state(state)
     val_accuracy = last_row.get("val_accuracy")
     timer_start, timed_examples = None, 0
     epoch_start = time.perf_counter()
-    batches = background(stream.batches(step, total_steps), config.prefetch, name="mgc-batches")
+    source = ReaderPool(stream, config.reader_processes) if config.reader_processes else stream
+    batches = background(source.batches(step, total_steps), config.prefetch, name="mgc-batches")
     try:
         for step_index, batch in batches:
             epoch, index = divmod(step_index, steps_per_epoch)

@@ -67,34 +67,60 @@ def errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-@pytest.mark.parametrize("n", [2, 4])
-def test_n_processes_train_the_weights_of_one_process_with_n_devices(tone_store, tmp_path, n):
-    steps = ["--steps", "6"]
-    alone = launch([tone_store, "--out", tmp_path / "one", *TRAIN, *steps], n)
-    [(code, _out, err)] = finish([alone])
-    assert code == 0, err
-    results = finish(processes(tone_store, tmp_path / "many", n, [*steps, "--json"]))
+#: A run long enough to be killed in the middle: checkpoints every 20 steps.
+RUN = ["--steps", "100", "--checkpoint-every", "20"]
+
+
+@pytest.fixture(scope="module")
+def two_processes(tone_store, tmp_path_factory):
+    """A model folder trained by 2 processes of one device each (shared by two tests)."""
+    out = tmp_path_factory.mktemp("two-processes") / "model"
+    results = finish(processes(tone_store, out, 2, [*RUN, "--json"]))
     for code, _stdout, stderr in results:
         assert code == 0, stderr
-    summary = json.loads(results[0][1])
-    assert summary["devices"] == n and summary["processes"] == n and summary["steps"] == 6
-    for a, b in zip(weights(tmp_path / "one"), weights(tmp_path / "many")):
+    return out, json.loads(results[0][1])
+
+
+def check_equal_to_one_process(tone_store, tmp_path, n, out, summary, run):
+    alone = launch([tone_store, "--out", tmp_path / "one", *TRAIN, *run], n)
+    [(code, _out, err)] = finish([alone])
+    assert code == 0, err
+    assert summary["devices"] == n and summary["processes"] == n
+    for a, b in zip(weights(tmp_path / "one"), weights(out)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     # Only process 0 wrote the folder's files; the metrics log has one row per epoch, once.
-    rows = (tmp_path / "many" / "metrics.jsonl").read_text().splitlines()
+    rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == len((tmp_path / "one" / "metrics.jsonl").read_text().splitlines()) >= 1
 
 
-def test_sigkill_of_one_process_stops_the_other_and_resume_is_bit_equal(tone_store, tmp_path):
-    run = ["--steps", "160", "--checkpoint-every", "20"]
-    [(c0, _o0, e0), (c1, _o1, e1)] = finish(processes(tone_store, tmp_path / "whole", 2, run))
-    assert c0 == 0 and c1 == 0, e0 + e1
-    procs = processes(tone_store, tmp_path / "cut", 2, run)
+def test_two_processes_train_the_weights_of_one_process_with_two_devices(tone_store, tmp_path, two_processes):
+    out, summary = two_processes
+    assert summary["steps"] == 100
+    check_equal_to_one_process(tone_store, tmp_path, 2, out, summary, RUN)
+    # The folder is an ordinary model folder: evaluate reads it.
+    from typer.testing import CliRunner
+
+    from mgc.cli import app
+
+    done = CliRunner().invoke(app, ["evaluate", str(out), str(tone_store), "--split", "all", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["n_tracks"] == 24
+
+
+def test_four_processes_train_the_weights_of_one_process_with_four_devices(tone_store, tmp_path):
+    results = finish(processes(tone_store, tmp_path / "many", 4, ["--steps", "6", "--json"]))
+    for code, _stdout, stderr in results:
+        assert code == 0, stderr
+    check_equal_to_one_process(tone_store, tmp_path, 4, tmp_path / "many", json.loads(results[0][1]), ["--steps", "6"])
+
+
+def test_sigkill_of_one_process_stops_the_other_and_resume_is_bit_equal(tone_store, tmp_path, two_processes):
+    procs = processes(tone_store, tmp_path / "cut", 2, RUN)
     latest = tmp_path / "cut" / "checkpoints" / "latest"
     deadline = time.monotonic() + 180
-    while not (latest.is_dir() and any(p.name.isdigit() and int(p.name) >= 40 for p in latest.iterdir())):
+    while not (latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir())):
         assert procs[0].poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
-        time.sleep(0.05)
+        time.sleep(0.02)
     procs[1].send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     stdout, stderr = procs[0].communicate(timeout=120)
@@ -104,9 +130,9 @@ def test_sigkill_of_one_process_stops_the_other_and_resume_is_bit_equal(tone_sto
     # One line: the watch of the coordinator's connections saw process 1 vanish (or a collective failed first).
     [line] = errors(stderr)
     assert "stopped" in line and "--resume" in line and "Check failure" not in stderr, stderr
-    [(c0, _o0, e0), (c1, _o1, e1)] = finish(processes(tone_store, tmp_path / "cut", 2, [*run, "--resume"]))
+    [(c0, _o0, e0), (c1, _o1, e1)] = finish(processes(tone_store, tmp_path / "cut", 2, [*RUN, "--resume"]))
     assert c0 == 0 and c1 == 0, e0 + e1
-    for a, b in zip(weights(tmp_path / "whole"), weights(tmp_path / "cut")):
+    for a, b in zip(weights(two_processes[0]), weights(tmp_path / "cut")):
         np.testing.assert_array_equal(a, b)
 
 
