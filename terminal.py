@@ -188,8 +188,8 @@ def duration(seconds: float) -> str:
 
 
 def count(n: int, noun: str) -> str:
-    """``1 step``, ``2 steps``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """``1 step``, ``2 steps``, ``2 processes``."""
+    return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
 
 
 def table(title: str, columns, rows, right=(), **options) -> Table:

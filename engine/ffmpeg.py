@@ -52,6 +52,9 @@ __all__ = ["FFmpegStream", "open_audio"]
 
 # Words of FFmpeg's messages that say the file stops early (as opposed to damage inside it).
 _CUT_WORDS = ("moov atom not found", "ended prematurely", "partial file", "truncat", "end of file")
+# Samples of planar float frames gathered before they are mixed to mono at once (per-frame numpy calls cost
+# more than the decoding of an MP3 frame of 1,152 samples).
+_GROUP_FRAMES = 1 << 15
 # Kinds soundfile gives a file it cannot open at all: FFmpeg is tried next (an Ogg with a Theora video stream).
 _FALLBACK_KINDS = ("unreadable", "unsupported")
 _logging_ready = False
@@ -254,6 +257,24 @@ class FFmpegStream:
         """
         packets = self._container.demux(self._stream)
         converter = None
+        gathered: list[list[np.ndarray]] = []  # per channel, the planes of the frames not yet mixed
+        held = 0
+
+        def mixed() -> Iterator[np.ndarray]:
+            """The gathered frames mixed to mono as mix_to_mono does (the channels' sum over their count)."""
+            nonlocal held
+            if not held:
+                return
+            channels = [np.concatenate(planes) if len(planes) > 1 else planes[0].copy() for planes in gathered]
+            mono = channels[0]
+            for other in channels[1:]:
+                mono += other
+            if len(channels) > 1:
+                mono /= np.float32(len(channels))
+            for planes in gathered:
+                planes.clear()
+            held = 0
+            yield mono
 
         def read(logs):
             try:
@@ -282,16 +303,21 @@ class FFmpegStream:
                     raise AudioError(
                         "corrupt", self.path, f"the sample rate changes from {self.source_sr} to {frame.sample_rate} Hz"
                     )
+                self._decoded += frame.samples
                 name = frame.format.name
-                if name == "fltp":  # one buffer per channel: added straight from the planes, as mix_to_mono does
+                if name == "fltp":  # one buffer per channel: gathered, then mixed a group of frames at a time
                     n, planes = frame.samples, frame.planes
-                    mono = np.frombuffer(planes[0], np.float32, n).copy()
-                    for plane in planes[1:]:
-                        mono += np.frombuffer(plane, np.float32, n)
-                    if len(planes) > 1:
-                        mono /= np.float32(len(planes))
-                    yield mono
-                elif name == "flt":
+                    if len(planes) != len(gathered):
+                        yield from mixed()
+                        gathered[:] = [[] for _ in planes]
+                    for channel, plane in zip(gathered, planes):
+                        channel.append(np.frombuffer(plane, np.float32, n))  # a view: it keeps the frame alive
+                    held += n
+                    if held >= _GROUP_FRAMES:
+                        yield from mixed()
+                    continue
+                yield from mixed()
+                if name == "flt":
                     yield mix_to_mono(frame.to_ndarray().reshape(-1, frame.layout.nb_channels))
                 else:  # integer or double samples: FFmpeg's own conversion to float, same rate
                     if converter is None:
@@ -299,6 +325,7 @@ class FFmpegStream:
                     for converted in converter.resample(frame):
                         yield mix_to_mono(converted.to_ndarray().reshape(-1, converted.layout.nb_channels))
             packet = following
+        yield from mixed()
         if converter is not None:
             for converted in converter.resample(None):
                 yield mix_to_mono(converted.to_ndarray().reshape(-1, converted.layout.nb_channels))
@@ -311,7 +338,8 @@ class FFmpegStream:
         np.ndarray [shape=(n,), dtype=float32]
         """
         self._logs: list = []
-        self._position = 0  # frames of the stream decoded so far
+        self._position = 0  # frames of the stream handed on so far
+        self._decoded = 0  # frames of the stream decoded so far (some may wait to be mixed)
         kept = 0
         resampler = None
         if self.source_sr != self.sr:
@@ -371,7 +399,7 @@ class FFmpegStream:
         said = _said(self._logs)
         if not said:
             return
-        at = format_seconds(self._position / self.source_sr)
+        at = format_seconds(self._decoded / self.source_sr)
         of = f" of {format_seconds(self._declared / self.source_sr)}" if self.length_known else ""
         if any(word in said.lower() for word in _CUT_WORDS):
             raise AudioError("truncated", self.path, f"the audio stops at {at}{of}; FFmpeg {said}")
@@ -383,7 +411,7 @@ class FFmpegStream:
     def _failure(self, exc: BaseException, logs: list, *, last: bool) -> AudioError:
         """Why decoding raised after ``self._position`` frames: in the file's last packet, a cut file."""
         said = _said(self._logs + list(logs)) or _words(exc)
-        at = format_seconds(self._position / self.source_sr)
+        at = format_seconds(self._decoded / self.source_sr)
         of = f" of {format_seconds(self._declared / self.source_sr)}" if self.length_known else ""
         if last or any(word in said.lower() for word in _CUT_WORDS):
             return AudioError(
