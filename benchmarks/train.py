@@ -200,6 +200,16 @@ def _probe(code: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def print_table(header: tuple, rows: list, left=(0,)) -> None:
+    """Print ``rows`` of strings under ``header``, aligned: the ``left`` columns to the left, the rest right."""
+    table = [header] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for k, row in enumerate(table):
+        print("  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
 def build_stream_store(workdir: Path, n_tracks: int) -> Path:
     """A store of ``n_tracks`` ten-second tracks (hard links to 8 WAV files), log-mel only; reused."""
     import json
@@ -263,13 +273,7 @@ def run_streaming(args) -> None:
         f"store: {args.stream_tracks} tracks x 10 s, {store_mb:,.0f} MB of float16 log-mel (128 bands); "
         f"3 s crops, batch 256; page cache warm"
     )
-    header = ("", "examples/s", "first batch or step, s", "peak RSS MB")
-    table = [header] + rows
-    widths = [max(len(r[i]) for r in table) for i in range(4)]
-    for k, row in enumerate(table):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(("", "examples/s", "first batch or step, s", "peak RSS MB"), rows)
     names = list(trained)
     ratio = trained[names[0]]["examples_per_s"] / trained[names[1]]["examples_per_s"]
     print(f"streaming / from memory, end to end: {ratio:.2f}")
@@ -368,12 +372,7 @@ def run_processes(args) -> None:
         f"{args.stream_steps} steps, {os.cpu_count()} cores"
     )
     header = ("", "examples/s, all", "per process", "cores busy", "log-mel each process read (share of all read)")
-    table = [header] + rows
-    widths = [max(len(r[i]) for r in table) for i in range(5)]
-    for k, row in enumerate(table):
-        print("  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(header, rows, left=(0, 4))
     flops = default_network_flops()
     gpu = 0.4 * 989e12 / flops
     print(
@@ -418,13 +417,7 @@ def run_readers(args) -> None:
             f"input pipeline alone: {len(rows)} tracks in memory, batch 256, 3 s crops of {tracks.store.spec.n_mels} "
             f"bands, {args.stream_steps} batches, {os.cpu_count()} cores"
         )
-        header = ("", "examples/s", "vs this process")
-        table = [header] + rows_out
-        widths = [max(len(r[i]) for r in table) for i in range(3)]
-        for k, row in enumerate(table):
-            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-            if k == 0:
-                print("  ".join("-" * w for w in widths))
+        print_table(("", "examples/s", "vs this process"), rows_out)
 
 
 def report(rows):

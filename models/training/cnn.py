@@ -126,7 +126,6 @@ def train(
             error = str(exc)
         distributed.agree(error)
         return _train_locked(
-            store,
             tracks,
             out_dir,
             config,
@@ -139,7 +138,6 @@ def train(
 
 
 def _train_locked(
-    store: Any,
     tracks: StoreTracks,
     out_dir: Path,
     config: TrainConfig | Mapping[str, Any] | None,
