@@ -391,7 +391,7 @@ def program(app) -> None:
 
         if code == 0:
             try:
-                distributed.shutdown(clean=True)
+                distributed.shutdown()
             except Exception as exc:  # a peer that died at the very end
                 console.print(Text(f"warning: leaving the multi-process run: {exc}"), highlight=False)
         distributed.leave(code)

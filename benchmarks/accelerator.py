@@ -231,7 +231,9 @@ def main(argv=None) -> None:
         print("  ".join(c.ljust(w) if i in (0, 3) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths_))))
         if k == 0:
             print("  ".join("-" * w for w in widths_))
-    Path(args.json_out).write_text(json.dumps(report, indent=1, default=str))
+    partial = Path(f"{args.json_out}.{os.getpid()}.tmp")  # written whole, then renamed: never half a report
+    partial.write_text(json.dumps(report, indent=1, default=str))
+    os.replace(partial, args.json_out)
     print(f"figures written to {args.json_out}")
 
 

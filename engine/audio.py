@@ -376,6 +376,13 @@ def _open(path: str, lines: list, damage: list | None = None) -> soundfile.Sound
     return handle
 
 
+def keep_or_raise(stream, failure: AudioError) -> None:
+    """Raise ``failure`` unless it is damage that the ``stream``'s ``on_corrupt="keep"`` keeps (noted in ``damage``)."""
+    if failure.kind != "corrupt" or stream.on_corrupt != "keep":
+        raise failure
+    stream.damage = failure.detail
+
+
 def check_on_corrupt(value) -> str:
     """``value`` if it is one of ON_CORRUPT; else ValueError naming the choices."""
     if value not in ON_CORRUPT:
@@ -500,7 +507,7 @@ class AudioStream:
                     with _decoder_output(self._messages):
                         got = self._file.read(frames=want, dtype="float32", always_2d=True, out=buffer[:want])
                 except (soundfile.LibsndfileError, RuntimeError) as exc:
-                    self._keep_or_raise(self._failure(self.source_frames - remaining, exc))
+                    keep_or_raise(self, self._failure(self.source_frames - remaining, exc))
                     stopped = True
                     break
                 n = got.shape[0]
@@ -524,7 +531,7 @@ class AudioStream:
                     break
             slack = _MP3_SLACK if self._file.format in ("MP3", "MPEG") else 0
             if self.length_known and remaining > slack and not stopped:
-                self._keep_or_raise(self._failure(self.source_frames - remaining))
+                keep_or_raise(self, self._failure(self.source_frames - remaining))
                 stopped = True
             if stopped:  # kept damage: libsndfile does not resync, FFmpeg decodes on from there
                 self.close()
@@ -549,12 +556,6 @@ class AudioStream:
         """
         self.damage += f"; only the audio before {format_seconds((self._start + decoded) / self.source_sr)} is kept"
         return iter(())
-
-    def _keep_or_raise(self, failure: AudioError) -> None:
-        """Raise ``failure`` unless it is damage that ``on_corrupt="keep"`` keeps (then noted in ``damage``)."""
-        if failure.kind != "corrupt" or self.on_corrupt != "keep":
-            raise failure
-        self.damage = failure.detail
 
     def _failure(self, decoded: int, error: BaseException | None = None) -> AudioError:
         """Why decoding stopped after ``decoded`` frames of the window (``error``: the read raised).

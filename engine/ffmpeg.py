@@ -42,6 +42,7 @@ from .audio import (
     check_on_corrupt,
     check_path,
     format_seconds,
+    keep_or_raise,
     mix_to_mono,
     too_long_error,
 )
@@ -280,7 +281,7 @@ class FFmpegStream:
             try:
                 return next(packets, None)
             except (av.FFmpegError, OSError) as exc:  # the demuxer failed: nothing more can be read
-                self._keep_or_raise(self._failure(exc, logs, last=False))
+                keep_or_raise(self, self._failure(exc, logs, last=False))
                 return None
 
         with av.logging.Capture() as logs:
@@ -293,7 +294,7 @@ class FFmpegStream:
                     following = read(logs)
                     frames = packet.decode()
                 except (av.FFmpegError, OSError) as exc:
-                    self._keep_or_raise(self._failure(exc, logs, last=following is None or following.size == 0))
+                    keep_or_raise(self, self._failure(exc, logs, last=following is None or following.size == 0))
                     self._left_out += 1
                     frames = ()
                 finally:
@@ -387,12 +388,6 @@ class FFmpegStream:
                 yield block
         finally:
             self.close()
-
-    def _keep_or_raise(self, failure: AudioError) -> None:
-        """Raise ``failure`` unless it is damage that ``on_corrupt="keep"`` keeps (then noted in ``damage``)."""
-        if failure.kind != "corrupt" or self.on_corrupt != "keep":
-            raise failure
-        self.damage = failure.detail
 
     def _check_end(self) -> None:
         """After the last packet: what FFmpeg reported on the way decides (a cut file, damage, or nothing)."""

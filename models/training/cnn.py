@@ -113,54 +113,23 @@ def train(
     tracks = StoreTracks.of(store)
     split_files = parse_split_files(split_files) if split_files else None  # refused before the folder is made
     # In a multi-process run every process trains into the same folder (a shared file system):
-    # process 0 locks it for all of them, and when it cannot, every process refuses.
+    # process 0 locks it for all of them; an error on any process before the first step (the
+    # folder locked, another run's checkpoint, a damaged one) stops every process with its message.
     with contextlib.ExitStack() as stack:
-        error = None
-        try:
+        with distributed.together():
             ModelFolder(out_dir).claim("cnn")  # before the lock file is made in it (and again under the lock)
             if jax.process_index() == 0:
                 stack.enter_context(ModelFolder(out_dir).lock())
-        except ModelError as exc:
-            if jax.process_count() == 1:
-                raise
-            error = str(exc)
-        distributed.agree(error)
-        return _train_locked(
-            tracks,
-            out_dir,
-            config,
-            model_config=model_config,
-            resume=resume,
-            split_files=split_files,
-            progress=progress,
-            devices=devices,
-        )
-
-
-def _train_locked(
-    tracks: StoreTracks,
-    out_dir: Path,
-    config: TrainConfig | Mapping[str, Any] | None,
-    *,
-    model_config: ModelConfig | None,
-    resume: bool,
-    split_files: Mapping[str, str | Path] | Sequence[str] | None,
-    progress: ProgressCallback | None,
-    devices: Sequence[Any] | None,
-) -> dict[str, Any]:
-    """:func:`train`'s run, with the model folder locked."""
-    n_processes, lead = jax.process_count(), jax.process_index() == 0
-    error = None
-    try:
-        prepared = _prepare(
-            tracks, out_dir, config, model_config=model_config, resume=resume, split_files=split_files, devices=devices
-        )
-    except ModelError as exc:
-        if n_processes == 1:
-            raise
-        error, prepared = str(exc), None
-    distributed.agree(error)  # a process that fails alone would leave the others waiting in a collective
-    return _run(tracks, out_dir, prepared, progress=progress, lead=lead)
+            prepared = _prepare(
+                tracks,
+                out_dir,
+                config,
+                model_config=model_config,
+                resume=resume,
+                split_files=split_files,
+                devices=devices,
+            )
+        return _run(tracks, out_dir, prepared, progress=progress, lead=jax.process_index() == 0)
 
 
 def _prepare(

@@ -54,6 +54,7 @@ __all__ = [
     "parse_coordinator",
     "settings_digest",
     "shutdown",
+    "together",
 ]
 
 #: Seconds without a heartbeat after which JAX's coordination service declares a process dead.
@@ -120,7 +121,13 @@ def _receive(connection: socket.socket, deadline: float) -> dict | None:
 
 def _host_rendezvous(port: int, num_processes: int, digest: str, timeout: float) -> dict[int, socket.socket]:
     """Process 0: wait for processes 1 .. N-1, check what they say, answer them all; their connections."""
-    listener = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=False)
+    try:
+        listener = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=False)
+    except OSError as exc:
+        raise ModelError(
+            f"process 0 cannot listen on the coordinator's port {port} ({exc.strerror or exc}): "
+            "give every process a free port in --coordinator"
+        ) from None
     joined: dict[int, socket.socket] = {}
     problem = None
     deadline = time.monotonic() + timeout
@@ -396,6 +403,25 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
+@contextlib.contextmanager
+def together():
+    """Run the block on every process; a ModelError in it on any process is raised on all of them after it.
+
+    A process that fails alone would leave the others waiting in the next collective. With one
+    process the error is raised as it is.
+    """
+    import jax
+
+    error = None
+    try:
+        yield
+    except ModelError as exc:
+        if jax.process_count() == 1:
+            raise
+        error = str(exc)
+    agree(error)
+
+
 def agree(error: str | None) -> None:
     """Every process learns whether any process failed (a collective: all must call it at the same point).
 
@@ -467,15 +493,15 @@ def is_peer_loss(error: BaseException) -> bool:
     )
 
 
-def shutdown(clean: bool) -> None:
-    """Leave the run: JAX's shutdown barrier after a clean run; after a lost peer, nothing (it would abort).
+def shutdown() -> None:
+    """Leave a run that ended well: JAX's shutdown barrier, with every process.
 
-    After a lost peer the caller must end the process with ``os._exit``: JAX's own exit
-    handler runs the same barrier.
+    After an error or a lost peer, do not: end the process with :func:`exit_now`, since JAX's own
+    exit handler would run the same barrier and wait for (then abort on) a process that is gone.
     """
     import jax
 
-    if clean and jax.distributed.is_initialized():
+    if jax.distributed.is_initialized():
         jax.distributed.shutdown()
 
 
