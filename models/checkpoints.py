@@ -5,7 +5,8 @@ checkpoint has two items: ``state`` (params, BatchNorm statistics, optimizer
 state, step and RNG key, as a pytree of arrays) and ``meta`` (JSON: the input
 position, normalisation, label names, the store's FeatureSpec, the model and
 train configs, the best validation score). Nothing is pickled.
-Checkpoints are written synchronously; orbax writes each under a temporary
+Checkpoints are read by each process alone and written by all (see :class:`Checkpoints`).
+They are written synchronously; orbax writes each under a temporary
 name and renames it when complete, so a killed run leaves the previous one intact.
 A training holds the model folder's lock exclusively and a reader holds it
 shared while it loads (see :mod:`mgc.models.folder`).
@@ -36,32 +37,59 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 class Checkpoints:
-    """The ``latest`` and ``best`` checkpoint managers of one model folder."""
+    """The ``latest`` and ``best`` checkpoints of one model folder: read by this process alone, written by all.
+
+    Reading (:meth:`step`, :meth:`meta`, :meth:`restore`) is this process's own business: each read opens
+    a read-only orbax manager whose only active process is this one, so it runs no collective and never
+    creates a folder. In a multi-process run a read may therefore fail on one process and not another
+    without leaving the others waiting in a barrier (see
+    :func:`mgc.models.training.distributed.together`, whose blocks must run no collective).
+
+    Writing (:meth:`save`) is every process's: orbax's managers for writing are made at the first save
+    (their creation is a barrier of all processes) and each save is one, so every process must call
+    :meth:`save` with the same steps in the same order.
+    """
 
     def __init__(self, model_dir: str | Path):
-        folder = ModelFolder(Path(model_dir).resolve())
+        self.folder = ModelFolder(Path(model_dir).resolve())
         self.root = Path(model_dir)
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
-        self.managers = {
-            name: ocp.CheckpointManager(folder.checkpoint_dir(name), options=options) for name in CHECKPOINT_KINDS
-        }
+        self._writers: dict[str, ocp.CheckpointManager] = {}
+
+    def _reader(self, which: str) -> ocp.CheckpointManager:
+        me = jax.process_index()
+        options = ocp.CheckpointManagerOptions(
+            read_only=True,
+            create=False,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}),
+        )
+        return ocp.CheckpointManager(self.folder.checkpoint_dir(which), options=options)
+
+    def _writer(self, which: str) -> ocp.CheckpointManager:
+        if which not in self._writers:
+            options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
+            self._writers[which] = ocp.CheckpointManager(self.folder.checkpoint_dir(which), options=options)
+        return self._writers[which]
 
     def step(self, which: str = "latest") -> int | None:
-        return self.managers[which].latest_step()
+        """The step of the complete checkpoint ``which``, or None when there is none."""
+        if not self.folder.checkpoint_dir(which).is_dir():
+            return None
+        return self._reader(which).latest_step()
 
     def save(self, which: str, state: Any, meta: dict[str, Any]) -> None:
-        """Save host ``state`` (numpy pytree) and JSON ``meta`` as checkpoint ``which``."""
-        manager, step = self.managers[which], int(state["step"])
+        """Save host ``state`` (numpy pytree) and JSON ``meta`` as checkpoint ``which`` (every process: see above)."""
+        manager, step = self._writer(which), int(state["step"])
         if manager.latest_step() == step:
             return
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
         manager.wait_until_finished()
 
     def meta(self, which: str = "latest") -> dict[str, Any]:
-        manager = self.managers[which]
-        step = manager.latest_step()
+        """The JSON ``meta`` item of checkpoint ``which``."""
+        step = self.step(which)
         if step is None:
-            raise ModelError(f"no {which} checkpoint in {manager.directory}")
+            raise ModelError(f"no {which} checkpoint in {self.folder.checkpoint_dir(which)}")
+        manager = self._reader(which)
         try:
             meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         except DAMAGED as error:
@@ -72,10 +100,10 @@ class Checkpoints:
 
     def restore(self, which: str, template: Any) -> tuple[Any, dict[str, Any]]:
         """State shaped like ``template`` and the meta of checkpoint ``which``."""
-        manager = self.managers[which]
-        step = manager.latest_step()
+        step = self.step(which)
         if step is None:
-            raise ModelError(f"no {which} checkpoint in {manager.directory}")
+            raise ModelError(f"no {which} checkpoint in {self.folder.checkpoint_dir(which)}")
+        manager = self._reader(which)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         try:
             restored = manager.restore(

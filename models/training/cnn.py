@@ -112,14 +112,18 @@ def train(
     out_dir = Path(out_dir)
     tracks = StoreTracks.of(store)
     split_files = parse_split_files(split_files) if split_files else None  # refused before the folder is made
-    # In a multi-process run every process trains into the same folder (a shared file system):
-    # process 0 locks it for all of them; an error on any process before the first step (the
-    # folder locked, another run's checkpoint, a damaged one) stops every process with its message.
+    # In a multi-process run every process trains into the same folder (a shared file system).
+    # Process 0 alone checks, claims and locks it for all of them; only then do the others look into
+    # it (they would otherwise see process 0's first files appear). An error on any process before
+    # the first step (the folder locked, another run's checkpoint, a damaged one) stops every process
+    # with its message. Neither block runs a collective (see distributed.together).
+    lead = jax.process_index() == 0
     with contextlib.ExitStack() as stack:
         with distributed.together():
-            ModelFolder(out_dir).claim("cnn")  # before the lock file is made in it (and again under the lock)
-            if jax.process_index() == 0:
+            if lead:
+                ModelFolder(out_dir).claim("cnn")  # before the lock file is made in it (and again under the lock)
                 stack.enter_context(ModelFolder(out_dir).lock())
+        with distributed.together():
             prepared = _prepare(
                 tracks,
                 out_dir,
@@ -129,7 +133,7 @@ def train(
                 split_files=split_files,
                 devices=devices,
             )
-        return _run(tracks, out_dir, prepared, progress=progress, lead=jax.process_index() == 0)
+        return _run(tracks, out_dir, prepared, progress=progress, lead=lead)
 
 
 def _prepare(
@@ -142,9 +146,14 @@ def _prepare(
     split_files: Mapping[str, str | Path] | Sequence[str] | None,
     devices: Sequence[Any] | None,
 ) -> dict[str, Any]:
-    """Everything :func:`_run` needs: settings checked, splits, normalisation, stream, runner (no writing)."""
+    """Everything :func:`_run` needs: settings checked, splits, normalisation, stream, runner.
+
+    Nothing is written and no collective runs (checkpoints are read by each process alone), so an
+    error on one process cannot leave another waiting: see :func:`distributed.together`.
+    """
     folder = ModelFolder(out_dir)
-    folder.claim("cnn")
+    if jax.process_index() == 0:
+        folder.claim("cnn")  # under the lock (the others rely on process 0's check)
     spec, label_names = tracks.store.spec, [str(n) for n in tracks.store.label_names]
     resuming = resume and has_checkpoint(out_dir)
     if has_checkpoint(out_dir) and not resume:

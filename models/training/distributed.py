@@ -409,6 +409,11 @@ def together():
 
     A process that fails alone would leave the others waiting in the next collective. With one
     process the error is raised as it is.
+
+    The block must run no collective (no JAX computation over other processes' devices, no orbax
+    save or barrier): a process that fails in it skips the rest of the block and goes straight to
+    this agreement, which would then meet another process's collective (gloo aborts both on the
+    mismatch). Process-local reads, checks and computations are what belongs in it.
     """
     import jax
 

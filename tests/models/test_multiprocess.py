@@ -119,7 +119,11 @@ def test_sigkill_of_one_process_stops_the_other_and_resume_is_bit_equal(tone_sto
     latest = tmp_path / "cut" / "checkpoints" / "latest"
     deadline = time.monotonic() + 180
     while not (latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir())):
-        assert procs[0].poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        if procs[0].poll() is not None or time.monotonic() > deadline:
+            for p in procs:
+                p.kill()
+            outs = [p.communicate() for p in procs]
+            pytest.fail(f"the run ended before it could be killed: {[p.returncode for p in procs]}\n{outs}")
         time.sleep(0.02)
     procs[1].send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
