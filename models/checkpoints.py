@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mgc.models.errors import ModelError
-from mgc.models.folder import CHECKPOINT_KINDS, ModelFolder, incomplete
+from mgc.models.folder import ModelFolder, incomplete
 
 __all__ = ["Checkpoints", "DAMAGED"]
 
@@ -34,6 +34,16 @@ DAMAGED = (OSError, ValueError, KeyError, TypeError)
 
 # orbax logs every save at INFO through absl; the progress bar is the user's log.
 logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+class _QuietReadOnly(logging.Filter):
+    """Drop orbax's warning that a read-only manager's folder is read-only (what mgc asked for)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Given directory is read only")
+
+
+logging.getLogger("absl").addFilter(_QuietReadOnly())
 
 
 class Checkpoints:
@@ -60,6 +70,8 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(
             read_only=True,
             create=False,
+            save_interval_steps=0,  # what read_only sets anyway, without orbax's warning that it did
+            max_to_keep=None,
             multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}),
         )
         return ocp.CheckpointManager(self.folder.checkpoint_dir(which), options=options)
