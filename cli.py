@@ -16,6 +16,7 @@ import functools
 import time
 import traceback
 import warnings
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -42,6 +43,7 @@ from mgc.terminal import (
     ProcessId,
     above,
     at_least,
+    bench_tables,
     console,
     devices_tables,
     duration,
@@ -428,6 +430,26 @@ def devices_command(json_out: Json = False) -> None:
 
     report = describe()
     print_json(report) if json_out else console.print(devices_tables(report))
+
+
+@command("bench")
+def bench_command(
+    corpus: str = typer.Argument(None, help="A folder or manifest; default: a generated corpus of 30 s tracks."),
+    workers: str = typer.Option(None, "--workers", help="extract's worker counts, e.g. 1,2,N (default 1,N)."),
+    peers: str = typer.Option("all", "--peers", help="Peers to measure: all, or names such as librosa,torchaudio."),
+    tracks: int = typer.Option(20, "--tracks", min=1, help="Tracks to measure (spread over the corpus)."),
+    repeat: int = typer.Option(5, "--repeat", min=1, help="Timed rounds per figure (the median is kept)."),
+    plot: Path = typer.Option(None, "--plot", help="Also draw the table as bars into this new PNG file."),
+    json_out: Json = False,
+) -> None:
+    """Measure feature throughput here: decode, resample, kernels, every peer installed, FFT limits, extract."""
+    from mgc.engine import bench
+
+    counts = bench.parse_workers(workers, bench.usable_cores())
+    result = run(bench.bench, corpus, workers=counts, peers=bench.parse_peers(peers), tracks=tracks, repeat=repeat)
+    if plot:
+        bench.plot(result, plot)
+    print_json(result) if json_out else stdout.print(bench_tables(result))
 
 
 @command("evaluate")

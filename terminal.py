@@ -401,3 +401,116 @@ def program(app) -> None:
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _rate(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 or digits == 0 else f"{value:.{digits}f}"
+
+
+def _bench_row(section: str, r: dict, context: dict) -> tuple:
+    """One row of a ``mgc bench`` table (the columns of :data:`BENCH_COLUMNS` for ``section``)."""
+    core, whole, seconds = r.get("per_core", {}), r.get("machine", {}), r["seconds"]
+    first = f"{r['first_seconds'] * 1e3:,.0f}" if r.get("first_seconds") else "-"
+    if section == "decode":
+        per_track = seconds / max(1, r.get("tracks", 1))
+        return (
+            r["name"],
+            f"{per_track * 1e3:,.1f}",
+            _rate(core["x_realtime"]),
+            _rate(core["tracks_per_s"], 1),
+            _rate(whole["audio_hours_per_s"], 2),
+        )
+    if section == "kernels":
+        fft = context["fft"]
+        versus = f"{seconds / fft['seconds']:.2f}x" if fft else "-"
+        return (
+            r["name"],
+            f"{seconds * 1e3:,.2f}",
+            _rate(core["x_realtime"]),
+            _rate(whole["audio_hours_per_s"], 2),
+            versus,
+            first,
+        )
+    if section == "peers":
+        feature = r["name"].rsplit(" ", 1)[1]
+        ours = context["mgc"].get(feature)
+        parity = "-" if r.get("parity") is None else f"{r['parity']:.2g}"
+        return (
+            r["name"],
+            f"{seconds * 1e3:,.2f}",
+            _rate(core["x_realtime"]),
+            f"{seconds / ours:.2f}x" if ours else "-",
+            parity,
+            first,
+        )
+    if section == "limits":
+        note = (
+            f"{r['bytes'] / seconds / 1e9:.1f} GB/s" if r.get("bytes") else ("fastest" if r is context["fft"] else "")
+        )
+        return (r["name"], f"{seconds * 1e3:,.2f}", _rate(core["x_realtime"]), note)
+    one = context["one_worker"]
+    scaling = f"{one / seconds:.2f}x" if one and r.get("workers") != 1 else "-"
+    cores = f"{r['cpu_seconds'] / seconds:.1f}" if r.get("cpu_seconds") else "-"
+    return (
+        r["name"],
+        f"{seconds:,.2f}",
+        _rate(whole["tracks_per_s"], 1),
+        _rate(whole["audio_hours_per_s"], 2),
+        _rate(whole["x_realtime"]),
+        cores,
+        _rate(core["x_realtime"]),
+        scaling,
+    )
+
+
+#: Section -> column headings of its ``mgc bench`` table (the first is the row's name).
+BENCH_COLUMNS = {
+    "decode": ("what", "ms/track", "x real time", "tracks/s", "machine h/s"),
+    "kernels": ("kernel", "ms", "x real time", "machine h/s", "vs fastest FFT", "1st call ms"),
+    "peers": ("peer", "ms", "x real time", "time vs mgc", "max diff", "1st call ms"),
+    "limits": ("what", "ms", "x real time", "note"),
+    "extract": ("run", "seconds", "tracks/s", "audio h/s", "x real time", "cores busy", "per core", "vs 1 worker"),
+}
+
+
+def bench_tables(result: dict) -> Group:
+    """``mgc bench``: the machine and corpus lines, then a table per section (decode ... extract)."""
+    from mgc.engine.bench.plot import SECTION_TITLES
+
+    machine, corpus = result["machine"], result["corpus"]
+    libraries = ", ".join(f"{name} {version}" for name, version in machine["libraries"].items())
+    formats = ", ".join(f"{n} {fmt}" for fmt, n in corpus["formats"].items())
+    where = "a generated corpus" if corpus["generated"] else corpus["path"]
+    head = [
+        Text(f"machine: {machine['cpu']}, {machine['cores']} cores; BLAS {'; '.join(machine['blas'])}"),
+        Text(f"libraries: {libraries}"),
+        Text(f"corpus: {corpus['tracks']} tracks ({formats}) of {where}"),
+        Text(
+            f"one thread per figure, in a fresh process: median of {result['repeat']} rounds after a warm-up; "
+            "per core, except 'machine' (per core x cores) and extract (measured, pool start included; "
+            "its per core is per CPU second where measured); "
+            "max diff: largest difference from librosa (dB for log-mel)"
+        ),
+    ]
+    rows_of = {section: [r for r in result["rows"] if r["section"] == section] for section in SECTION_TITLES}
+    ffts = [r for r in rows_of["limits"] if r.get("seconds") and r.get("frames") and not r["name"].startswith("mgc")]
+    one = [r["seconds"] for r in rows_of["extract"] if r.get("workers") == 1 and r.get("seconds")]
+    context = {
+        "fft": min(ffts, key=lambda r: r["seconds"]) if ffts else None,
+        "mgc": {r["name"].split(" ", 1)[1]: r["seconds"] for r in rows_of["peers"] if r["name"].startswith("mgc ")},
+        "one_worker": one[0] if one else None,
+    }
+    tables = []
+    for section, title in SECTION_TITLES.items():
+        columns = BENCH_COLUMNS[section]
+        rows = [
+            _bench_row(section, r, context)
+            if r.get("seconds")
+            else (r["name"], r.get("error") or "not measured", *[""] * (len(columns) - 2))
+            for r in rows_of[section]
+        ]
+        if rows:
+            tables.append(table(title, columns, rows, right=columns[1:]))
+    return Group(*head, *tables)

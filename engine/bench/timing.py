@@ -1,0 +1,116 @@
+"""How ``mgc bench`` times things: warm-ups apart, round-robin repeats, medians, one thread.
+
+Every figure of the benchmark comes from :func:`round_robin`: each case is called once to
+warm up (its first-call time, compile or cache load included, is kept apart), then the
+cases are timed in turns, ``repeat`` rounds whose order rotates, so that a slow drift of
+the machine (another process, the clock, the heat) falls on all cases alike; the figure is
+the median of a case's rounds. :func:`one_thread` caps every thread pool it knows to one
+thread while it is timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["THREAD_VARIABLES", "Timing", "median_seconds", "one_thread", "round_robin", "timed"]
+
+#: Environment variables that cap native thread pools (set to 1 in each benchmark worker).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@dataclass
+class Timing:
+    """The times of one case.
+
+    Attributes
+    ----------
+    name : str
+    first : float
+        Seconds of the warm-up call (compilation, cache loads and first touches included).
+    seconds : list of float
+        Seconds of each timed round.
+    error : str or None
+        Why the case could not be timed (its first line), instead of times.
+    """
+
+    name: str
+    first: float = float("nan")
+    seconds: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def median(self) -> float:
+        """Median seconds of the timed rounds (nan when there are none)."""
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+
+def timed(function: Callable[[], object]) -> float:
+    """Wall seconds of one call of ``function``."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def round_robin(cases: Sequence[tuple[str, Callable[[], object]]], repeat: int) -> list[Timing]:
+    """Time ``cases`` (name, function) in rotating turns: a warm-up each, then ``repeat`` rounds.
+
+    A case whose warm-up raises is not timed; its :attr:`Timing.error` holds the first line of
+    the error, and the other cases go on.
+
+    Returns
+    -------
+    list of Timing
+        One per case, in the order given.
+    """
+    results = [Timing(name) for name, _ in cases]
+    live = []
+    for i, (_name, function) in enumerate(cases):
+        try:
+            results[i].first = timed(function)
+            live.append(i)
+        except Exception as error:  # noqa: BLE001 - a peer's failure is a row, not the end of the benchmark
+            results[i].error = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+    for r in range(max(1, repeat)):
+        order = live[r % len(live) :] + live[: r % len(live)] if live else []
+        for i in order:
+            results[i].seconds.append(timed(cases[i][1]))
+    return results
+
+
+def median_seconds(function: Callable[[], object], repeat: int) -> float:
+    """Median wall seconds of ``function()`` over ``repeat`` calls after one warm-up call."""
+    [timing] = round_robin([("", function)], repeat)
+    return timing.median
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Cap BLAS/OpenMP (threadpoolctl), Numba and, when loaded, torch to one thread meanwhile."""
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(1))
+        except ImportError:  # without threadpoolctl the THREAD_VARIABLES of the worker hold
+            pass
+        import numba
+
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        stack.callback(numba.set_num_threads, before)
+        torch = __import__("sys").modules.get("torch")
+        if torch is not None:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            stack.callback(torch.set_num_threads, threads)
+        yield
+
+
+def single_thread_environment() -> dict[str, str]:
+    """The environment of this process with every :data:`THREAD_VARIABLES` set to 1 (for worker processes)."""
+    return {**os.environ, **dict.fromkeys(THREAD_VARIABLES, "1")}
