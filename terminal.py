@@ -508,7 +508,7 @@ def bench_tables(result: dict) -> Group:
         rows = [
             _bench_row(section, r, context)
             if r.get("seconds")
-            else (r["name"], r.get("error") or "not measured", *[""] * (len(columns) - 2))
+            else (r["name"], *["-"] * (len(columns) - 2), r.get("error") or "not measured")
             for r in rows_of[section]
         ]
         if rows:

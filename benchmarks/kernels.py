@@ -1,4 +1,4 @@
-"""Kernel speed: mgc's Numba kernels vs librosa, one thread, same run.
+"""Kernel speed: mgc's Numba kernels vs librosa, one thread, same run (``mgc bench`` measures every peer).
 
 Usage:
     python benchmarks/kernels.py [--seconds 30] [--batch 16] [--repeat 7]
@@ -27,16 +27,16 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUM
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from mgc.engine.bench.timing import median_seconds  # noqa: E402  (mgc bench's timing: warm-up apart, medians)
 
 SR = 22050
 MEL = dict(sr=SR, n_fft=2048, hop_length=512, n_mels=128)
@@ -51,17 +51,6 @@ kernels.log_melspectrogram(y, sr=22050)
 kernels.spectrogram(y)
 print(time.perf_counter() - start)
 """
-
-
-def median_seconds(function, repeat: int) -> float:
-    """Median wall time of ``function()`` over ``repeat`` runs after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def first_call_seconds(cache_dir: str) -> float:

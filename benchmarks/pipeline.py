@@ -172,16 +172,11 @@ def per_core(corpus: str, out: str, tracks: int, repeat: int) -> None:
         "librosa": lambda: _librosa_task((paths, os.path.join(out, "librosa.h5"))),
         "decode": lambda: _decode_task(paths),
     }
-    result = {}
-    for mode, function in work.items():
-        function()  # warm-up: imports, compilation caches, OS file cache
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            function()
-            times.append((time.perf_counter() - start) / len(paths) * 1000)
-        result[mode] = statistics.median(times)
-    print(json.dumps(result))
+    # mgc bench's timing: a warm-up each (imports, compilation caches, OS file cache), rotating rounds, medians.
+    from mgc.engine.bench.timing import round_robin
+
+    timings = round_robin(list(work.items()), repeat)
+    print(json.dumps({t.name: t.median / len(paths) * 1000 for t in timings}))
 
 
 def child(mode: str, corpus: str, out: str, workers: int, per_task: int) -> None:

@@ -15,7 +15,7 @@ SECTION_TITLES = {
     "kernels": "mgc's kernels (one thread)",
     "peers": "log-mel and MFCC by each peer (one thread)",
     "limits": "limits: float32 real FFTs of the same frames, a copy",
-    "extract": "extract end to end (per core)",
+    "extract": "extract end to end, whole machine (pool start included unless started)",
 }
 
 
