@@ -1,6 +1,7 @@
 """mgc's feature engine: corpora, decoding, feature specs, sharded HDF5 stores, parallel runs.
 
-The engine imports ``kernels`` for the numbers and never imports JAX.
+The engine imports ``kernels`` for the numbers and never imports JAX (``engine.bench``'s
+librosax peer aside, in a measuring process of its own).
 """
 
 from . import atomic, neighbours, vectors
