@@ -36,6 +36,7 @@ PARAMS = {
 INSTALL = {
     "librosa": "pip install librosa",
     "torchaudio": "pip install torch torchaudio",
+    "torchaudio-gpu": "a CUDA GPU and torch built for it (pip install torch torchaudio)",
     "librosax": "pip install librosax",
     "nnAudio": "pip install torch nnAudio",
     "essentia": "pip install essentia",
@@ -141,6 +142,33 @@ def _torchaudio(p: dict) -> Pair:
             return mfcc(torch.from_numpy(y)).numpy()
 
     return logmel, cepstra
+
+
+def _torchaudio_gpu(p: dict) -> Pair:
+    """The transforms of torchaudio on the first CUDA device (the copies there and back are timed too)."""
+    import torch
+    import torchaudio
+
+    if not torch.cuda.is_available():
+        raise ImportError("no CUDA device visible to torch", name="a CUDA GPU")
+    device = torch.device("cuda")
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate=p["sr"], **_torch_mel_kwargs(p, torch)).to(device)
+    db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=p["top_db"]).to(device)
+    mfcc = torchaudio.transforms.MFCC(
+        sample_rate=p["sr"],
+        n_mfcc=p["n_mfcc"],
+        dct_type=2,
+        norm="ortho",
+        log_mels=False,
+        melkwargs=_torch_mel_kwargs(p, torch),
+    ).to(device)
+
+    def run(transform, y):
+        with torch.inference_mode():
+            result = transform(torch.from_numpy(y).to(device)).cpu().numpy()  # .cpu() waits for the device
+        return result
+
+    return lambda y: run(lambda x: db(mel(x)), y), lambda y: run(mfcc, y)
 
 
 def _nnaudio(p: dict) -> Pair:
@@ -307,6 +335,7 @@ PEERS: dict[str, Callable[[dict], Pair]] = {
     "mgc": _mgc,
     "librosa": _librosa,
     "torchaudio": _torchaudio,
+    "torchaudio-gpu": _torchaudio_gpu,
     "librosax": _librosax,
     "nnAudio": _nnaudio,
     "essentia": _essentia,
