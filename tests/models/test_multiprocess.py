@@ -68,7 +68,7 @@ def errors(stderr: str) -> list[str]:
 
 
 #: A run long enough to be killed in the middle: checkpoints every 20 steps.
-RUN = ["--steps", "100", "--checkpoint-every", "20"]
+RUN = ["--steps", "60", "--checkpoint-every", "20"]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def check_equal_to_one_process(tone_store, tmp_path, n, out, summary, run):
 
 def test_two_processes_train_the_weights_of_one_process_with_two_devices(tone_store, tmp_path, two_processes):
     out, summary = two_processes
-    assert summary["steps"] == 100
+    assert summary["steps"] == 60
     check_equal_to_one_process(tone_store, tmp_path, 2, out, summary, RUN)
     # The folder is an ordinary model folder: evaluate reads it.
     from typer.testing import CliRunner
