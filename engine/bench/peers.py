@@ -118,40 +118,14 @@ def _torch_mel_kwargs(p: dict, torch) -> dict:
     )
 
 
-def _torchaudio(p: dict) -> Pair:
+def _torchaudio_on(p: dict, gpu: bool) -> Pair:
+    """The transforms of torchaudio on the CPU, or on the first CUDA device (the copies there and back timed)."""
     import torch
     import torchaudio
 
-    mel = torchaudio.transforms.MelSpectrogram(sample_rate=p["sr"], **_torch_mel_kwargs(p, torch))
-    db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=p["top_db"])
-    mfcc = torchaudio.transforms.MFCC(
-        sample_rate=p["sr"],
-        n_mfcc=p["n_mfcc"],
-        dct_type=2,
-        norm="ortho",
-        log_mels=False,
-        melkwargs=_torch_mel_kwargs(p, torch),
-    )
-
-    def logmel(y):
-        with torch.inference_mode():
-            return db(mel(torch.from_numpy(y))).numpy()
-
-    def cepstra(y):
-        with torch.inference_mode():
-            return mfcc(torch.from_numpy(y)).numpy()
-
-    return logmel, cepstra
-
-
-def _torchaudio_gpu(p: dict) -> Pair:
-    """The transforms of torchaudio on the first CUDA device (the copies there and back are timed too)."""
-    import torch
-    import torchaudio
-
-    if not torch.cuda.is_available():
+    if gpu and not torch.cuda.is_available():
         raise ImportError("no CUDA device visible to torch", name="a CUDA GPU")
-    device = torch.device("cuda")
+    device = torch.device("cuda" if gpu else "cpu")
     mel = torchaudio.transforms.MelSpectrogram(sample_rate=p["sr"], **_torch_mel_kwargs(p, torch)).to(device)
     db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=p["top_db"]).to(device)
     mfcc = torchaudio.transforms.MFCC(
@@ -165,10 +139,17 @@ def _torchaudio_gpu(p: dict) -> Pair:
 
     def run(transform, y):
         with torch.inference_mode():
-            result = transform(torch.from_numpy(y).to(device)).cpu().numpy()  # .cpu() waits for the device
-        return result
+            return transform(torch.from_numpy(y).to(device)).cpu().numpy()  # .cpu() waits for a device
 
     return lambda y: run(lambda x: db(mel(x)), y), lambda y: run(mfcc, y)
+
+
+def _torchaudio(p: dict) -> Pair:
+    return _torchaudio_on(p, gpu=False)
+
+
+def _torchaudio_gpu(p: dict) -> Pair:
+    return _torchaudio_on(p, gpu=True)
 
 
 def _nnaudio(p: dict) -> Pair:
