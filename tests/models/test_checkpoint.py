@@ -121,3 +121,37 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tone_store, tmp_path
         jax.tree.map(
             lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), final.params, reference.params
         )
+
+
+def test_a_runs_setup_and_checkpoint_reads_meet_no_other_process(tone_store, tone_model, tmp_path, monkeypatch):
+    """Setup runs inside ``distributed.together()``: a collective there could meet another process's error agreement.
+
+    Orbax is made to behave as in a run of several processes (only a barrier of this process alone is
+    skipped) and every barrier it would enter is recorded. Reading a checkpoint (meta, state) and a whole
+    ``--resume`` setup must enter none; the managers that save enter them (every process saves).
+    """
+    import shutil
+
+    from jax.experimental import multihost_utils
+    from orbax.checkpoint._src.multihost import multihost
+
+    from mgc.models.data.stores import StoreTracks
+    from mgc.models.training.cnn import _prepare
+
+    barriers = []
+    monkeypatch.setattr(multihost, "should_skip_process_sync", lambda processes=None: processes == {0})
+    monkeypatch.setattr(multihost_utils, "sync_global_devices", barriers.append)
+    folder = tmp_path / "model"
+    shutil.copytree(tone_model.folder, folder)
+    meta = Checkpoints(folder).meta("latest")
+    assert barriers == []
+    # --resume: the saved settings, splits and normaliser, the state restored; no barrier.
+    prepared = _prepare(
+        StoreTracks.of(tone_store), folder, None, model_config=None, resume=True, split_files=None, devices=None
+    )
+    assert prepared["meta"]["total_steps"] == meta["total_steps"] and int(prepared["state"]["step"]) > 0
+    assert barriers == []
+    # Writing is every process's: the managers for saving meet the others from their creation on
+    # (this is where the old setup, which made them, entered a barrier).
+    prepared["checkpoints"]._writer("latest")
+    assert barriers
