@@ -446,6 +446,8 @@ def bench_command(
     from mgc.engine import bench
 
     counts = bench.parse_workers(workers, bench.usable_cores())
+    if plot:
+        bench.check_plot_path(plot)  # refused before minutes of measuring, not after
     result = run(bench.bench, corpus, workers=counts, peers=bench.parse_peers(peers), tracks=tracks, repeat=repeat)
     if plot:
         bench.plot(result, plot)

@@ -42,7 +42,7 @@ from ..progress import ProgressCallback
 from ..progress import Reporter as ProgressReporter
 from .machine import describe, usable_cores
 from .peers import PARAMS, PEERS
-from .plot import plot
+from .plot import check_plot_path, plot
 from .timing import single_thread_environment
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "FORMAT",
     "PEERS",
     "bench",
+    "check_plot_path",
     "parse_peers",
     "parse_workers",
     "plot",
@@ -107,7 +108,8 @@ def rates(row: dict, cores: int) -> dict:
     """Per-core and whole-machine rates of a row: tracks/s, audio hours/s, times real time.
 
     A single-thread row's machine figures are its per-core ones times ``cores`` (``projected``);
-    an ``extract`` row is measured on ``workers`` processes, its per-core figures divided by them.
+    an ``extract`` row is measured on the machine, its per-core figures per CPU second where its
+    ``cpu_seconds`` were measured, else per worker process.
     """
     seconds = row.get("seconds")
     if not seconds:
@@ -156,7 +158,7 @@ def _encode_aac(sources: list[Path], out: Path) -> list[Path]:
     made = []
     for source in sources:
         target = out / (source.stem + ".m4a")
-        if not target.exists():
+        if not target.exists() or target.stat().st_mtime_ns < source.stat().st_mtime_ns:  # made from this WAV
             y, sr = sf.read(source, dtype="float32", always_2d=True)
             partial = target.with_suffix(".part.m4a")
             with av.open(str(partial), "w") as container:
@@ -187,14 +189,17 @@ def _child(request: dict, timeout: float = 1800) -> list[dict]:
         env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     ).strip()
     env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run(
-        [sys.executable, "-m", "mgc.engine.bench.child"],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mgc.engine.bench.child"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise EngineError(f"a benchmark process ran past {timeout:g} s; try fewer --tracks or --repeat") from None
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         raise EngineError(f"a benchmark process failed: {lines[-1] if lines else f'exit code {done.returncode}'}")
@@ -306,8 +311,11 @@ def bench(
     base = Path(workdir) if workdir else Path(tempfile.gettempdir()) / "mgc-bench"
     base.mkdir(parents=True, exist_ok=True)
     if corpus is None:
-        sample = _generated_corpus(base / "corpus", tracks, formats, report)
-        source = str(base / "corpus")
+        from ..synth import GENERATOR_VERSION
+
+        folder = base / f"corpus-g{GENERATOR_VERSION}"  # another generator makes another corpus, beside it
+        sample = _generated_corpus(folder, tracks, formats, report)
+        source = str(folder)
     else:
         sample = _sample(load_corpus(corpus, labels_required=False), tracks)
         source = str(corpus)

@@ -175,37 +175,54 @@ def clip_rows(clip: np.ndarray, peers: list[str], repeat: int, params: dict | No
     return rows
 
 
+#: Seconds of decoded audio per format kept in memory to time resampling alone (memory stays bounded
+#: whatever the tracks: at most 300 s x 48 kHz x 4 bytes, 58 MB).
+RESAMPLE_SECONDS = 300.0
+
+
 def decode_rows(files: dict[str, list[str]], sr: int, repeat: int) -> list[dict]:
-    """Rows of the ``decode`` section: per format, decoding alone and resampling alone."""
+    """Rows of the ``decode`` section: per format, decoding alone and resampling alone.
+
+    Decoding streams every file; resampling is timed on the first :data:`RESAMPLE_SECONDS` of the
+    format's decoded audio.
+    """
     import soxr
 
     from mgc.engine.ffmpeg import open_audio
 
     rows = []
     for fmt, paths in files.items():
-        natives, decoded = [], []
+        natives = []
         for path in paths:
             probe = open_audio(path, 8000)  # the file's own rate, read from its header
             natives.append(probe.source_sr)
             probe.close()
-            decoded.append(np.concatenate(list(open_audio(path, natives[-1]).blocks())))
-        seconds = sum(d.size / r for d, r in zip(decoded, natives))
+        kept, kept_seconds = [], 0.0
+        for path, rate in zip(paths, natives):
+            if kept_seconds >= RESAMPLE_SECONDS:
+                break
+            y = np.concatenate(list(open_audio(path, rate, duration=RESAMPLE_SECONDS - kept_seconds).blocks()))
+            kept.append((y, rate))
+            kept_seconds += y.size / rate
+        decoded_seconds = []
 
-        def decode_all(paths=paths, natives=natives):
+        def decode_all(paths=paths, natives=natives, decoded_seconds=decoded_seconds):
+            seconds = 0.0
             for path, rate in zip(paths, natives):
-                for _block in open_audio(path, rate).blocks():
-                    pass
+                for block in open_audio(path, rate).blocks():
+                    seconds += block.size / rate
+            decoded_seconds.append(seconds)
 
-        def resample_all(decoded=decoded, natives=natives):
-            for y, rate in zip(decoded, natives):
+        def resample_all(kept=kept):
+            for y, rate in kept:
                 soxr.resample(y, rate, sr, quality="HQ")
 
         with one_thread():
             decoding, resampling = round_robin([("decode", decode_all), ("resample", resample_all)], repeat)
-        rates = sorted(set(natives))
-        for name, timing in (
-            (f"decode {fmt}", decoding),
-            (f"resample {fmt} {'/'.join(map(str, rates))}->{sr}", resampling),
+        rates = sorted({rate for _y, rate in kept})
+        for name, timing, seconds, tracks in (
+            (f"decode {fmt}", decoding, decoded_seconds[0] if decoded_seconds else 0.0, len(paths)),
+            (f"resample {fmt} {'/'.join(map(str, rates))}->{sr}", resampling, kept_seconds, len(kept)),
         ):
             rows.append(
                 {
@@ -214,7 +231,7 @@ def decode_rows(files: dict[str, list[str]], sr: int, repeat: int) -> list[dict]
                     "seconds": timing.median if timing.error is None else None,
                     "first_seconds": timing.first if timing.error is None else None,
                     "audio_seconds": seconds,
-                    "tracks": len(paths),
+                    "tracks": tracks,
                     "error": timing.error,
                 }
             )

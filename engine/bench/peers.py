@@ -216,32 +216,20 @@ def _audioflux(p: dict) -> Pair:
 
     exp = int(math.log2(p["n_fft"]))
     pad = p["n_fft"] // 2  # audioflux does not centre frames: pad as librosa does, then frame
+    frames = dict(radix2_exp=exp, samplate=p["sr"], low_fre=p["fmin"], high_fre=p["fmax"], slide_length=p["hop_length"])
 
     def logmel(y):
         S, _ = audioflux.mel_spectrogram(
             np.pad(y, pad),
             num=p["n_mels"],
-            radix2_exp=exp,
-            samplate=p["sr"],
-            low_fre=p["fmin"],
-            high_fre=p["fmax"],
-            slide_length=p["hop_length"],
             style_type=SpectralFilterBankStyleType.SLANEY,
             normal_type=SpectralFilterBankNormalType.AREA,
+            **frames,
         )
         return _db(np.asarray(S, np.float32), p["top_db"])
 
     def cepstra(y):
-        cc, _ = audioflux.mfcc(
-            np.pad(y, pad),
-            cc_num=p["n_mfcc"],
-            mel_num=p["n_mels"],
-            radix2_exp=exp,
-            samplate=p["sr"],
-            low_fre=p["fmin"],
-            high_fre=p["fmax"],
-            slide_length=p["hop_length"],
-        )
+        cc, _ = audioflux.mfcc(np.pad(y, pad), cc_num=p["n_mfcc"], mel_num=p["n_mels"], **frames)
         return np.asarray(cc, np.float32)
 
     return logmel, cepstra

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import EngineError
 
-__all__ = ["SECTION_TITLES", "plot"]
+__all__ = ["SECTION_TITLES", "check_plot_path", "plot"]
 
 #: Section -> heading, in the order they are drawn and printed.
 SECTION_TITLES = {
@@ -17,6 +17,22 @@ SECTION_TITLES = {
     "limits": "limits: float32 real FFTs of the same frames, a copy",
     "extract": "extract end to end, whole machine (pool start included unless started)",
 }
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """``path`` as a Path when it may take a new plot (call it before measuring, so nothing is measured in vain).
+
+    Raises
+    ------
+    EngineError
+        When ``path`` exists (mgc writes only files it creates) or does not end in ``.png``.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise EngineError(f"--plot writes a PNG: give a name ending in .png, got {str(path)!r}")
+    if path.exists():
+        raise EngineError(f"{path} exists; mgc writes only files it creates: give another --plot name or remove it")
+    return path
 
 
 def plot(result: dict, path: str | Path) -> Path:
@@ -32,11 +48,7 @@ def plot(result: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise EngineError(f"--plot writes a PNG: give a name ending in .png, got {str(path)!r}")
-    if path.exists():
-        raise EngineError(f"{path} exists; mgc writes only files it creates: give another --plot name or remove it")
+    path = check_plot_path(path)
     rows = [r for section in SECTION_TITLES for r in result["rows"] if r["section"] == section and r.get("per_core")]
     if not rows:
         raise EngineError("no row was measured: nothing to plot")

@@ -13,11 +13,20 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["THREAD_VARIABLES", "Timing", "median_seconds", "one_thread", "round_robin", "timed"]
+__all__ = [
+    "THREAD_VARIABLES",
+    "Timing",
+    "median_seconds",
+    "one_thread",
+    "round_robin",
+    "single_thread_environment",
+    "timed",
+]
 
 #: Environment variables that cap native thread pools (set to 1 in each benchmark worker).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -103,7 +112,7 @@ def one_thread() -> Iterator[None]:
         before = numba.get_num_threads()
         numba.set_num_threads(1)
         stack.callback(numba.set_num_threads, before)
-        torch = __import__("sys").modules.get("torch")
+        torch = sys.modules.get("torch")
         if torch is not None:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)

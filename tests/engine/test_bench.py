@@ -73,7 +73,8 @@ def test_every_section_is_measured_with_rates_per_core_and_machine(measured):
         assert per_core["x_realtime"] == pytest.approx(row["audio_seconds"] / row["seconds"])
         assert machine["x_realtime"] == pytest.approx(per_core["x_realtime"] * result["machine"]["cores"])
     assert rows["decode wav"]["tracks"] == 2 and rows["decode wav"]["audio_seconds"] == pytest.approx(8.0, abs=0.01)
-    assert any(name.startswith("resample wav 22050/44100->22050") for name in rows)
+    [resample] = [row for name, row in rows.items() if name.startswith("resample wav 22050/44100->22050")]
+    assert resample["tracks"] == 2 and resample["audio_seconds"] == pytest.approx(8.0, abs=0.01)
     # The clip is the first sampled track, at 22050 Hz: 4 s.
     assert rows["log-mel"]["audio_seconds"] == pytest.approx(4.0, abs=0.01)
     assert rows["copy of power spectrogram"]["bytes"] > 0
@@ -136,3 +137,12 @@ def test_the_generated_corpus_holds_aac_that_decodes(tmp_path):
     assert Path(track.path).suffix == ".m4a"
     decoded = np.concatenate(list(open_audio(track.path, 22050).blocks()))
     assert decoded.size == pytest.approx(30 * 22050, rel=0.01) and np.abs(decoded).max() > 0.01
+
+
+def test_a_plot_that_would_replace_a_file_is_refused_before_anything_is_measured(tmp_path):
+    existing = tmp_path / "mine.png"
+    existing.write_bytes(b"the user's picture")
+    done = runner.invoke(app, ["bench", str(tmp_path / "nowhere"), "--plot", str(existing)])
+    # Refused on the plot, not on the missing corpus: the path is checked first.
+    assert done.exit_code != 0 and "Traceback" not in done.output and "exists" in done.output, done.output
+    assert existing.read_bytes() == b"the user's picture"
