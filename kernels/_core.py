@@ -9,6 +9,13 @@ allocate; everything here assumes valid, contiguous inputs:
 * ``complex_like`` : an empty array whose dtype (complex64 or complex128)
   the scratch spectrum takes, since Numba cannot derive it from ``padded``
 
+Two paths. The time-window path (``*_batch``: every window, and the complex
+STFT) multiplies frames by the window into a buffer before the FFT. The
+frequency-window path (``*_taps_batch``: Hann, Hamming and boxcar windows that
+fill the frame, the default) FFTs the frames unwindowed, read in place, and
+applies the window across bins afterwards (see the section below); it takes
+the frames as three strided segments instead of ``padded`` and ``window``.
+
 Frames are transformed ``block_frames`` at a time with one batched real FFT
 (rocket-fft's low-level ``r2c``: DUCC0/pocketfft, SIMD across frames) that
 writes its result bin-major, ``(n_bins, block_frames)``, through a transposed
@@ -24,7 +31,7 @@ import numpy as np
 from numba import prange
 from rocket_fft import r2c
 
-from ._jit import jit, jit_parallel
+from ._jit import jit, jit_inline, jit_parallel
 
 #: Frames per batched FFT (benchmarks/kernels.py on a 2 MiB-L2 core: 32 to 128 within noise).
 BLOCK_FRAMES = 64
@@ -124,6 +131,208 @@ def _mel_one(signal, window, hop_length, block_frames, power, complex_like, bin_
                 target[first + i] = source[i]
 
 
+# --- The frequency-domain-window path -------------------------------------
+#
+# A periodic cosine-sum window of two terms filling the frame (Hann, Hamming,
+# boxcar: ``w[n] = a0 - a1 cos(2 pi n / N)``) multiplies each frame by a sum of
+# two complex exponentials, so its spectrum is a three-tap filter across bins:
+# ``X_w[m] = c0 X[m] + c1 (X[m - 1] + X[m + 1])`` with ``c0 = a0``,
+# ``c1 = -a1 / 2``. The FFT then reads the frames in place from the signal
+# (a strided view, no windowed copy), and the window costs three loads per bin
+# in the power loop, where the spectrum is already in cache. The FFT of an
+# unwindowed frame also gives, in its DC bin, the plain sum of the frame: a
+# non-finite sample anywhere in it makes that bin non-finite, so the input's
+# finiteness is checked from the spectrum instead of by another pass.
+
+
+def _fft_piece(frames, start, first, end, spectrum):
+    """FFT the frames of one segment (output frames ``start...``) that fall in ``first..end`` into ``spectrum``."""
+    lo = max(first, start)
+    hi = min(end, start + frames.shape[0])
+    if lo < hi:
+        n_bins = frames.shape[1] // 2 + 1
+        target = spectrum[1 : n_bins + 1, lo - first : hi - first]
+        r2c(frames[lo - start : hi - start], target.T, np.array([1]), True, 1.0, 1)
+
+
+def _spectrum_block(head, body, tail, starts, first, count, spectrum):
+    """FFT unwindowed output frames ``first..first+count`` into rows ``1..n_bins`` of ``spectrum``.
+
+    The frames come from whichever of the three segments hold them (a block
+    may span two). Rows 0 and ``n_bins + 1`` receive the conjugate-symmetric
+    neighbours ``X[-1] = conj(X[1])`` and ``X[n_bins] = conj(X[n_fft - n_bins])``,
+    so the three-tap window reads rows ``m, m + 1, m + 2`` for bin ``m``.
+    Returns whether every frame's DC bin (its sum) is finite.
+    """
+    n_fft = body.shape[1]
+    n_bins = n_fft // 2 + 1
+    _fft_piece(head, starts[0], first, first + count, spectrum)
+    _fft_piece(body, starts[1], first, first + count, spectrum)
+    _fft_piece(tail, starts[2], first, first + count, spectrum)
+    low = spectrum[2]
+    high = spectrum[n_fft - n_bins + 1]
+    below = spectrum[0]
+    above = spectrum[n_bins + 1]
+    finite = True
+    dc = spectrum[1]
+    for i in range(count):
+        below[i] = np.conj(low[i])
+        above[i] = np.conj(high[i])
+        value = dc[i].real
+        if not (value - value == 0.0):  # NaN or infinity
+            finite = False
+    return finite
+
+
+def _windowed_power(spectrum, b, count, c0, c1, power, bin_power):
+    """``|c0 X[b] + c1 (X[b - 1] + X[b + 1])| ** power`` for ``count`` frames into ``bin_power``."""
+    previous = spectrum[b]
+    current = spectrum[b + 1]
+    following = spectrum[b + 2]
+    if power == 2.0:
+        for i in range(count):
+            re = c0 * current[i].real + c1 * (previous[i].real + following[i].real)
+            im = c0 * current[i].imag + c1 * (previous[i].imag + following[i].imag)
+            bin_power[i] = re * re + im * im
+    else:
+        for i in range(count):
+            re = c0 * current[i].real + c1 * (previous[i].real + following[i].real)
+            im = c0 * current[i].imag + c1 * (previous[i].imag + following[i].imag)
+            squared = re * re + im * im
+            bin_power[i] = math.sqrt(squared) if power == 1.0 else math.sqrt(squared) ** power
+
+
+def _power_taps_one(head, body, tail, starts, taps, block_frames, power, complex_like, out):
+    """``|STFT| ** power`` of one signal, given as three segments of frames, into ``out`` (n_bins, n_frames).
+
+    Returns False if a frame held a non-finite sample.
+    """
+    n_bins, n_frames = out.shape
+    c0 = taps[0]
+    c1 = taps[1]
+    block_frames = max(1, min(block_frames, n_frames))
+    spectrum = np.empty((n_bins + 2, block_frames), dtype=complex_like.dtype)
+    bin_power = np.empty(block_frames, dtype=out.dtype)
+    finite = True
+    for first in range(0, n_frames, block_frames):
+        count = min(block_frames, n_frames - first)
+        if not _spectrum_block(head, body, tail, starts, first, count, spectrum):
+            finite = False
+        for b in range(n_bins):
+            _windowed_power(spectrum, b, count, c0, c1, power, bin_power)
+            target = out[b]
+            for i in range(count):
+                target[first + i] = bin_power[i]
+    return finite
+
+
+def _mel_taps_one(
+    head, body, tail, starts, taps, block_frames, power, complex_like, bin_offsets, bin_bands, bin_weights, out
+):
+    """Mel power spectrogram of one signal, given as three segments of frames, into ``out`` (n_bands, n_frames).
+
+    As :func:`_mel_one`, with the window applied as three taps across bins
+    (see above) and the frames read in place. Returns False if a frame held a
+    non-finite sample.
+    """
+    n_bands, n_frames = out.shape
+    n_bins = body.shape[1] // 2 + 1
+    n_used = bin_offsets.shape[0] - 1
+    c0 = taps[0]
+    c1 = taps[1]
+    block_frames = max(1, min(block_frames, n_frames))
+    spectrum = np.empty((n_bins + 2, block_frames), dtype=complex_like.dtype)
+    bin_power = np.empty(block_frames, dtype=out.dtype)
+    accumulators = np.empty((n_bands, block_frames), dtype=out.dtype)
+    finite = True
+    for first in range(0, n_frames, block_frames):
+        count = min(block_frames, n_frames - first)
+        if not _spectrum_block(head, body, tail, starts, first, count, spectrum):
+            finite = False
+        accumulators[:, :count] = 0.0
+        for b in range(n_used):
+            lo = bin_offsets[b]
+            hi = bin_offsets[b + 1]
+            if lo == hi:
+                continue
+            _windowed_power(spectrum, b, count, c0, c1, power, bin_power)
+            for e in range(lo, hi):
+                weight = bin_weights[e]
+                target = accumulators[bin_bands[e]]
+                for i in range(count):
+                    target[i] += weight * bin_power[i]
+        for m in range(n_bands):
+            source = accumulators[m]
+            target = out[m]
+            for i in range(count):
+                target[first + i] = source[i]
+    return finite
+
+
+def _power_taps_batch(head, body, tail, starts, taps, block_frames, power, complex_like, finite, out):
+    for s in range(out.shape[0]):
+        finite[s] = _power_taps_one(head[s], body[s], tail[s], starts, taps, block_frames, power, complex_like, out[s])
+
+
+def _power_taps_batch_parallel(head, body, tail, starts, taps, block_frames, power, complex_like, finite, out):
+    for s in prange(out.shape[0]):
+        finite[s] = _power_taps_one(head[s], body[s], tail[s], starts, taps, block_frames, power, complex_like, out[s])
+
+
+def _mel_taps_batch(
+    head, body, tail, starts, taps, block_frames, power, complex_like, bin_offsets, bin_bands, bin_weights, finite, out
+):
+    for s in range(out.shape[0]):
+        finite[s] = _mel_taps_one(
+            head[s],
+            body[s],
+            tail[s],
+            starts,
+            taps,
+            block_frames,
+            power,
+            complex_like,
+            bin_offsets,
+            bin_bands,
+            bin_weights,
+            out[s],
+        )
+
+
+def _mel_taps_batch_parallel(
+    head, body, tail, starts, taps, block_frames, power, complex_like, bin_offsets, bin_bands, bin_weights, finite, out
+):
+    for s in prange(out.shape[0]):
+        finite[s] = _mel_taps_one(
+            head[s],
+            body[s],
+            tail[s],
+            starts,
+            taps,
+            block_frames,
+            power,
+            complex_like,
+            bin_offsets,
+            bin_bands,
+            bin_weights,
+            out[s],
+        )
+
+
+def _floor_at(S, amin):
+    """``max(S, amin)`` in place over a flat array (NaN kept), as one vectorised pass."""
+    for i in range(S.shape[0]):
+        value = S[i]
+        S[i] = amin if value < amin else value
+
+
+def _db_finish(S, scale, ref_db, floor):
+    """``max(scale * S - ref_db, floor)`` in place over a flat array (scalars given in ``S``'s dtype; NaN kept)."""
+    for i in range(S.shape[0]):
+        value = scale * S[i] - ref_db
+        S[i] = floor if value < floor else value
+
+
 # Serial and parallel drivers are separate functions, not one function compiled
 # twice, because Numba's on-disk cache does not key on `parallel`.
 def _stft_batch(padded, window, hop_length, block_frames, out):
@@ -186,6 +395,17 @@ _magnitude = jit(_magnitude)
 _stft_one = jit(_stft_one)
 _power_one = jit(_power_one)
 _mel_one = jit(_mel_one)
+_spectrum_block = jit(_spectrum_block)
+_windowed_power = jit_inline(_windowed_power)
+_fft_piece = jit(_fft_piece)
+_power_taps_one = jit(_power_taps_one)
+_mel_taps_one = jit(_mel_taps_one)
+power_taps_batch = jit(_power_taps_batch)
+power_taps_batch_parallel = jit_parallel(_power_taps_batch_parallel)
+mel_taps_batch = jit(_mel_taps_batch)
+mel_taps_batch_parallel = jit_parallel(_mel_taps_batch_parallel)
+floor_at = jit(_floor_at)
+db_finish = jit(_db_finish)
 stft_batch = jit(_stft_batch)
 stft_batch_parallel = jit_parallel(_stft_batch_parallel)
 power_batch = jit(_power_batch)

@@ -28,6 +28,11 @@ def jit(function):
     return numba.njit(**JIT_OPTIONS)(function)
 
 
+def jit_inline(function):
+    """Compile ``function`` to be inlined into its Numba callers (a small loop called once per FFT bin)."""
+    return numba.njit(inline="always", **JIT_OPTIONS)(function)
+
+
 def jit_parallel(function):
     """Compile ``function`` with ``parallel=True`` so its ``prange`` loops use threads."""
     return numba.njit(parallel=True, **JIT_OPTIONS)(function)

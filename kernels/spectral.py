@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._errors import ParameterError
 from .filters import check_norm, filterbank_by_bin, mel_filterbank
-from .stft import complex_like, frames_setup
+from .stft import check_finite, complex_like, frames_setup, tapped_setup
 from .validate import power as check_power
 from .validate import real_number
 
@@ -73,6 +73,34 @@ def melspectrogram(
     S : np.ndarray [shape=(..., n_mels, n_frames), dtype of y]
     """
     power = check_power(power)
+    tapped = tapped_setup(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
+    )
+    if tapped is not None:
+        signals = tapped.signals
+        n_bands, bin_offsets, bin_bands, bin_weights = _bands(
+            sr, tapped.body.shape[2], n_mels, fmin, fmax, bool(htk), check_norm(norm), signals.dtype.name
+        )
+        out = np.empty((signals.shape[0], n_bands, tapped.n_frames), dtype=signals.dtype)
+        finite = np.empty(signals.shape[0], dtype=np.bool_)
+        driver = _core.mel_taps_batch_parallel if parallel else _core.mel_taps_batch
+        driver(
+            tapped.head,
+            tapped.body,
+            tapped.tail,
+            tapped.starts,
+            tapped.taps,
+            _core.BLOCK_FRAMES,
+            power,
+            complex_like(signals.dtype),
+            bin_offsets,
+            bin_bands,
+            bin_weights,
+            finite,
+            out,
+        )
+        check_finite(finite, signals)
+        return out.reshape(tapped.leading + out.shape[1:])
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
@@ -105,13 +133,15 @@ def _reference_db(magnitude, ref, amin) -> float:
 def _to_db_inplace(S: np.ndarray, *, ref, amin, top_db) -> np.ndarray:
     """Librosa's dB formula, step by step and in place (numpy's SIMD log10 is the fast part)."""
     ref_db = _reference_db(S, ref, amin)
-    np.maximum(S, amin, out=S)
+    if not S.size:
+        return S
+    kind = S.dtype.type
+    flat = S.reshape(-1)  # S is C-contiguous: a view
+    _core.floor_at(flat, kind(amin))
     np.log10(S, out=S)
-    S *= 10.0
-    if ref_db != 0.0:
-        S -= ref_db
-    if top_db is not None and S.size:
-        np.maximum(S, S.max() - top_db, out=S)
+    # 10 * x - ref_db rounds monotonically, so the peak in dB is the peak's log: one pass, not three.
+    floor = kind(10.0) * S.max() - kind(ref_db) - kind(top_db) if top_db is not None else kind(-np.inf)
+    _core.db_finish(flat, kind(10.0), kind(ref_db), kind(floor))
     return S
 
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _core
 from ._errors import ParameterError
-from .validate import audio, frame_sizes
+from .validate import all_finite, audio, frame_sizes
 from .validate import pad_mode as check_pad_mode
 from .validate import power as check_power
-from .windows import get_window
+from .windows import get_window, spectral_taps
 
 __all__ = ["stft", "spectrogram", "frame_count"]
 
@@ -67,6 +68,119 @@ def frames_setup(y, *, n_fft, hop_length, win_length, window, center, pad_mode):
             raise ParameterError(f"cannot pad an empty signal with pad_mode={pad_mode!r}; use 'constant'")
         padded = np.pad(flat, ((0, 0), (n_fft // 2, n_fft // 2)), mode=pad_mode)
     return padded, _window(window, win_length, n_fft, y.dtype), hop_length, n_frames, leading
+
+
+class TappedFrames(NamedTuple):
+    """The frames of every signal for the frequency-domain-window path (see ``_core``).
+
+    Frames are read in place: ``body`` is a strided view of the signal itself
+    for the frames that lie wholly inside it; ``head`` and ``tail`` view small
+    zero-padded copies of the two ends for the frames that reach into the
+    centre padding. Each is ``(n_signals, count, n_fft)``; ``starts`` holds
+    the first output frame of each, so together they give frames
+    ``0..n_frames-1`` in order.
+    """
+
+    head: np.ndarray
+    body: np.ndarray
+    tail: np.ndarray
+    starts: np.ndarray
+    taps: np.ndarray
+    n_frames: int
+    leading: tuple
+    signals: np.ndarray
+
+
+#: Signals of at least this many frame lengths are read in place; shorter ones are padded whole,
+#: which costs less than the extra FFT calls of the two edge segments.
+IN_PLACE_MIN_FFTS = 16
+
+
+def _frames_of(array: np.ndarray, offset: int, count: int, n_fft: int, hop_length: int) -> np.ndarray:
+    """``count`` frames of every row of 2-D C-contiguous ``array`` from sample ``offset``: a strided view."""
+    if count <= 0:
+        return np.empty((array.shape[0], 0, n_fft), dtype=array.dtype)
+    item = array.itemsize
+    return np.ndarray(
+        (array.shape[0], count, n_fft),
+        dtype=array.dtype,
+        buffer=array,
+        offset=offset * item,
+        strides=(array.strides[0], hop_length * item, item),
+    )
+
+
+def tapped_setup(y, *, n_fft, hop_length, win_length, window, center, pad_mode) -> TappedFrames | None:
+    """Validate and prepare the frequency-domain-window path, or return None when the window does not allow it.
+
+    Finiteness of ``y`` is not checked here except for samples no frame
+    covers: the kernel reads it off each frame's DC bin (see :func:`check_finite`).
+    """
+    n_fft, hop_length, win_length = frame_sizes(n_fft, hop_length, win_length)
+    taps = spectral_taps(window, win_length, n_fft)
+    if taps is None:
+        return None
+    y = audio(y, finite=False)
+    check_pad_mode(pad_mode)
+    n_frames = frame_count(y.shape[-1], n_fft=n_fft, hop_length=hop_length, center=bool(center))
+    leading = y.shape[:-1]
+    flat = np.ascontiguousarray(y.reshape((int(np.prod(leading, dtype=np.int64)), y.shape[-1])))
+    n = flat.shape[1]
+    half = n_fft // 2 if center else 0
+    # Samples past the last frame (or between frames when hop > n_fft) are read by no FFT.
+    covered = (n_frames - 1) * hop_length + n_fft - half
+    if hop_length > n_fft or covered < n:
+        if not all_finite(flat if hop_length > n_fft else flat[:, max(covered, 0) :]):
+            raise ParameterError("y contains non-finite samples (NaN or infinity)")
+    empty = _frames_of(flat, 0, 0, n_fft, hop_length)
+    first_inside = -(-half // hop_length)  # the first frame that starts inside the signal
+    last_inside = (n + half - n_fft) // hop_length  # the last frame that ends inside it
+    if center and pad_mode == "constant" and n >= IN_PLACE_MIN_FFTS * n_fft and first_inside <= last_inside:
+        head = np.zeros((flat.shape[0], (first_inside - 1) * hop_length + n_fft), dtype=flat.dtype)
+        head[:, half:] = flat[:, : head.shape[1] - half]
+        tail_first = last_inside + 1
+        n_tail = n_frames - tail_first
+        tail = np.zeros((flat.shape[0], (n_tail - 1) * hop_length + n_fft if n_tail > 0 else 0), dtype=flat.dtype)
+        source = tail_first * hop_length - half
+        kept = min(tail.shape[1], n - source)
+        tail[:, :kept] = flat[:, source : source + kept]
+        segments = (
+            _frames_of(head, 0, first_inside, n_fft, hop_length),
+            _frames_of(flat, first_inside * hop_length - half, tail_first - first_inside, n_fft, hop_length),
+            _frames_of(tail, 0, n_tail, n_fft, hop_length),
+        )
+        starts = (0, first_inside, tail_first)
+    else:
+        if not center:
+            padded = flat
+        elif pad_mode == "constant":
+            padded = np.zeros((flat.shape[0], n + 2 * half), dtype=flat.dtype)
+            padded[:, half : half + n] = flat
+        else:
+            if n == 0:
+                raise ParameterError(f"cannot pad an empty signal with pad_mode={pad_mode!r}; use 'constant'")
+            padded = np.pad(flat, ((0, 0), (half, half)), mode=pad_mode)
+        segments = (empty, _frames_of(padded, 0, n_frames, n_fft, hop_length), empty)
+        starts = (0, 0, n_frames)
+    return TappedFrames(
+        *segments,
+        starts=np.array(starts, dtype=np.int64),
+        taps=np.array(taps, dtype=flat.dtype),
+        n_frames=n_frames,
+        leading=leading,
+        signals=flat,
+    )
+
+
+def check_finite(finite: np.ndarray, signals: np.ndarray) -> None:
+    """Raise if the kernel saw a non-finite frame sum (``finite`` holds one flag per signal) from a non-finite sample.
+
+    Finite samples far beyond +-1 (1e38) can overflow a frame's sum without
+    any NaN or infinity in ``y``: then nothing is raised and the output holds
+    the infinities the arithmetic gives, as librosa's and the time-window path's do.
+    """
+    if not finite.all() and not all_finite(signals):
+        raise ParameterError("y contains non-finite samples (NaN or infinity)")
 
 
 @functools.lru_cache(maxsize=64)
@@ -164,6 +278,28 @@ def spectrogram(
     S : np.ndarray [shape=(..., 1 + n_fft // 2, n_frames), dtype of y]
     """
     power = check_power(power)
+    tapped = tapped_setup(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
+    )
+    if tapped is not None:
+        signals = tapped.signals
+        out = np.empty((signals.shape[0], 1 + tapped.body.shape[2] // 2, tapped.n_frames), dtype=signals.dtype)
+        finite = np.empty(signals.shape[0], dtype=np.bool_)
+        driver = _core.power_taps_batch_parallel if parallel else _core.power_taps_batch
+        driver(
+            tapped.head,
+            tapped.body,
+            tapped.tail,
+            tapped.starts,
+            tapped.taps,
+            _core.BLOCK_FRAMES,
+            power,
+            complex_like(signals.dtype),
+            finite,
+            out,
+        )
+        check_finite(finite, signals)
+        return out.reshape(tapped.leading + out.shape[1:])
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )

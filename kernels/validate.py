@@ -17,7 +17,18 @@ from ._errors import ParameterError
 PAD_MODES = ("constant", "reflect", "edge", "symmetric")
 
 
-__all__ = ["PAD_MODES", "audio", "frame_sizes", "integer", "one_of", "pad_mode", "positive_int", "power", "real_number"]
+__all__ = [
+    "PAD_MODES",
+    "all_finite",
+    "audio",
+    "frame_sizes",
+    "integer",
+    "one_of",
+    "pad_mode",
+    "positive_int",
+    "power",
+    "real_number",
+]
 
 
 def positive_int(name: str, value, *, error: type[Exception] = ParameterError) -> int:
@@ -57,8 +68,12 @@ def one_of(name: str, value, choices, *, error: type[Exception] = ParameterError
     return value
 
 
-def audio(y, name: str = "y") -> np.ndarray:
-    """Check a signal ``(..., n_samples)``: floating point, finite, at least 1-D."""
+def audio(y, name: str = "y", *, finite: bool = True) -> np.ndarray:
+    """Check a signal ``(..., n_samples)``: floating point, at least 1-D, and finite unless ``finite=False``.
+
+    ``finite=False`` is for callers that check finiteness themselves on the
+    way (the kernels' frequency-domain path reads it off the spectrum).
+    """
     if not isinstance(y, np.ndarray):
         raise ParameterError(f"{name} must be a numpy.ndarray, got {type(y).__name__}")
     if not np.issubdtype(y.dtype, np.floating):
@@ -67,10 +82,14 @@ def audio(y, name: str = "y") -> np.ndarray:
         raise ParameterError(f"{name} must have at least one dimension (..., n_samples), got shape {y.shape}")
     if y.dtype not in (np.float32, np.float64):
         y = y.astype(np.float64 if y.dtype.itemsize > 4 else np.float32)
-    # min/max propagate NaN and expose infinities without a boolean temporary.
-    if y.size and not (np.isfinite(y.min()) and np.isfinite(y.max())):
+    if finite and not all_finite(y):
         raise ParameterError(f"{name} contains non-finite samples (NaN or infinity)")
     return y
+
+
+def all_finite(y: np.ndarray) -> bool:
+    """Whether every sample of ``y`` is finite (min and max propagate NaN and expose infinities, no temporary)."""
+    return not y.size or bool(np.isfinite(y.min()) and np.isfinite(y.max()))
 
 
 def pad_mode(value: str) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._errors import ParameterError
 
-__all__ = ["get_window"]
+__all__ = ["get_window", "spectral_taps"]
 
 _ALIASES = {"rectangular": "boxcar", "rect": "boxcar", "hanning": "hann"}
 
@@ -71,3 +71,22 @@ def get_window(window="hann", win_length: int = 2048, *, n_fft: int | None = Non
         raise ParameterError(f"window={window!r} did not give {win_length} finite samples")
     left = (n_fft - win_length) // 2
     return np.pad(values, (left, n_fft - win_length - left))
+
+
+def spectral_taps(window, win_length: int, n_fft: int) -> tuple[float, float] | None:
+    """The window as three taps across FFT bins, ``(c0, c1)``, or None when it is not one.
+
+    A periodic cosine sum of at most two terms that fills the frame,
+    ``w[n] = a0 - a1 cos(2 pi n / n_fft)`` (Hann, Hamming, boxcar), turns the
+    spectrum of a frame into ``c0 X[m] + c1 (X[m - 1] + X[m + 1])`` with
+    ``c0 = a0`` and ``c1 = -a1 / 2``: the kernels then FFT the frames unwindowed
+    and apply the window in the power loop. Other windows, shorter windows and
+    frames under 4 samples return None (the kernels window in time instead).
+    """
+    if not isinstance(window, str) or win_length != n_fft or n_fft < 4:
+        return None
+    coefficients = _COSINE_SUMS.get(_ALIASES.get(window, window))
+    if coefficients is None or len(coefficients) > 2:
+        return None
+    a0, a1 = (coefficients + (0.0,))[:2]
+    return a0, -a1 / 2.0

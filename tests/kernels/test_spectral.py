@@ -129,6 +129,69 @@ def test_bad_arguments_raise_parameter_error(call, match):
         call(make_tone_mix(seconds=0.5))
 
 
+# Long signals are read in place (kernels/stft.py: head, body and tail segments; a block of
+# frames may span two): every split of frames must give librosa's numbers.
+@pytest.mark.parametrize("n_fft, hop_length", [(2048, 512), (1023, 300), (512, 700), (256, 64)])
+@pytest.mark.parametrize("extra", [0, 1, 777])
+def test_signals_read_in_place_equal_librosa_at_every_split(n_fft, hop_length, extra, librosa):
+    from mgc.kernels.stft import IN_PLACE_MIN_FFTS
+
+    n = IN_PLACE_MIN_FFTS * n_fft + 40 * hop_length + extra
+    y = np.stack([make_tone_mix(seconds=n / 22050 + 0.01, seed=seed)[:n] for seed in range(2)])
+    kwargs = dict(n_fft=n_fft, hop_length=hop_length, window="hann", center=True, pad_mode="constant")
+    for parallel in (False, True):
+        ours = kernels.melspectrogram(y, sr=22050, n_mels=40, parallel=parallel, **kwargs)
+        assert_spectrum_close(ours, librosa.feature.melspectrogram(y=y, sr=22050, n_mels=40, **kwargs))
+        power = kernels.spectrogram(y, parallel=parallel, **kwargs)
+        assert_spectrum_close(power, np.abs(librosa.stft(y, **kwargs)) ** 2)
+
+
+# The Hann/Hamming/boxcar path reads finiteness off each frame's DC bin (kernels/_core.py)
+# instead of scanning y: a bad sample anywhere must still be refused, whichever frame holds it.
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(
+    "where, kwargs",
+    [
+        (0, {}),  # in the head frames (centre padding)
+        (11025, {}),  # in the frames read in place
+        (-1, {}),  # the last sample, in the tail frames
+        (-1, dict(center=False)),  # past the last frame: read by no FFT
+        (700, dict(center=False, n_fft=256, hop_length=1000)),  # between frames (hop > n_fft)
+        (5000, dict(pad_mode="reflect")),
+        (5000, dict(window="hamming", n_fft=512, hop_length=128)),
+    ],
+)
+@pytest.mark.parametrize("function", ["melspectrogram", "spectrogram", "log_melspectrogram", "mfcc"])
+def test_a_non_finite_sample_anywhere_is_refused(function, where, kwargs, bad):
+    y = make_tone_mix(seconds=1.0, dtype=np.float32)
+    y[where] = bad
+    with pytest.raises(kernels.ParameterError, match="non-finite"):
+        if function == "spectrogram":
+            kernels.spectrogram(y, **kwargs)
+        elif function == "mfcc":
+            kernels.mfcc(y=y, sr=22050, **kwargs)
+        else:
+            getattr(kernels, function)(y, sr=22050, **kwargs)
+
+
+def test_a_non_finite_sample_in_one_stacked_signal_is_refused():
+    y = np.stack([make_tone_mix(seconds=1.0, seed=seed) for seed in range(3)])
+    y[2, 4000] = np.nan
+    for parallel in (False, True):
+        with pytest.raises(kernels.ParameterError, match="non-finite"):
+            kernels.melspectrogram(y, sr=22050, parallel=parallel)
+
+
+@pytest.mark.parametrize("window", ["hann", "blackman"])
+def test_finite_samples_that_overflow_give_infinities_not_an_error(window):
+    # Finite, but the frame sums and powers overflow float32: both window paths give inf
+    # (the engine stores nothing of such a track: kind non_finite_features).
+    y = np.full(8192, np.finfo(np.float32).max / 4, dtype=np.float32)
+    y[::2] *= -1
+    S = kernels.melspectrogram(y, sr=22050, window=window)
+    assert not np.isfinite(S).all()
+
+
 # --- Without librosa: tests/naive.py's brute-force references. ---
 
 NAIVE_GRID = [
