@@ -196,13 +196,23 @@ def _artist_codes(cols: dict, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _keys(track_id: str, path: str) -> set[str]:
-    keys = set()
+def _keys(track_id: str, path: str) -> list[str]:
+    """The names a split file may use for a track, most specific first.
+
+    As given, without an extension, the file name, the file name without an extension. A suffix of
+    digits is not an extension: ``blues.00001`` is a whole GTZAN-style id, not ``blues``.
+    """
+    keys: list[str] = []
     for name in (track_id, path):
         if not name:
             continue
         p = PurePosixPath(name.replace("\\", "/").lstrip("./"))
-        keys |= {str(p), str(p.with_suffix("")), p.name, p.stem}
+        bare = p.with_suffix("") if p.suffix and not p.suffix[1:].isdigit() else p
+        bare_name = PurePosixPath(p.name)
+        bare_name = bare_name.with_suffix("") if bare_name.suffix and not bare_name.suffix[1:].isdigit() else bare_name
+        for key in (str(p), str(bare), p.name, str(bare_name)):
+            if key not in keys:
+                keys.append(key)
     return keys
 
 
@@ -273,12 +283,18 @@ def read_split_file(name: str, path: str | Path) -> list[str]:
 def _from_files(cols: dict, split_files: Mapping[str, str | Path]) -> dict:
     # One Python pass over the store's ids and paths: split files name tracks
     # one per line, so their cost is that of the files themselves.
-    lookup: dict[str, str] = {}
+    # A track's own id always names it; a shorter name (no folder, no extension) names a track only when
+    # no other track shares it, so that a split file never puts one track in place of another.
     track_ids = np.asarray(cols["track_id"], dtype=object)
     paths = np.asarray(cols["path"], dtype=object) if "path" in cols else np.array([""] * len(track_ids), object)
+    lookup: dict[str, str] = {str(tid): tid for tid in track_ids}
+    derived: dict[str, object] = {}
+    ambiguous = object()
     for tid, path in zip(track_ids, paths):
         for key in _keys(tid, path):
-            lookup.setdefault(key, tid)
+            if key not in lookup:
+                derived[key] = tid if derived.get(key, tid) is tid else ambiguous
+    lookup.update({key: tid for key, tid in derived.items() if tid is not ambiguous})
     out = {s: [] for s in SPLITS}
     for name, file in parse_split_files(split_files).items():
         lines = read_split_file(name, file)

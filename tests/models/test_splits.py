@@ -85,6 +85,44 @@ def test_split_files_gtzan_style(tmp_path):
         make_splits(table, split_files={"train": tmp_path / "bad.txt"})
 
 
+@pytest.mark.parametrize("hash_seed", ["0", "1", "2", "3"])
+def test_split_files_of_dotted_ids_name_exactly_their_tracks(tmp_path, hash_seed):
+    """GTZAN-style ids (``blues.00001``): the ``.00001`` is no extension, so ``blues`` names no track.
+
+    Before the fix, a split file's ``blues.00001`` could land on ``blues.00000`` (whichever of its names a
+    set gave first), so trainings with the same split file differed from run to run; the shorter names are
+    now tried in a fixed order and a name shared by several tracks names none. Run in fresh processes under
+    several hash seeds, because the old failure depended on string hashing.
+    """
+    import subprocess
+    import sys
+
+    script = f"""
+import numpy as np
+from pathlib import Path
+from mgc.models.data.splits import make_splits
+ids = np.array([f"{{g}}.{{i:05d}}" for g in ("blues", "rock") for i in range(10)], dtype=object)
+table = {{"track_id": ids, "path": np.array([f"/music/{{t.split('.')[0]}}/{{t}}.wav" for t in ids], object),
+          "label": np.repeat([0, 1], 10)}}
+folder = Path({str(tmp_path)!r})
+(folder / "train.txt").write_text("blues.00001\\nblues.00003\\nrock/rock.00007.wav\\nrock.00002.wav\\n")
+(folder / "test.txt").write_text("blues.00009\\n")
+splits = make_splits(table, split_files={{"train": folder / "train.txt", "test": folder / "test.txt"}})
+assert splits["train"] == ["blues.00001", "blues.00003", "rock.00002", "rock.00007"], splits["train"]
+assert splits["test"] == ["blues.00009"] and splits["valid"] == []
+(folder / "vague.txt").write_text("blues\\n")
+try:
+    make_splits(table, split_files={{"train": folder / "vague.txt"}})
+except Exception as error:
+    assert "none of the 1 track ids" in str(error), error
+else:
+    raise AssertionError("'blues' named a track")
+"""
+    env = {**__import__("os").environ, "PYTHONHASHSEED": hash_seed}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_track_columns_accepts_bytes_and_missing_splits():
     table = {"track_id": np.array([b"a", b"b"], object), "label": [0, 1], "split": np.array([None, "test"], object)}
     cols = track_columns(table)
