@@ -70,7 +70,9 @@ SPEC, TRAIN, HEAD, WIDTHS = FeatureSpec(), config.TrainConfig(), config.HeadConf
 SCHEDULER_HELP = "Dask: tcp://HOST:8786 or local[:N]; needs pip install 'mgc\\[dask]' and paths every worker reads."
 ModelDir = Annotated[
     str,
-    typer.Argument(help=f"Model folder written by `mgc train`, or a built-in model: {', '.join(config.BACKBONES)}."),
+    typer.Argument(
+        help=f"Model folder written by `mgc train`, or a built-in model: {', '.join(config.BUILTIN_MODELS)}."
+    ),
 ]
 Inputs = Annotated[list[str], typer.Argument(help="Audio files, folders (searched recursively) or CSV manifests.")]
 Store = Annotated[str, typer.Option("--store", help="Use every track of this feature store instead of INPUTS.")]
@@ -373,10 +375,16 @@ def train_command(
         "--model",
         help="cnn (the short-chunk CNN) or stats (a head on MFCC and log-mel statistics).",
     ),
-    backbone: Literal[config.BACKBONES] = typer.Option(None, help="A head on this pretrained network's embeddings."),
+    backbone: Literal[config.BACKBONES] = typer.Option(
+        None, help=f"A head on this pretrained network's layer (musicnn: {config.DEFAULT_BACKBONE}, measured best)."
+    ),
     c: float = typer.Option(
         HEAD.c, "--c", callback=above(0), help="Inverse L2 strength of a stats or backbone head (> 0)."
     ),
+    level: Literal[config.LEVELS] = typer.Option(
+        HEAD.level, help="A head fitted on each 3 s patch (its track: their mean probability) or on one vector a track."
+    ),
+    patches: int = typer.Option(HEAD.patches, callback=at_least(1), help="--level patch: patches per track at most."),
     head: Literal[config.HEADS] = typer.Option(HEAD.head, help="linear (logistic regression) or mlp (a hidden layer)."),
     hidden: int = typer.Option(HEAD.hidden, callback=at_least(1), help="Hidden units of an mlp head."),
     max_iter: int = typer.Option(
@@ -397,18 +405,19 @@ def train_command(
     join_timeout: JoinTimeout = None,
     json_out: Json = False,
 ) -> None:
-    """Train a genre model on a feature store: the CNN on every local device, or a head on one vector per track.
+    """Train a genre model on a feature store: the CNN on every local device, or a head on a featurizer's vectors.
 
-    --model stats or --backbone NAME trains a head (--head, --hidden, --c, --max-iter, --vectors); with a backbone,
-    --fine-tune N then trains the backbone and the head together. An option of the other kind is refused.
+    --model stats or --backbone NAME trains a head (--level, --patches, --head, --hidden, --c, --max-iter,
+    --vectors), by default on each 3 s patch of every training track; with a backbone, --fine-tune N then trains
+    the backbone and the head together. An option of the other kind is refused.
     """
     kind = f"--backbone {backbone}" if backbone else f"--model {model_kind}"
     if backbone and given(ctx, "model_kind"):
-        fail(f"--model does not apply to {kind} (a head on one vector per track): give --model or --backbone")
+        fail(f"--model does not apply to {kind} (a head on a featurizer's vectors): give --model or --backbone")
     if kind == "--model cnn":
         refuse(ctx, HEAD_ONLY, "the CNN (--model cnn)", "head-only options (--model stats and --backbone heads)")
     else:
-        refuse(ctx, CNN_ONLY, f"{kind} (a head on one vector per track)", "CNN-only options")
+        refuse(ctx, CNN_ONLY, f"{kind} (a head on a featurizer's vectors)", "CNN-only options")
         if not backbone:
             refuse(ctx, BACKBONE_ONLY, f"{kind} (no network to fine-tune)", "backbone-only options")
     if kind != "--model cnn":

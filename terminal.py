@@ -344,8 +344,10 @@ def trained_line(s: dict) -> str:
         tuning = (
             f"; fine-tuned {count(tuned['steps'], 'step')} in {tuned['seconds']:.1f} s, kept pass {tuned['best_epoch']}"
         )
+    level = s.get("level", "track")
+    on = f"patch-level ({s['vectors_fitted']:,} patches) " if level == "patch" else "track-level "
     return (
-        f"trained a {s['head']} {s['featurizer']} head in {s['seconds']:.1f} s ({s['iterations']} {steps}; "
+        f"trained a {on}{s['head']} {s['featurizer']} head in {s['seconds']:.1f} s ({s['iterations']} {steps}; "
         f"vectors {s['vector_seconds']:.1f} s{tuning}); train accuracy {s['train_accuracy']:.3f}, "
         f"validation accuracy {'-' if valid is None else f'{valid:.3f}'}; model in {s['model_dir']}"
     )

@@ -27,6 +27,8 @@ from . import compile_cache
 #: Public name -> the module that defines it.
 _HOMES = {
     "BACKBONES": "config",
+    "BUILTIN_MODELS": "config",
+    "DEFAULT_BACKBONE": "config",
     "EMBED_INDEXES": "config",
     "EVAL_SPLITS": "config",
     "FEATURIZERS": "config",

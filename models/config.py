@@ -14,10 +14,13 @@ from mgc.models.errors import ModelError
 
 __all__ = [
     "BACKBONES",
+    "BUILTIN_MODELS",
+    "DEFAULT_BACKBONE",
     "EMBED_INDEXES",
     "EVAL_SPLITS",
     "FEATURIZERS",
     "HEADS",
+    "LEVELS",
     "INFER_BATCH",
     "INFERENCE_BATCH",
     "HeadConfig",
@@ -27,8 +30,17 @@ __all__ = [
     "tiny_model_config",
 ]
 
-#: Pretrained backbones a head can sit on (built-in model names, see ``mgc.models.pretrained``).
-BACKBONES = ("musicnn-msd", "musicnn-mtt")
+#: The built-in pretrained networks, usable by name wherever a model folder is.
+BUILTIN_MODELS = ("musicnn-msd", "musicnn-mtt")
+#: Pretrained backbones a head can sit on: a built-in network's penultimate layer (its name), its pooled
+#: mid-end (``-pool``), or both networks' penultimate layers joined (``musicnn-msd+mtt``); see
+#: :data:`mgc.models.kinds.featurizers.BACKBONE_PARTS`. ``musicnn`` names the one measured best on short
+#: clips of held-apart recordings (:data:`DEFAULT_BACKBONE`; docs/benchmarks.md#short-clips).
+BACKBONES = ("musicnn", "musicnn-msd", "musicnn-mtt", "musicnn-msd-pool", "musicnn-mtt-pool", "musicnn-msd+mtt")
+#: What ``--backbone musicnn`` stands for (a head's folder records this name, not the alias).
+DEFAULT_BACKBONE = "musicnn-msd-pool"
+#: What a head is fitted on: one vector per patch (3 s) of each track, or one per track.
+LEVELS = ("patch", "track")
 #: What makes a head's one vector per track: the store's statistics or a backbone.
 FEATURIZERS = ("stats", *BACKBONES)
 #: A head's layers: logistic regression, or one hidden ReLU layer before it.
@@ -52,6 +64,8 @@ class HeadConfig:
     """
 
     featurizer: str = "stats"
+    level: str = "patch"
+    patches: int = 8
     head: str = "linear"
     hidden: int = 256
     c: float = 1.0

@@ -30,7 +30,8 @@ field existed, is a CNN)::
 
 Kind ``head`` (``mgc train --model stats`` or ``--backbone NAME``), one generation G at a time::
 
-      model.json                 {"kind": "head", "featurizer", "head", "hidden", "fine_tuned",
+      model.json                 {"kind": "head", "featurizer", "level" ("patch" or "track"; absent: track),
+                                 "patches" (per track, patch level; else null), "head", "hidden", "fine_tuned",
                                  "label_names", "spec", "dim", "C", "vectors", "metrics",
                                  "generation": G, "files": {"head", "splits"[, "backbone"]}} (written last)
       head-G.npz                 mean, std (dim,); weights (dim or hidden, n_classes), bias (n_classes,);
@@ -39,7 +40,8 @@ Kind ``head`` (``mgc train --model stats`` or ``--backbone NAME``), one generati
       backbone-G.npz             a fine-tuned backbone's variables, named as in the shipped weights
                                  (``models/pretrained/musicnn_msd.npz``); only when fine_tuned
       vectors/                   the frozen backbone's (or the statistics') cached vectors, an
-                                 ``engine.vectors`` store keyed by track id, path, size and mtime;
+                                 ``engine.vectors`` store keyed by track id, path, size and mtime
+                                 (tab-separated; a patch head's: that key, a tab and the patch number);
                                  elsewhere when ``vectors`` (``--vectors DIR``) names a shared folder
 
 A head from before generations has ``head.npz``, ``splits.json`` and ``backbone.npz`` and no ``files``.
@@ -372,6 +374,12 @@ class ModelFolder:
         missing = [k for k in ("featurizer", "label_names", "spec") if k not in meta]
         if missing:
             what = f"{self.model_json} lacks {', '.join(missing)}: it is not a head's description"
+            raise incomplete(self.root, what, meta)
+        level, patches = meta.get("level", "track"), meta.get("patches")
+        if level not in ("patch", "track") or (
+            level == "patch" and (isinstance(patches, bool) or not isinstance(patches, int) or patches < 1)
+        ):
+            what = f"{self.model_json} has level {level!r} with patches {patches!r}: not a head's description"
             raise incomplete(self.root, what, meta)
         files = self.head_files(meta)
         try:

@@ -32,7 +32,7 @@ from mgc.models.nets.steps import infer_step
 
 __all__ = ["Inferred", "counting_tracks", "infer_with", "padded_size"]
 
-_infer = jax.jit(infer_step, static_argnames=("graphdef", "multilabel"))
+_infer = jax.jit(infer_step, static_argnames=("graphdef", "multilabel", "layer"))
 #: Called with the number of tracks finished so far by an :func:`infer_with` started in :func:`counting_tracks`.
 _finished_hook: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar(
     "mgc_inferred_tracks", default=None
@@ -88,6 +88,8 @@ def infer_with(
     batch_size: int | None = None,
     max_crops: int | None = None,
     multilabel: bool = False,
+    layer: str = "penultimate",
+    per_crop: bool = False,
 ) -> Iterator[Inferred]:
     """Results of ``(key, log-mel (n_frames, n_mels) or error)`` items under a network's parts, in order.
 
@@ -109,17 +111,22 @@ def infer_with(
         Cap on crops per track (default: enough to cover the track).
     multilabel : bool
         Tag sigmoids instead of a softmax.
+    layer : {"penultimate", "pool"}
+        The embedding's layer (see :func:`mgc.models.nets.steps.infer_step`).
+    per_crop : bool
+        Keep every crop's embedding: ``embedding`` is then ``(n_crops, dim)``,
+        one row per crop in the track's order, instead of their mean.
 
     Yields
     ------
     Inferred
-        ``embedding`` is the mean of the crops' penultimate-layer vectors (not normalised).
+        ``embedding`` is the mean of the crops' embeddings (not normalised), or all of them with ``per_crop``.
     """
     from mgc.models.devices import inference_batch
 
     batch_size = inference_batch(batch_size)
     hook, count = _finished_hook.get(), 0
-    pending: deque = deque()  # [Inferred, crops left, probability sum, embedding sum]
+    pending: deque = deque()  # [Inferred, crops left, probability sum, embedding sum, the crops' embeddings]
     crops: list[np.ndarray] = []
     owners: list[list] = []
     held = 0
@@ -133,11 +140,14 @@ def infer_with(
             take = min(batch_size, len(x) - done)
             chunk = np.zeros((padded_size(take, batch_size),) + x.shape[1:], np.float32)
             chunk[:take] = x[done : done + take]
-            probs, embedding = _infer(params, batch_stats, chunk, graphdef=graphdef, multilabel=multilabel)
+            probs, embedding = _infer(params, batch_stats, chunk, graphdef=graphdef, multilabel=multilabel, layer=layer)
             probs, embedding = np.asarray(probs, np.float64)[:take], np.asarray(embedding, np.float64)[:take]
             for row, entry in enumerate(owner[done : done + take]):
                 entry[2] = entry[2] + probs[row]
-                entry[3] = entry[3] + embedding[row]
+                if per_crop:
+                    entry[4].append(embedding[row])
+                else:
+                    entry[3] = entry[3] + embedding[row]
                 entry[1] -= 1
             done += take
         crops, owners, held = [x[done:]], [owner[done:]], len(x) - done
@@ -145,11 +155,13 @@ def infer_with(
     def finished() -> Iterator[Inferred]:
         nonlocal count
         while pending and pending[0][1] == 0:
-            result, _, probs, embedding = pending.popleft()
+            result, _, probs, embedding, every = pending.popleft()
             if result.error is None:
                 n = result.probabilities  # the crop count, stashed there while pending
                 result.probabilities = (probs / n).astype(np.float32)
-                result.embedding = (embedding / n).astype(np.float32)
+                result.embedding = (
+                    np.stack(every).astype(np.float32) if per_crop else (embedding / n).astype(np.float32)
+                )
             if hook is not None:
                 count += 1
                 hook(count)
@@ -157,10 +169,10 @@ def infer_with(
 
     for key, value in items:
         if isinstance(value, BaseException):
-            pending.append([Inferred(key, error=value), 0, 0.0, 0.0])
+            pending.append([Inferred(key, error=value), 0, 0.0, 0.0, []])
         else:
             track_crops = eval_crops(normalizer(np.asarray(value, np.float32)), crop_frames, max_crops)
-            entry = [Inferred(key, probabilities=len(track_crops)), len(track_crops), 0.0, 0.0]
+            entry = [Inferred(key, probabilities=len(track_crops)), len(track_crops), 0.0, 0.0, []]
             pending.append(entry)
             crops.append(track_crops)
             owners.append([entry] * len(track_crops))

@@ -80,13 +80,15 @@ def test_a_head_refuses_cnn_options(tmp_path, kind, args):
     result = _train(tmp_path, *kind, *args)
     assert result.exit_code == 2
     line = _error_line(result)
-    assert line.startswith(f"error: {args[0]} does not apply to {' '.join(kind)} (a head on one vector per track)")
+    assert line.startswith(f"error: {args[0]} does not apply to {' '.join(kind)} (a head on a featurizer's vectors)")
     assert "CNN-only options: --epochs, --steps" in line and "--widths" in line
 
 
 HEAD_ARGS = [
     ["--head", "mlp"],
     ["--head", config.HeadConfig.head],  # the default value, but given
+    ["--level", "track"],
+    ["--patches", "4"],
     ["--hidden", "16"],
     ["--c", "0.5"],
     ["--max-iter", "10"],
@@ -103,7 +105,7 @@ def test_the_cnn_refuses_head_options(tmp_path, kind, args):
     assert result.exit_code == 2
     line = _error_line(result)
     assert line.startswith(f"error: {args[0]} does not apply to the CNN (--model cnn)")
-    assert "head-only options (--model stats and --backbone heads): --c, --head, --hidden, --max-iter" in line
+    assert "head-only options (--model stats and --backbone heads): --c, --level, --patches, --head, --hidden" in line
 
 
 @pytest.mark.parametrize("args", [["--fine-tune", "1"], ["--fine-tune-lr", "0.001"]], ids=lambda a: a[0])
@@ -185,7 +187,7 @@ def test_help_tells_the_truth(command):
     if any(p.name == "scheduler" for p in COMMANDS[command].params):
         assert "pip install 'mgc[dask]'" in text
     if any(p.name == "model_dir" and p.param_type_name == "argument" for p in COMMANDS[command].params):
-        assert all(name in text for name in config.BACKBONES)
+        assert all(name in text for name in config.BUILTIN_MODELS)
 
 
 def test_a_range_is_checked_where_it_is_parsed_in_one_wording(tmp_path):

@@ -42,9 +42,18 @@ class NetworkModel(Model):
         return digest.hexdigest()
 
     def infer(
-        self, items: Iterable[tuple[Any, Any]], *, batch_size: int | None = None, max_crops: int | None = None
+        self,
+        items: Iterable[tuple[Any, Any]],
+        *,
+        batch_size: int | None = None,
+        max_crops: int | None = None,
+        layer: str = "penultimate",
+        per_crop: bool = False,
     ) -> Iterator[Inferred]:
-        """Results of ``(key, log-mel (n_frames, n_mels) or error)`` items, crops of many tracks packed in batches."""
+        """Results of ``(key, log-mel (n_frames, n_mels) or error)`` items, crops of many tracks packed in batches.
+
+        ``layer`` and ``per_crop``: as :func:`mgc.models.inference.infer_with` takes them.
+        """
         yield from infer_with(
             self.params,
             self.batch_stats,
@@ -55,6 +64,8 @@ class NetworkModel(Model):
             batch_size=batch_size,
             max_crops=max_crops,
             multilabel=self.multilabel,
+            layer=layer,
+            per_crop=per_crop,
         )
 
     def audio_results(

@@ -116,12 +116,20 @@ class Musicnn(nnx.Module):
         c3 = mid(self.mid_3, self.mid_3_bn, c2) + c2
         return jnp.concatenate([front, c1, c2, c3], axis=-1)
 
-    def embed(self, x: jax.Array) -> jax.Array:
-        """The penultimate layer ``(B, 200)`` of patches ``x`` ``(B, T, 96)`` (any T >= 1)."""
+    def pooled(self, x: jax.Array) -> jax.Array:
+        """The pooled mid-end ``(B, 1506)`` of patches ``x`` ``(B, T, 96)``: max and mean over time, interleaved.
+
+        ``pooled[:, 0::2]`` is musicnn's ``max_pool`` and ``pooled[:, 1::2]`` its
+        ``mean_pool`` (753 channels each), the layers its extractor exposes
+        beside the penultimate one.
+        """
         frames = self._frames(x)
         # Max and mean over time, interleaved per channel as TensorFlow's flatten of (753, 2) lays them out.
-        pooled = jnp.stack([frames.max(axis=1), frames.mean(axis=1)], axis=-1).reshape(x.shape[0], -1)
-        return self.dense_bn(jax.nn.relu(self.dense(self.pool_bn(pooled))))
+        return jnp.stack([frames.max(axis=1), frames.mean(axis=1)], axis=-1).reshape(x.shape[0], -1)
+
+    def embed(self, x: jax.Array) -> jax.Array:
+        """The penultimate layer ``(B, 200)`` of patches ``x`` ``(B, T, 96)`` (any T >= 1)."""
+        return self.dense_bn(jax.nn.relu(self.dense(self.pool_bn(self.pooled(x)))))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Tag logits ``(B, n_classes)``; ``jax.nn.sigmoid`` gives the tag probabilities."""

@@ -158,15 +158,28 @@ def train_step(
 
 
 def infer_step(
-    params: Any, batch_stats: Any, x: jax.Array, *, graphdef: nnx.GraphDef, multilabel: bool = False
+    params: Any,
+    batch_stats: Any,
+    x: jax.Array,
+    *,
+    graphdef: nnx.GraphDef,
+    multilabel: bool = False,
+    layer: str = "penultimate",
 ) -> tuple[jax.Array, jax.Array]:
-    """Class probabilities ``(batch, n_classes)`` and penultimate-layer embeddings ``(batch, dim)``; pure.
+    """Class probabilities ``(batch, n_classes)`` and embeddings ``(batch, dim)``; pure.
 
     Probabilities are a softmax over the classes, or with ``multilabel`` one
-    sigmoid per tag (for taggers such as musicnn).
+    sigmoid per tag (for taggers such as musicnn). The embedding is the
+    penultimate layer, or with ``layer="pool"`` the pooled mid-end of a network
+    that has one (musicnn's :meth:`~mgc.models.nets.musicnn.Musicnn.pooled`).
     """
     model = nnx.merge(graphdef, params, batch_stats)
     model.eval()
-    embedding = model.embed(x)
-    logits = model.out(embedding).astype(jnp.float32)
+    if layer == "pool":
+        pooled = model.pooled(x)
+        logits = model.out(model.dense_bn(jax.nn.relu(model.dense(model.pool_bn(pooled))))).astype(jnp.float32)
+        embedding = pooled
+    else:
+        embedding = model.embed(x)
+        logits = model.out(embedding).astype(jnp.float32)
     return (jax.nn.sigmoid(logits) if multilabel else jax.nn.softmax(logits, axis=-1)), embedding

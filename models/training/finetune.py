@@ -22,9 +22,9 @@ layer and both are trained end to end, the usual "linear probe, then fine-tune":
   gradient norm clipped to 1. The default ``lr`` is 1e-5: with the BatchNorm
   statistics fixed, Adam's first steps move every weight by about ``lr``, and
   at 1e-4 two steps took the training loss on real clips from 0.01 to 40.
-- **selection**: the track-level validation accuracy after every pass (the
-  mean penultimate vector over the held patches covering the track, as
-  prediction computes it over all of them). The best pass is kept, the frozen
+- **selection**: the validation accuracy per track after every pass, as the
+  head predicts (a patch head: the mean of the held patches' probabilities; a
+  track head: the mean penultimate vector over them). The best pass is kept, the frozen
   start (pass 0) included, so fine-tuning never returns a worse model on the
   validation split than the frozen head. Without validation tracks the last
   pass is kept.
@@ -204,10 +204,17 @@ def fine_tune(
             chunk[: len(patches[i : i + 64])] = patches[i : i + 64]
             out.append(np.asarray(embed_jit(params["backbone"], chunk))[: len(patches[i : i + 64])])
         embeddings = np.concatenate(out)
+        layers = {k: np.asarray(v) for k, v in params["head"].items()}
+        if getattr(head, "level", "track") == "patch":  # as a patch head predicts: its patches' mean probability
+            logits = head_logits(layers, (embeddings - np.asarray(mean)) / np.asarray(std))
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            sums = np.zeros((len(valid), p.shape[1]))
+            np.add.at(sums, owner, p / p.sum(axis=1, keepdims=True))
+            return float((sums.argmax(1) == valid_labels).mean())
         sums = np.zeros((len(valid), embeddings.shape[1]))
         np.add.at(sums, owner, embeddings)
         vectors = (sums / np.bincount(owner)[:, None] - np.asarray(mean)) / np.asarray(std)
-        predicted = head_logits({k: np.asarray(v) for k, v in params["head"].items()}, vectors).argmax(1)
+        predicted = head_logits(layers, vectors).argmax(1)
         return float((predicted == valid_labels).mean())
 
     rng = np.random.default_rng([seed, 1])

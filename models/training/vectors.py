@@ -1,4 +1,11 @@
-"""A head's vector cache: one vector per track of a store, computed once and kept (``MODEL_DIR/vectors``).
+"""A head's vector cache: the vectors of a store's tracks, computed once and kept (``MODEL_DIR/vectors``).
+
+A track-level cache holds one vector per track, keyed by the track (below). A
+patch-level cache (``patches``) holds each track's patch vectors, keyed
+``KEY<TAB>i`` for its ``i``-th patch (:func:`mgc.models.kinds.head.patch_keys`):
+all of a track's patches are written in the same shard, so a track has all or none of them,
+and a track that failed is recorded under its patch-0 key. The number of
+patches and the level are part of the fingerprint.
 
 The cache is an ``engine.vectors`` store (sharded, atomic, resumable): a
 training killed half-way resumes where it stopped, and a second training on
@@ -25,7 +32,7 @@ from mgc.engine import FolderLock, VectorWriter, vectors
 from mgc.models.data.inputs import describe_error
 from mgc.models.errors import ModelError
 from mgc.models.kinds.featurizers import store_vectors, vector_dim
-from mgc.models.kinds.head import read_cached, track_keys
+from mgc.models.kinds.head import read_cached, read_cached_patches, track_keys
 
 __all__ = ["cached_vectors"]
 
@@ -34,17 +41,31 @@ KEYS = "track_id, path, size, mtime"
 
 
 def cached_vectors(
-    store: Any, rows: np.ndarray, folder: Path, featurizer: str, progress=None, workers=None, *, own: bool = True
+    store: Any,
+    rows: np.ndarray,
+    folder: Path,
+    featurizer: str,
+    progress=None,
+    workers=None,
+    *,
+    own: bool = True,
+    patches: int | None = None,
 ):
-    """Vectors of ``rows`` (in order) and which rows have one, computed once into ``folder`` (resumable).
+    """Vectors of ``rows``, computed once into ``folder`` (resumable).
 
-    A cache of another featurizer or spec is replaced when it is the model folder's ``own``, refused otherwise.
+    Returns ``(vectors (n, dim), available (n,))`` for ``rows`` in order, or with
+    ``patches``, ``(vectors (m, dim), owner (m,), available (n,))``: every patch
+    vector and the position in ``rows`` of its track.
+
+    A cache of another featurizer, spec or level is replaced when it is the model folder's ``own``, refused otherwise.
     """
     spec = store.spec.to_dict()
     # What makes the vectors: the featurizer and, for the statistics, the store's spec; each track's audio is
     # in its key (kinds.head.track_keys). A cache keyed by track id alone (before keys) has another fingerprint.
     fingerprint = featurizer if featurizer != "stats" else f"stats {json.dumps(spec, sort_keys=True)}"
     fingerprint += f" keys: {KEYS}"
+    if patches is not None:  # a track-level cache's fingerprint is unchanged from before levels
+        fingerprint += f" patches: {int(patches)}"
     meta = {
         "format": "mgc-embeddings",
         "version": 1,
@@ -65,10 +86,10 @@ def cached_vectors(
         invalid=ModelError,
     )
     with lock:
-        return _fill(store, rows, folder, featurizer, meta, progress, workers, own=own)
+        return _fill(store, rows, folder, featurizer, meta, progress, workers, own=own, patches=patches)
 
 
-def _fill(store, rows, folder: Path, featurizer: str, meta: dict, progress, workers, *, own: bool):
+def _fill(store, rows, folder: Path, featurizer: str, meta: dict, progress, workers, *, own: bool, patches=None):
     """:func:`cached_vectors` with the cache locked."""
     from mgc.engine import ProgressReporter, StoreError
 
@@ -83,7 +104,9 @@ def _fill(store, rows, folder: Path, featurizer: str, meta: dict, progress, work
                 f"({error}); give another --vectors folder"
             ) from error
     keys = track_keys(store, rows)
-    missing = np.fromiter((key not in writer.done for key in keys), bool, len(keys))
+    # A track is done when its vector (or its first patch's) or its failure is in the cache.
+    first = keys if patches is None else [f"{key}\t0" for key in keys]
+    missing = np.fromiter((key not in writer.done for key in first), bool, len(keys))
     todo, todo_keys = rows[missing], [key for key, miss in zip(keys, missing) if miss]
     report = ProgressReporter(progress, "vectors", "tracks")
     report("start", 0, len(todo))
@@ -105,16 +128,20 @@ def _fill(store, rows, folder: Path, featurizer: str, meta: dict, progress, work
 
     # Results come in the store's order, not necessarily the rows': their track ids name their keys.
     key_of = dict(zip(store.tracks.track_id.take(todo), todo_keys))
-    for key, value in store_vectors(store, todo, featurizer, workers=workers):
+    for key, value in store_vectors(store, todo, featurizer, workers=workers, patches=patches):
         cache_key = key_of[key[0]]
         if isinstance(value, BaseException):
-            failures.append((cache_key, key[1], describe_error(value)))
-        else:
+            failures.append((cache_key if patches is None else f"{cache_key}\t0", key[1], describe_error(value)))
+        elif patches is None:
             block.append(((cache_key, key[1], key[2]), value))
+        else:  # one row per patch, all in this block (a shard holds whole tracks)
+            block.extend(((f"{cache_key}\t{i}", key[1], key[2]), vector) for i, vector in enumerate(value))
         done += 1
         if len(block) + len(failures) >= 4096:
             flush()
             report("update", done, len(todo))
     flush()
     report("end", done, len(todo))
+    if patches is not None:
+        return read_cached_patches(folder, keys, meta["dim"], patches)
     return read_cached(folder, keys, meta["dim"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def test_the_stats_model_equals_scikit_learns_logistic_regression(stats_store, t
     from mgc.models.kinds.head import HeadModel
     from mgc.models.training.heads import train_head
 
-    summary = train_head(stats_store, tmp_path / "m", "stats", c=0.5)
+    summary = train_head(stats_store, tmp_path / "m", "stats", level="track", c=0.5)
     head = HeadModel.load(tmp_path / "m")
     store = FeatureStore(stats_store)
     splits = ModelFolder(tmp_path / "m").read_splits()
@@ -155,7 +156,8 @@ def test_an_mlp_stats_model_trains_evaluates_predicts_and_embeds_through_the_cli
     args = ["train", str(stats_store), "--model", "stats", "--head", "mlp", "--hidden", "16", "--out", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "trained a mlp stats head" in result.output and "Adam steps" in result.output
+    assert re.search(r"trained a patch-level \([0-9,]+ patches\) mlp stats head", result.output), result.output
+    assert "Adam steps" in result.output
     meta = json.loads((out / "model.json").read_text())
     assert meta["head"] == "mlp" and meta["hidden"] == 16 and meta["fine_tuned"] is False
     head = HeadModel.load(out)

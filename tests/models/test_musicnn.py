@@ -125,3 +125,45 @@ def test_a_musicnn_preset_store_predicts_as_the_audio_does(tmp_path):
         pa = {t["label"]: t["probability"] for t in a["top"]}
         pb = {t["label"]: t["probability"] for t in b["top"]}
         assert max(abs(pa[k] - pb[k]) for k in pa) < 1e-5  # float32 log-mel in both
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_pooled_mid_end_equals_the_originals_max_and_mean_pools(name, reference):
+    """The ``-pool`` featurizers' layer: ``pooled[:, 0::2]`` is musicnn's max_pool, ``[:, 1::2]`` its mean_pool."""
+    from mgc.models.pretrained.musicnn import load_musicnn
+
+    key = MODELS[name]
+    model = load_musicnn(name)
+    for i in range(len(reference["files"])):
+        pooled = np.asarray(model.pooled(reference[f"x/{i}"]))
+        assert pooled.shape[1] == 1506
+        np.testing.assert_allclose(pooled[:, 0::2], reference[f"{key}/{i}/max_pool"], rtol=1e-5, atol=2e-3)
+        np.testing.assert_allclose(pooled[:, 1::2], reference[f"{key}/{i}/mean_pool"], rtol=1e-5, atol=5e-5)
+
+
+def test_each_featurizer_layer_per_patch_and_per_track(reference):
+    """Patch vectors are the network's layer on each crop; the track vector is their mean; joined names join."""
+    from mgc.models.kinds.builtin import BuiltinModel
+    from mgc.models.kinds.featurizers import _backbone_results, vector_dim
+    from mgc.models.pretrained.musicnn import load_musicnn
+
+    # Two of the reference's tracks as log-mel, each cut into its patches back to back.
+    items = [(f"t{i}", np.concatenate(list(reference[f"x/{i}"]))) for i in (0, 4)]
+    msd, mtt = load_musicnn("musicnn-msd"), load_musicnn("musicnn-mtt")
+    for featurizer, layers in (
+        ("musicnn-msd", [msd.embed]),
+        ("musicnn-mtt-pool", [mtt.pooled]),
+        ("musicnn-msd+mtt", [msd.embed, mtt.embed]),
+    ):
+        patches = dict(_backbone_results(featurizer, items, backbone=None, patches=16))
+        tracks = dict(_backbone_results(featurizer, items, backbone=None, patches=None))
+        for key, logmel in items:
+            crops = logmel.reshape(-1, 187, 96)
+            expected = np.concatenate([np.asarray(layer(crops)) for layer in layers], axis=-1)
+            assert patches[key].shape == expected.shape and expected.shape[1] == vector_dim(featurizer, {})
+            np.testing.assert_allclose(patches[key], expected, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(tracks[key], expected.mean(0), rtol=1e-4, atol=1e-4)
+    # Capped: at most `patches` crops, evenly spaced.
+    few = dict(_backbone_results("musicnn-msd", items, backbone=None, patches=2))
+    assert few["t0"].shape == (2, 200)
+    assert BuiltinModel("musicnn-msd").crop_frames == 187
