@@ -172,7 +172,7 @@ def per_core(corpus: str, out: str, tracks: int, repeat: int) -> None:
         "librosa": lambda: _librosa_task((paths, os.path.join(out, "librosa.h5"))),
         "decode": lambda: _decode_task(paths),
     }
-    # mgc bench's timing: a warm-up each (imports, compilation caches, OS file cache), rotating rounds, medians.
+    # mgc bench's timing: a warm-up each (imports, compilation caches, OS file cache), shuffled rounds, medians.
     from mgc.engine.bench.timing import round_robin
 
     timings = round_robin(list(work.items()), repeat)

@@ -15,7 +15,7 @@ real time, per core and for the whole machine:
 
 How it times (:mod:`.timing`): every single-thread measurement runs in a fresh process of
 one thread (:mod:`.child`), warm-up apart (``first_seconds``: import, compilation, cache
-loads), then ``repeat`` rounds in rotating order, the median kept. ``extract`` runs once per
+loads), then ``repeat`` rounds in shuffled orders, the median kept. ``extract`` runs once per
 worker count after a warm-up run, its process pool's start included (what a user waits for).
 Per-core figures of single-thread rows times the cores give the machine column (a
 projection, marked so); ``extract`` rows are measured on the whole machine.

@@ -19,16 +19,24 @@ from .conftest import write_audio
 runner = CliRunner()
 
 
-def test_round_robin_warms_up_apart_rotates_and_keeps_a_failing_case_as_a_row():
+def test_round_robin_warms_up_apart_shuffles_and_keeps_a_failing_case_as_a_row():
     calls = []
-    cases = [(name, lambda name=name: calls.append(name)) for name in "abc"]
+    cases = [(name, lambda name=name: calls.append(name)) for name in "abcd"]
     cases.append(("broken", lambda: 1 / 0))
-    timings = round_robin(cases, repeat=3)
-    # Warm-ups in order (the broken one fails there), then three rounds, each starting one case later.
-    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
-    assert [len(t.seconds) for t in timings] == [3, 3, 3, 0]
-    assert timings[3].error == "division by zero" and np.isnan(timings[3].median)
-    assert all(t.median >= 0 and t.first >= 0 for t in timings[:3])
+    timings = round_robin(cases, repeat=8)
+    # Warm-ups in order (the broken one fails there), then 8 rounds, each every case once.
+    assert calls[:4] == list("abcd")
+    rounds = [calls[4 + 4 * r : 8 + 4 * r] for r in range(8)]
+    assert len(calls) == 4 + 32 and all(sorted(r) == list("abcd") for r in rounds)
+    # No case always follows the same one (a fixed rotation would bias a case by its neighbour's leftovers).
+    before = {name: {r[r.index(name) - 1] for r in rounds if r.index(name)} for name in "abcd"}
+    assert all(len(v) >= 2 for v in before.values()), before
+    assert [len(t.seconds) for t in timings] == [8, 8, 8, 8, 0]
+    assert timings[4].error == "division by zero" and np.isnan(timings[4].median)
+    assert all(t.median >= 0 and t.first >= 0 for t in timings[:4])
+    calls.clear()
+    round_robin(cases, repeat=8)
+    assert [calls[4 + 4 * r : 8 + 4 * r] for r in range(8)] == rounds  # the same orders every run
 
 
 def test_worker_and_peer_lists_are_checked():
