@@ -205,3 +205,23 @@ def test_a_feature_constant_but_for_rounding_is_not_blown_up_to_unit_variance():
     mean, std = standardisation(x)
     assert std[1] == 1.0 and std[2] == 1.0 and std[0] == pytest.approx(x[:, 0].std())
     assert np.abs((x - mean) / std)[:, 1:].max() < 1e-6
+
+
+def test_backbone_musicnn_is_the_measured_best_layer_and_its_name_is_recorded(long_store, tmp_path):
+    from mgc.engine import FeatureStore, VectorStore
+    from mgc.models.config import DEFAULT_BACKBONE, ModelError
+    from mgc.models.kinds.head import HeadModel
+    from mgc.models.training.heads import train_head
+
+    summary = train_head(long_store, tmp_path / "m", "musicnn", patches=2)
+    assert summary["featurizer"] == DEFAULT_BACKBONE == "musicnn-msd-pool"
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["featurizer"] == "musicnn-msd-pool" and meta["dim"] == 1506
+    cache = VectorStore(tmp_path / "m" / "vectors")
+    assert cache.dim == 1506 and len(cache) == 2 * 18  # 8 s tracks: 3 patches would cover them, capped at 2
+    head = HeadModel.load(tmp_path / "m")
+    probabilities, _embeddings, available = head.store_outputs(FeatureStore(long_store), np.arange(18))
+    assert available.all() and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    with pytest.raises(ModelError, match="fine-tuning trains one network's penultimate layer"):
+        train_head(long_store, tmp_path / "t", "musicnn", fine_tune_epochs=1)
+    assert not (tmp_path / "t").exists()
