@@ -9,7 +9,7 @@ import numpy as np
 from . import _core
 from ._errors import ParameterError
 from .filters import check_norm, filterbank_by_bin, mel_filterbank
-from .stft import check_finite, complex_like, frames_setup, tapped_setup
+from .stft import complex_like, frames_setup, run_tapped, tapped_setup
 from .validate import power as check_power
 from .validate import real_number
 
@@ -77,30 +77,11 @@ def melspectrogram(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
     if tapped is not None:
-        signals = tapped.signals
         n_bands, bin_offsets, bin_bands, bin_weights = _bands(
-            sr, tapped.body.shape[2], n_mels, fmin, fmax, bool(htk), check_norm(norm), signals.dtype.name
+            sr, tapped.body.shape[2], n_mels, fmin, fmax, bool(htk), check_norm(norm), tapped.signals.dtype.name
         )
-        out = np.empty((signals.shape[0], n_bands, tapped.n_frames), dtype=signals.dtype)
-        finite = np.empty(signals.shape[0], dtype=np.bool_)
         driver = _core.mel_taps_batch_parallel if parallel else _core.mel_taps_batch
-        driver(
-            tapped.head,
-            tapped.body,
-            tapped.tail,
-            tapped.starts,
-            tapped.taps,
-            _core.BLOCK_FRAMES,
-            power,
-            complex_like(signals.dtype),
-            bin_offsets,
-            bin_bands,
-            bin_weights,
-            finite,
-            out,
-        )
-        check_finite(finite, signals)
-        return out.reshape(tapped.leading + out.shape[1:])
+        return run_tapped(tapped, driver, n_bands, power, bin_offsets, bin_bands, bin_weights)
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )

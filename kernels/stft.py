@@ -132,7 +132,6 @@ def tapped_setup(y, *, n_fft, hop_length, win_length, window, center, pad_mode) 
     if hop_length > n_fft or covered < n:
         if not all_finite(flat if hop_length > n_fft else flat[:, max(covered, 0) :]):
             raise ParameterError("y contains non-finite samples (NaN or infinity)")
-    empty = _frames_of(flat, 0, 0, n_fft, hop_length)
     first_inside = -(-half // hop_length)  # the first frame that starts inside the signal
     last_inside = (n + half - n_fft) // hop_length  # the last frame that ends inside it
     if center and pad_mode == "constant" and n >= IN_PLACE_MIN_FFTS * n_fft and first_inside <= last_inside:
@@ -160,6 +159,7 @@ def tapped_setup(y, *, n_fft, hop_length, win_length, window, center, pad_mode) 
             if n == 0:
                 raise ParameterError(f"cannot pad an empty signal with pad_mode={pad_mode!r}; use 'constant'")
             padded = np.pad(flat, ((0, 0), (half, half)), mode=pad_mode)
+        empty = _frames_of(flat, 0, 0, n_fft, hop_length)
         segments = (empty, _frames_of(padded, 0, n_frames, n_fft, hop_length), empty)
         starts = (0, 0, n_frames)
     return TappedFrames(
@@ -170,6 +170,33 @@ def tapped_setup(y, *, n_fft, hop_length, win_length, window, center, pad_mode) 
         leading=leading,
         signals=flat,
     )
+
+
+def run_tapped(tapped: TappedFrames, driver, n_rows: int, power: float, *tables) -> np.ndarray:
+    """Run a frequency-window ``driver`` of ``_core`` over ``tapped`` into a new ``(..., n_rows, n_frames)`` array.
+
+    ``tables`` are the driver's arguments between ``complex_like`` and ``finite``
+    (the mel filterbank's, for the mel driver). Raises if a frame held a
+    non-finite sample (see :func:`check_finite`).
+    """
+    signals = tapped.signals
+    out = np.empty((signals.shape[0], n_rows, tapped.n_frames), dtype=signals.dtype)
+    finite = np.empty(signals.shape[0], dtype=np.bool_)
+    driver(
+        tapped.head,
+        tapped.body,
+        tapped.tail,
+        tapped.starts,
+        tapped.taps,
+        _core.BLOCK_FRAMES,
+        power,
+        complex_like(signals.dtype),
+        *tables,
+        finite,
+        out,
+    )
+    check_finite(finite, signals)
+    return out.reshape(tapped.leading + out.shape[1:])
 
 
 def check_finite(finite: np.ndarray, signals: np.ndarray) -> None:
@@ -282,24 +309,8 @@ def spectrogram(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
     if tapped is not None:
-        signals = tapped.signals
-        out = np.empty((signals.shape[0], 1 + tapped.body.shape[2] // 2, tapped.n_frames), dtype=signals.dtype)
-        finite = np.empty(signals.shape[0], dtype=np.bool_)
         driver = _core.power_taps_batch_parallel if parallel else _core.power_taps_batch
-        driver(
-            tapped.head,
-            tapped.body,
-            tapped.tail,
-            tapped.starts,
-            tapped.taps,
-            _core.BLOCK_FRAMES,
-            power,
-            complex_like(signals.dtype),
-            finite,
-            out,
-        )
-        check_finite(finite, signals)
-        return out.reshape(tapped.leading + out.shape[1:])
+        return run_tapped(tapped, driver, 1 + tapped.body.shape[2] // 2, power)
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )

@@ -93,6 +93,7 @@ from typing import Any
 import numpy as np
 
 from mgc.engine import FolderLock, atomic
+from mgc.models.config import LEVELS
 from mgc.models.errors import ModelError
 
 __all__ = [
@@ -376,7 +377,7 @@ class ModelFolder:
             what = f"{self.model_json} lacks {', '.join(missing)}: it is not a head's description"
             raise incomplete(self.root, what, meta)
         level, patches = meta.get("level", "track"), meta.get("patches")
-        if level not in ("patch", "track") or (
+        if level not in LEVELS or (
             level == "patch" and (isinstance(patches, bool) or not isinstance(patches, int) or patches < 1)
         ):
             what = f"{self.model_json} has level {level!r} with patches {patches!r}: not a head's description"

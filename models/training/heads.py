@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mgc.models.config import HEADS, LEVELS, HeadConfig
+from mgc.models.config import BUILTIN_MODELS, HEADS, LEVELS, HeadConfig
 from mgc.models.data.splits import make_splits, parse_split_files
 from mgc.models.errors import ModelError
 from mgc.models.folder import ModelFolder
@@ -131,9 +131,9 @@ def train_head(
         raise ModelError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}")
     if isinstance(patches, bool) or not isinstance(patches, int) or patches < 1:
         raise ModelError(f"patches must be a positive integer, got {patches!r}")
-    if fine_tune_epochs and featurizer not in ("stats", "musicnn-msd", "musicnn-mtt"):
+    if fine_tune_epochs and featurizer != "stats" and featurizer not in BUILTIN_MODELS:
         raise ModelError(
-            f"fine-tuning trains one network's penultimate layer: give --backbone musicnn-msd or musicnn-mtt, "
+            f"fine-tuning trains one network's penultimate layer: give --backbone {' or '.join(BUILTIN_MODELS)}, "
             f"not {featurizer}"
         )
     if not c > 0:
