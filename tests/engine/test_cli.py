@@ -122,6 +122,7 @@ def test_real_cli_exit_codes_and_no_traceback(tmp_path: Path):
 
 def test_ctrl_c_says_what_was_kept_and_the_same_command_resumes(tmp_path: Path):
     """Ctrl-C (SIGINT to the whole process group, workers included) during extract: one line, exit 130, resumable."""
+    import functools
     import os
     import signal
     import time
@@ -133,10 +134,20 @@ def test_ctrl_c_says_what_was_kept_and_the_same_command_resumes(tmp_path: Path):
         os.link(corpus / "t0000.wav", corpus / f"t{i:04d}.wav")
     store, small = tmp_path / "store", ["--sr", "8000", "--n-fft", "256", "--n-mels", "16", "--features", "logmel"]
     argv = [sys.executable, "-m", "mgc.cli", "extract", str(corpus.parent), str(store), "--workers", "2", *small]
-    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # The run gets Ctrl-C's default handling even where this suite was started with SIGINT ignored (a
+    # background job of a script): an ignored SIGINT is inherited, and Python then never raises KeyboardInterrupt.
+    run = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not (store / "shard-00002.h5").exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert run.poll() is None, "the run ended before it could be interrupted: the test needs a longer corpus"
     os.killpg(run.pid, signal.SIGINT)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130, err
