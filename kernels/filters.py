@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -189,3 +190,55 @@ def filterbank_by_bin(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     bin_offsets = np.zeros(n_used + 1, dtype=np.int64)
     np.cumsum(np.bincount(bins, minlength=n_used), out=bin_offsets[1:])
     return bin_offsets, bands.astype(np.int64), np.ascontiguousarray(weights[bands, bins])
+
+
+class BandSegments(NamedTuple):
+    """A filterbank in which each FFT bin feeds at most two adjacent bands, by runs of bins.
+
+    Bin ``b`` (``b < n_used``) adds ``low_weights[b]`` of its power to band
+    ``m`` and ``high_weights[b]`` to band ``m + 1``, where ``m`` is the band of
+    its run: bins ``first_bins[s]:first_bins[s + 1]`` all have band
+    ``bands[s]``, and ``bands`` increases. A bin feeding one band has a zero
+    high weight (or is a run's first band with a zero low weight); a bin feeding
+    none has zeros. Triangular mel filters always have this form.
+    """
+
+    first_bins: np.ndarray  # (n_runs + 1,) int64
+    bands: np.ndarray  # (n_runs,) int64
+    low_weights: np.ndarray  # (n_used,)
+    high_weights: np.ndarray  # (n_used,)
+
+
+def filterbank_by_segment(weights: np.ndarray) -> BandSegments | None:
+    """The filterbank ``(n_bands, n_bins)`` as :class:`BandSegments`, or None when it has another shape.
+
+    Bins above the last non-zero weight are dropped, as in :func:`filterbank_by_bin`.
+    """
+    bin_offsets, bin_bands, bin_weights = filterbank_by_bin(weights)
+    counts = np.diff(bin_offsets)
+    n_used = counts.shape[0]
+    if n_used == 0 or counts.max() > 2:
+        return None
+    first = bin_bands[bin_offsets[:-1][counts > 0]]  # each fed bin's lowest band
+    if np.any(bin_bands[bin_offsets[:-1][counts == 2] + 1] != bin_bands[bin_offsets[:-1][counts == 2]] + 1):
+        return None  # two bands that are not neighbours
+    low = np.zeros(n_used, dtype=bin_weights.dtype)
+    high = np.zeros(n_used, dtype=bin_weights.dtype)
+    band = np.zeros(n_used, dtype=np.int64)
+    fed = np.flatnonzero(counts > 0)
+    band[fed] = first
+    low[fed] = bin_weights[bin_offsets[fed]]
+    two = np.flatnonzero(counts == 2)
+    high[two] = bin_weights[bin_offsets[two] + 1]
+    # A bin that feeds nothing takes the band of the fed bin before it (0 before the first): zero weights.
+    carried = np.maximum.accumulate(np.where(counts > 0, np.arange(n_used), -1))
+    band = np.where(carried >= 0, band[np.maximum(carried, 0)], 0)
+    if np.any(np.diff(band) < 0):
+        return None
+    starts = np.flatnonzero(np.r_[True, np.diff(band) != 0])
+    return BandSegments(
+        first_bins=np.r_[starts, n_used].astype(np.int64),
+        bands=band[starts].astype(np.int64),
+        low_weights=low,
+        high_weights=high,
+    )

@@ -8,8 +8,9 @@ import numpy as np
 
 from . import _core
 from ._errors import ParameterError
-from .filters import check_norm, filterbank_by_bin, mel_filterbank
-from .stft import complex_like, frames_setup, run_tapped, tapped_setup
+from ._simd import LANES
+from .filters import check_norm, filterbank_by_bin, filterbank_by_segment, mel_filterbank
+from .stft import check_finite, complex_like, frames_setup, run_tapped, tapped_args, tapped_setup
 from .validate import power as check_power
 from .validate import real_number
 
@@ -21,6 +22,49 @@ def _bands(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype_name):
     weights = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
     bin_offsets, bin_bands, bin_weights = filterbank_by_bin(weights)
     return weights.shape[0], bin_offsets, bin_bands, bin_weights.astype(dtype_name)
+
+
+@functools.lru_cache(maxsize=32)
+def _vector_bands(sr, n_fft, n_mels, fmin, fmax, htk, norm, c0, c1):
+    """The float32 vector kernel's tables, the window folded in (see ``_core``), or None for another filterbank."""
+    weights = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
+    segments = filterbank_by_segment(weights)
+    if segments is None or c0 == 0.0:
+        return None
+    gain = np.float64(c0) * np.float64(c0)
+    return (
+        np.float32(np.float64(c1) / np.float64(c0)),
+        segments.first_bins,
+        segments.bands,
+        (segments.low_weights.astype(np.float64) * gain).astype(np.float32),
+        (segments.high_weights.astype(np.float64) * gain).astype(np.float32),
+    )
+
+
+def _mel_staged(tapped, power, mel_args, floor, parallel) -> np.ndarray | None:
+    """The vector kernel's mel bands by blocks (``_core``'s staging), each at least ``floor``, or None.
+
+    It applies to float32 signals, ``power=2`` and a window given as taps
+    (``tapped`` not None), with a triangular filterbank. The returned array is
+    ``(n_signals, n_blocks, n_mels, width)``; lanes past the last frame hold ``floor``.
+    """
+    if tapped is None or power != 2.0 or tapped.signals.dtype != np.float32:
+        return None
+    sr, n_mels, fmin, fmax, htk, norm = mel_args
+    key = (sr, tapped.body.shape[2], n_mels, fmin, fmax, bool(htk), check_norm(norm))
+    tables = _vector_bands(*key, float(tapped.taps[0]), float(tapped.taps[1]))
+    if tables is None:
+        return None
+    n_frames = tapped.n_frames
+    width = -(-min(_core.BLOCK_FRAMES, n_frames) // LANES) * LANES
+    n_blocks = -(-n_frames // width)
+    staging = np.empty((tapped.signals.shape[0], n_blocks, n_mels, width), dtype=np.float32)
+    staging[:, -1, :, n_frames - (n_blocks - 1) * width :] = floor if np.isfinite(floor) else 0.0
+    finite = np.empty(tapped.signals.shape[0], dtype=np.bool_)
+    driver = _core.mel_vector_batch_parallel if parallel else _core.mel_vector_batch
+    driver(tapped.head, tapped.body, tapped.tail, tapped.starts, n_frames, *tables, np.float32(floor), finite, staging)
+    check_finite(finite, tapped.signals)
+    return staging
 
 
 def _check_db_args(amin, top_db) -> None:
@@ -76,12 +120,17 @@ def melspectrogram(
     tapped = tapped_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
+    staged = _mel_staged(tapped, power, (sr, n_mels, fmin, fmax, htk, norm), -np.inf, parallel)
+    if staged is not None:
+        out = np.empty((staged.shape[0], staged.shape[2], tapped.n_frames), dtype=np.float32)
+        _core.unblock_db(staged, out, np.float32(1.0), np.float32(0.0), np.float32(-np.inf))
+        return out.reshape(tapped.leading + out.shape[1:])
     if tapped is not None:
         n_bands, bin_offsets, bin_bands, bin_weights = _bands(
             sr, tapped.body.shape[2], n_mels, fmin, fmax, bool(htk), check_norm(norm), tapped.signals.dtype.name
         )
         driver = _core.mel_taps_batch_parallel if parallel else _core.mel_taps_batch
-        return run_tapped(tapped, driver, n_bands, power, bin_offsets, bin_bands, bin_weights)
+        return run_tapped(tapped, driver, n_bands, *tapped_args(tapped, power), bin_offsets, bin_bands, bin_weights)
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )
@@ -200,6 +249,19 @@ def log_melspectrogram(
     S_db : np.ndarray [shape=(..., n_mels, n_frames), dtype of y]
     """
     _check_db_args(amin, top_db)
+    if not callable(ref):
+        frames = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center)
+        tapped = tapped_setup(y, **frames, pad_mode=pad_mode)
+        staged = _mel_staged(tapped, check_power(power), (sr, n_mels, fmin, fmax, htk, norm), amin, parallel)
+        if staged is not None:
+            # dB over the blocks (numpy's SIMD log10 in place, written front to back), then written out row by row.
+            np.log10(staged, out=staged)
+            ref_db = np.float32(_reference_db(None, ref, amin))
+            peak = np.float32(10.0) * staged.max() - ref_db if staged.size else np.float32(0.0)
+            floor = peak - np.float32(top_db) if top_db is not None else np.float32(-np.inf)
+            out = np.empty((staged.shape[0], staged.shape[2], tapped.n_frames), dtype=np.float32)
+            _core.unblock_db(staged, out, np.float32(10.0), ref_db, np.float32(floor))
+            return out.reshape(tapped.leading + out.shape[1:])
     S = melspectrogram(
         y,
         sr=sr,

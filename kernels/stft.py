@@ -172,31 +172,24 @@ def tapped_setup(y, *, n_fft, hop_length, win_length, window, center, pad_mode) 
     )
 
 
-def run_tapped(tapped: TappedFrames, driver, n_rows: int, power: float, *tables) -> np.ndarray:
+def run_tapped(tapped: TappedFrames, driver, n_rows: int, *args) -> np.ndarray:
     """Run a frequency-window ``driver`` of ``_core`` over ``tapped`` into a new ``(..., n_rows, n_frames)`` array.
 
-    ``tables`` are the driver's arguments between ``complex_like`` and ``finite``
-    (the mel filterbank's, for the mel driver). Raises if a frame held a
-    non-finite sample (see :func:`check_finite`).
+    ``args`` are the driver's arguments between the segments' ``starts`` and
+    ``finite`` (see :func:`tapped_args` for the usual ones). Raises if a frame
+    held a non-finite sample (see :func:`check_finite`).
     """
     signals = tapped.signals
     out = np.empty((signals.shape[0], n_rows, tapped.n_frames), dtype=signals.dtype)
     finite = np.empty(signals.shape[0], dtype=np.bool_)
-    driver(
-        tapped.head,
-        tapped.body,
-        tapped.tail,
-        tapped.starts,
-        tapped.taps,
-        _core.BLOCK_FRAMES,
-        power,
-        complex_like(signals.dtype),
-        *tables,
-        finite,
-        out,
-    )
+    driver(tapped.head, tapped.body, tapped.tail, tapped.starts, *args, finite, out)
     check_finite(finite, signals)
     return out.reshape(tapped.leading + out.shape[1:])
+
+
+def tapped_args(tapped: TappedFrames, power: float) -> tuple:
+    """The arguments the scalar frequency-window drivers take first: taps, block size, power, complex dtype."""
+    return tapped.taps, _core.BLOCK_FRAMES, power, complex_like(tapped.signals.dtype)
 
 
 def check_finite(finite: np.ndarray, signals: np.ndarray) -> None:
@@ -310,7 +303,7 @@ def spectrogram(
     )
     if tapped is not None:
         driver = _core.power_taps_batch_parallel if parallel else _core.power_taps_batch
-        return run_tapped(tapped, driver, 1 + tapped.body.shape[2] // 2, power)
+        return run_tapped(tapped, driver, 1 + tapped.body.shape[2] // 2, *tapped_args(tapped, power))
     padded, window_values, hop_length, n_frames, leading = frames_setup(
         y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
     )

@@ -13,7 +13,9 @@ STDLIB = set(sys.stdlib_module_names)
 
 #: Third-party and project packages each layer may import (the standard library is always allowed).
 ALLOWED = {
-    "kernels": {"numpy", "numba", "scipy", "rocket_fft", "kernels"},
+    # llvmlite is Numba's own code generator (installed with it, at the version it pins): the
+    # vector intrinsics of kernels/_simd.py build their LLVM IR with it.
+    "kernels": {"numpy", "numba", "llvmlite", "scipy", "rocket_fft", "kernels"},
     "engine": {
         "numpy",
         "numba",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mgc import kernels
-from mgc.kernels.filters import filterbank_by_bin
+from mgc.kernels.filters import filterbank_by_bin, filterbank_by_segment
 from tests import naive
 
 GRID = [
@@ -75,6 +75,42 @@ def test_filterbank_by_bin_reproduces_dense_weights(kwargs):
     np.testing.assert_array_equal(rebuilt, weights)
     # The sparsity the fused kernel relies on: each FFT bin feeds at most two bands.
     assert np.diff(bin_offsets).max() <= 2
+
+
+# Many bands on a short FFT leave some bands without a bin (librosa warns of empty filters): the
+# vector kernel's runs then skip a band, which must come out as zeros.
+SEGMENT_GRID = [*GRID, dict(sr=22050, n_fft=256, n_mels=128), dict(sr=16000, n_fft=512, n_mels=40, fmin=3000.0)]
+
+
+@pytest.mark.parametrize("kwargs", SEGMENT_GRID, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_filterbank_by_segment_reproduces_dense_weights(kwargs):
+    weights = kernels.mel_filterbank(**kwargs)
+    segments = filterbank_by_segment(weights)
+    assert segments is not None
+    first, bands, low, high = segments
+    assert np.all(np.diff(bands) > 0) and np.all(np.diff(first) > 0) and first[0] == 0
+    rebuilt = np.zeros_like(weights)
+    for run in range(bands.size):
+        for b in range(first[run], first[run + 1]):
+            rebuilt[bands[run], b] += low[b]
+            if bands[run] + 1 < weights.shape[0]:
+                rebuilt[bands[run] + 1, b] += high[b]
+            else:
+                assert high[b] == 0
+    np.testing.assert_array_equal(rebuilt, weights)
+
+
+def test_filterbank_by_segment_refuses_other_shapes():
+    weights = np.zeros((4, 10))
+    weights[0, 2] = weights[2, 2] = 1.0  # one bin into two bands that are not neighbours
+    assert filterbank_by_segment(weights) is None
+    weights = np.zeros((4, 10))
+    weights[:3, 5] = 1.0  # one bin into three bands
+    assert filterbank_by_segment(weights) is None
+    weights = np.zeros((4, 10))
+    weights[2, 1] = weights[0, 4] = 1.0  # bands that go down as the bins go up
+    assert filterbank_by_segment(weights) is None
+    assert filterbank_by_segment(np.zeros((4, 10))) is None
 
 
 @pytest.mark.parametrize(

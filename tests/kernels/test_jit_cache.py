@@ -16,7 +16,7 @@ import mgc.kernels._core as core
 from mgc import kernels
 y = np.zeros(22050, dtype=np.float32)
 kernels.log_melspectrogram(y, sr=22050)
-stats = core.mel_taps_batch.stats  # the default (Hann) path
+stats = core.mel_vector_batch.stats  # the default path (Hann, float32, power 2)
 print(json.dumps({"hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values())}))
 """
 

@@ -182,6 +182,87 @@ def test_a_non_finite_sample_in_one_stacked_signal_is_refused():
             kernels.melspectrogram(y, sr=22050, parallel=parallel)
 
 
+# The float32, power-2 mel spectrogram runs in explicit vectors (kernels/_core.py, kernels/_simd.py): a
+# chunk of frames walks up the bins, writes bands into blocks, and the blocks are unstaged row by row.
+# Every frame count around the chunk (LANES) and block sizes, short and long signals, stacks and both
+# drivers must give the scalar kernel's numbers; so must empty bands and the other tapped windows.
+@pytest.mark.parametrize(
+    "n_fft, hop_length, n_mels, window",
+    [(512, 128, 40, "hann"), (256, 64, 128, "hamming"), (1024, 256, 64, "boxcar")],
+)
+@pytest.mark.parametrize("n_frames", [1, 2, 7, 31, 32, 33, 63, 64, 65, 129, 300])
+def test_vector_kernel_equals_the_scalar_kernel(n_fft, hop_length, n_mels, window, n_frames):
+    import importlib
+
+    from mgc.kernels import _core
+
+    stft_module = importlib.import_module("mgc.kernels.stft")
+    spectral = importlib.import_module("mgc.kernels.spectral")
+    n = (n_frames - 1) * hop_length + 1
+    y = np.stack([make_tone_mix(seconds=n / 22050 + 0.01, seed=seed)[:n] for seed in range(3)])
+    kwargs = dict(n_fft=n_fft, hop_length=hop_length, window=window, center=True, pad_mode="constant")
+    tapped = stft_module.tapped_setup(y, win_length=None, **kwargs)
+    _, offsets, bands, weights = spectral._bands(22050, n_fft, n_mels, 0.0, None, False, "slaney", "float32")
+    args = stft_module.tapped_args(tapped, 2.0)
+    scalar = stft_module.run_tapped(tapped, _core.mel_taps_batch, n_mels, *args, offsets, bands, weights)
+    before = len(_core.mel_vector_batch.signatures) + len(_core.mel_vector_batch_parallel.signatures)
+    for parallel in (False, True):
+        ours = kernels.melspectrogram(y, sr=22050, n_mels=n_mels, parallel=parallel, **kwargs)
+        assert ours.shape == scalar.shape == (3, n_mels, n_frames)
+        assert_spectrum_close(ours, scalar, rtol=2e-6)
+        if n_mels == 128:  # bands no bin feeds are zeros in both
+            assert np.array_equal(ours.max(axis=(0, 2)) == 0, scalar.max(axis=(0, 2)) == 0)
+            assert (ours.max(axis=(0, 2)) == 0).any()
+    assert len(_core.mel_vector_batch.signatures) + len(_core.mel_vector_batch_parallel.signatures) >= max(before, 2)
+
+
+@pytest.mark.parametrize(
+    "db", [dict(), dict(top_db=None), dict(ref=3.0, amin=1e-4, top_db=30.0), dict(amin=1e-3, top_db=0.0)]
+)
+def test_log_mel_in_blocks_equals_power_to_db_of_the_mel_spectrogram(db):
+    # The vector path takes the dB over the staging blocks before unstaging them (kernels/spectral.py):
+    # the same numbers, bit for bit, as the dB of the finished mel spectrogram.
+    y = np.stack([make_tone_mix(seconds=3.0, seed=seed, dtype=np.float32) for seed in range(2)])
+    y[1, 20000:40000] = 0.0  # silence: values at amin and at the top_db floor
+    ours = kernels.log_melspectrogram(y, sr=22050, **db)
+    expected = kernels.power_to_db(kernels.melspectrogram(y, sr=22050), **db)
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_vector_kernel_numbers_do_not_depend_on_the_vector_width(tmp_path):
+    # _simd.LANES is 32 floats on this AVX-512 machine; compiled for a generic x86-64 (or any CPU
+    # without AVX) it is 4. Every lane does the same IEEE operations in the same order, so the
+    # numbers must be equal bit for bit (a fresh process with its own Numba cache).
+    import os
+    import subprocess
+    import sys
+
+    from mgc.kernels import _simd
+
+    probe = (
+        "import sys, numpy as np\n"
+        "from mgc import kernels\n"
+        "from mgc.kernels import _simd\n"
+        "y = (np.random.default_rng(3).standard_normal((2, 40000)) * 0.1).astype(np.float32)\n"
+        "np.save(sys.argv[1], kernels.log_melspectrogram(y, sr=22050, n_fft=1024, hop_length=256, n_mels=64))\n"
+        "print(_simd.LANES)\n"
+    )
+    results = {}
+    for name, cpu in (("here", None), ("generic", "generic")):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / f"cache-{name}")
+        if cpu:
+            env["NUMBA_CPU_NAME"] = cpu
+        out = tmp_path / f"{name}.npy"
+        run = subprocess.run([sys.executable, "-c", probe, str(out)], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        results[name] = (int(run.stdout.split()[-1]), np.load(out))
+    assert results["generic"][0] == 4
+    assert results["here"][0] == _simd.LANES
+    np.testing.assert_array_equal(results["here"][1], results["generic"][1])
+
+
 @pytest.mark.parametrize("window", ["hann", "blackman"])
 def test_finite_samples_that_overflow_give_infinities_not_an_error(window):
     # Finite, but the frame sums and powers overflow float32: both window paths give inf
