@@ -134,11 +134,14 @@ def test_cli_scheduler_local_gives_the_same_store(corpus, reference_store, tmp_p
     assert_same_store(store, reference_store)
 
 
-def test_cli_unreachable_scheduler_exits_2_without_traceback(corpus, tmp_path):
+def test_cli_unreachable_scheduler_exits_2_without_traceback(corpus, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from mgc.cli import app
+    from mgc.engine import cluster
 
+    # The CLI waits dask_executor's default 10 s for an answer; 2 s are as good a test of the message.
+    monkeypatch.setitem(cluster.dask_executor.__wrapped__.__kwdefaults__, "timeout", 2.0)
     result = CliRunner().invoke(app, ["extract", str(corpus), str(tmp_path / "s"), "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 2
     assert "no Dask scheduler answered" in result.output and "Traceback" not in result.output
