@@ -365,9 +365,12 @@ def _mel_vector_one(head, body, tail, starts, n_frames, k, first_bins, bands, lo
     """
     n_blocks, _, width = staging.shape
     n_bins = body.shape[1] // 2 + 1
-    # Zeroed so that the lanes past the last frame hold no garbage (no denormals or NaN to slow the
-    # arithmetic; their results are never written).
-    spectrum = np.zeros((n_bins + 2, width), dtype=np.complex64)
+    # The lanes past the last frame of a partial block are computed and never written: they hold the
+    # block before's spectrum, or zeros when there is none (no garbage such as denormals to slow the
+    # arithmetic; zeroing the whole buffer every call cost 20 us per 30 s clip).
+    spectrum = np.empty((n_bins + 2, width), dtype=np.complex64)
+    if n_frames < width:
+        spectrum[:] = 0.0
     flat = spectrum.view(np.float32)
     scratch = np.empty((1, LANES), dtype=np.float32)
     finite = True
