@@ -15,6 +15,10 @@ Every operation is one IEEE float32 operation per lane, without fused
 multiply-adds: results do not depend on the machine or on :data:`LANES`.
 
 Indices are not checked (no wraparound, no bounds check): callers keep them inside.
+
+Numba's on-disk cache keys a kernel on its own source file and the CPU, not on
+this module: after editing it, clear the cache (``__pycache__/*.nbi``, ``*.nbc``
+next to ``_core.py``) or touch ``_core.py``.
 """
 
 from __future__ import annotations

@@ -174,7 +174,10 @@ def _nnaudio(p: dict) -> Pair:
         verbose=False,
     )
     mel = features.MelSpectrogram(power=2.0, **common)
-    mfcc = features.MFCC(n_mfcc=p["n_mfcc"], norm="ortho", ref=1.0, amin=1e-10, top_db=p["top_db"], **common)
+    # MFCC's own `norm` is the DCT's; its mel layer then keeps MelSpectrogram's default norm=1 (Slaney's area
+    # normalisation), the one set above: passing both is a TypeError in nnAudio 0.3.
+    mel_of_mfcc = {k: v for k, v in common.items() if k != "norm"}
+    mfcc = features.MFCC(n_mfcc=p["n_mfcc"], norm="ortho", ref=1.0, amin=1e-10, top_db=p["top_db"], **mel_of_mfcc)
 
     def logmel(y):
         with torch.inference_mode():
