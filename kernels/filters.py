@@ -199,8 +199,8 @@ class BandSegments(NamedTuple):
     ``m`` and ``high_weights[b]`` to band ``m + 1``, where ``m`` is the band of
     its run: bins ``first_bins[s]:first_bins[s + 1]`` all have band
     ``bands[s]``, and ``bands`` increases. A bin feeding one band has a zero
-    high weight (or is a run's first band with a zero low weight); a bin feeding
-    none has zeros. Triangular mel filters always have this form.
+    high weight; a bin feeding none has zero weights and the band of the fed
+    bin before it. Triangular mel filters always have this form.
     """
 
     first_bins: np.ndarray  # (n_runs + 1,) int64
