@@ -41,15 +41,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-AUDIO = ROOT.parent / "shared" / "audio"
-REAL_TRAIN = {
-    "brahms": ("Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_string_orchestra.ogg", "classical"),
-    "vibeace": ("Kevin_MacLeod_-_Vibe_Ace.ogg", "jazz"),
-}
-REAL_TEST = {
-    "sugarplum": ("Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy.ogg", "classical"),
-    "trumpet": ("sorohanro_-_solo-trumpet-06.ogg", "jazz"),
-}
+from benchmarks.real_recordings import AUDIO, RECORDINGS  # noqa: E402  (the shared recordings, one table)
+
+#: Two recordings train, the other two of the same genres give the test clips.
+REAL_TRAIN = {name: RECORDINGS[name] for name in ("brahms", "vibeace")}
+REAL_TEST = {name: RECORDINGS[name] for name in ("sugarplum", "trumpet")}
 #: Clips per test recording, by length.
 CLIPS_PER_RECORDING = {2.0: 4, 3.0: 4, 10.0: 2, 30.0: 1}
 FEATURIZERS = "stats,musicnn-msd,musicnn-mtt,musicnn-msd-pool,musicnn-mtt-pool,musicnn-msd+mtt"

@@ -117,10 +117,15 @@ def melspectrogram(
     S : np.ndarray [shape=(..., n_mels, n_frames), dtype of y]
     """
     power = check_power(power)
-    tapped = tapped_setup(
-        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
-    )
-    staged = _mel_staged(tapped, power, (sr, n_mels, fmin, fmax, htk, norm), -np.inf, parallel)
+    frames = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center)
+    tapped = tapped_setup(y, **frames, pad_mode=pad_mode)
+    return _mel_from(y, tapped, frames, pad_mode, power, (sr, n_mels, fmin, fmax, htk, norm), parallel)
+
+
+def _mel_from(y, tapped, frames, pad_mode, power, mel_args, parallel) -> np.ndarray:
+    """:func:`melspectrogram` once :func:`tapped_setup` has run (``tapped`` None: the window is applied in time)."""
+    sr, n_mels, fmin, fmax, htk, norm = mel_args
+    staged = _mel_staged(tapped, power, mel_args, -np.inf, parallel)
     if staged is not None:
         out = np.empty((staged.shape[0], staged.shape[2], tapped.n_frames), dtype=np.float32)
         _core.unblock_db(staged, out, np.float32(1.0), np.float32(0.0), np.float32(-np.inf))
@@ -131,9 +136,7 @@ def melspectrogram(
         )
         driver = _core.mel_taps_batch_parallel if parallel else _core.mel_taps_batch
         return run_tapped(tapped, driver, n_bands, *tapped_args(tapped, power), bin_offsets, bin_bands, bin_weights)
-    padded, window_values, hop_length, n_frames, leading = frames_setup(
-        y, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center, pad_mode=pad_mode
-    )
+    padded, window_values, hop_length, n_frames, leading = frames_setup(y, **frames, pad_mode=pad_mode)
     n_fft = window_values.shape[0]
     n_bands, bin_offsets, bin_bands, bin_weights = _bands(
         sr, n_fft, n_mels, fmin, fmax, bool(htk), check_norm(norm), padded.dtype.name
@@ -249,34 +252,19 @@ def log_melspectrogram(
     S_db : np.ndarray [shape=(..., n_mels, n_frames), dtype of y]
     """
     _check_db_args(amin, top_db)
-    if not callable(ref):
-        frames = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center)
-        tapped = tapped_setup(y, **frames, pad_mode=pad_mode)
-        staged = _mel_staged(tapped, check_power(power), (sr, n_mels, fmin, fmax, htk, norm), amin, parallel)
-        if staged is not None:
-            # dB over the blocks (numpy's SIMD log10 in place, written front to back), then written out row by row.
-            np.log10(staged, out=staged)
-            ref_db = np.float32(_reference_db(None, ref, amin))
-            peak = np.float32(10.0) * staged.max() - ref_db if staged.size else np.float32(0.0)
-            floor = peak - np.float32(top_db) if top_db is not None else np.float32(-np.inf)
-            out = np.empty((staged.shape[0], staged.shape[2], tapped.n_frames), dtype=np.float32)
-            _core.unblock_db(staged, out, np.float32(10.0), ref_db, np.float32(floor))
-            return out.reshape(tapped.leading + out.shape[1:])
-    S = melspectrogram(
-        y,
-        sr=sr,
-        n_fft=n_fft,
-        hop_length=hop_length,
-        win_length=win_length,
-        window=window,
-        center=center,
-        pad_mode=pad_mode,
-        power=power,
-        n_mels=n_mels,
-        fmin=fmin,
-        fmax=fmax,
-        htk=htk,
-        norm=norm,
-        parallel=parallel,
-    )
+    power = check_power(power)
+    mel_args = (sr, n_mels, fmin, fmax, htk, norm)
+    frames = dict(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, center=center)
+    tapped = tapped_setup(y, **frames, pad_mode=pad_mode)
+    staged = None if callable(ref) else _mel_staged(tapped, power, mel_args, amin, parallel)
+    if staged is not None:
+        # dB over the blocks (numpy's SIMD log10 in place, written front to back), then written out row by row.
+        np.log10(staged, out=staged)
+        ref_db = np.float32(_reference_db(None, ref, amin))
+        peak = np.float32(10.0) * staged.max() - ref_db if staged.size else np.float32(0.0)
+        floor = peak - np.float32(top_db) if top_db is not None else np.float32(-np.inf)
+        out = np.empty((staged.shape[0], staged.shape[2], tapped.n_frames), dtype=np.float32)
+        _core.unblock_db(staged, out, np.float32(10.0), ref_db, np.float32(floor))
+        return out.reshape(tapped.leading + out.shape[1:])
+    S = _mel_from(y, tapped, frames, pad_mode, power, mel_args, parallel)
     return _to_db_inplace(S, ref=ref, amin=amin, top_db=top_db)
